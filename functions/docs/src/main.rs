@@ -1,0 +1,11 @@
+//! Wires the docs function; the logic is in `lib.rs`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init();
+    let app = match docs::App::new() {
+        Ok(app) => app,
+        Err(err) => shared::telemetry::exit_on_init_error(&err),
+    };
+    shared::http::run(app, docs::handle).await
+}

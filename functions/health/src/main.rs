@@ -1,0 +1,11 @@
+//! Wires the health function: logging, configuration, clients; the logic is in `lib.rs`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init();
+    let app = match shared::config::Config::from_env() {
+        Ok(config) => health::App::new(config, &shared::clients::sdk_config().await),
+        Err(err) => shared::telemetry::exit_on_init_error(&err),
+    };
+    shared::http::run(app, health::handle).await
+}

@@ -1,0 +1,355 @@
+//! The HTTP glue every API function shares, on top of `lambda_http`.
+//!
+//! A function's `lib.rs` exposes `async fn handle(app: &App, req: Request) -> HttpResult` and
+//! dispatches on [`route_key`] (`"GET /accounts/{id}"`, exactly as API Gateway names the route
+//! that matched). Everything around that — parsing, error mapping, the per-request log line —
+//! lives here, once.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Instant;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::{ApiError, FieldError};
+
+/// What a handler returns.
+pub type HttpResult = Result<Response<Body>, ApiError>;
+
+/// The largest JSON body a handler reads. API Gateway accepts 10 MB; nothing in this API
+/// needs more than a bulk job of 100,000 ids (about 3 MB), so larger bodies are refused
+/// before parsing.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+const JSON: &str = "application/json";
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The route API Gateway matched, e.g. `GET /accounts/{id}`. Falls back to the method and
+/// raw path for events without a route key (direct invocations in tests).
+pub fn route_key(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .route_key
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", req.method(), req.uri().path())),
+        _ => format!("{} {}", req.method(), req.uri().path()),
+    }
+}
+
+/// API Gateway's id of this request (the one in its access logs), else Lambda's.
+pub fn request_id(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| req.lambda_context().request_id)
+}
+
+/// The caller's source IP as API Gateway saw it (for rate limits and audit).
+pub fn source_ip(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    }
+}
+
+/// A path parameter parsed into `T`; a malformed value is a 400 naming the parameter.
+pub fn path_param<T>(req: &Request, name: &str) -> Result<T, ApiError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let params = req.path_parameters();
+    let raw = params
+        .first(name)
+        .ok_or_else(|| ApiError::invalid_field(name, "path parameter is missing"))?;
+    raw.parse()
+        .map_err(|err: T::Err| ApiError::invalid_field(name, err.to_string()))
+}
+
+/// The query string deserialised into `T` (declare it `deny_unknown_fields` to refuse
+/// parameters the route does not know). Errors name the parameter.
+pub fn query<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let raw = req.uri().query().unwrap_or("");
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let field = err.path().to_string();
+        ApiError::invalid_field(
+            if field == "." { "query".into() } else { field },
+            err.inner().to_string(),
+        )
+    })
+}
+
+/// The JSON body deserialised into `T`.
+///
+/// - an absent body or one over [`MAX_BODY_BYTES`] is refused before parsing (400 / 413);
+/// - a `Content-Type` other than JSON is a 415;
+/// - a syntax error is a 400 with the parser's line and column;
+/// - a type error (missing field, wrong type, unknown field under `deny_unknown_fields`)
+///   is a 400 naming the field's path.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence != JSON && !essence.ends_with("+json") {
+            return Err(ApiError::unsupported_media_type(format!(
+                "Content-Type must be {JSON}, not {essence}"
+            )));
+        }
+    }
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(format!(
+            "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
+            bytes.len()
+        )));
+    }
+    parse_json(bytes)
+}
+
+/// [`json_body`]'s parsing, for callers that have the bytes (SQS messages, tests).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send JSON",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|err| json_error(&err.path().to_string(), err.inner()))?;
+    deserializer.end().map_err(|err| json_error(".", &err))?;
+    Ok(value)
+}
+
+/// A data error names the field it is about; a syntax error gives the parser's position.
+fn json_error(path: &str, err: &serde_json::Error) -> ApiError {
+    match err.classify() {
+        serde_json::error::Category::Data => {
+            let field = if path == "." { "body" } else { path };
+            ApiError::invalid_field(field, strip_position(&err.to_string()))
+        }
+        _ => ApiError::bad_request(format!(
+            "the body is not valid JSON: {} at line {} column {}",
+            strip_position(&err.to_string()),
+            err.line(),
+            err.column()
+        )),
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; the field list says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A request header as a string, if present and valid UTF-8.
+pub fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// A JSON response with `status`.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResult {
+    let body = serde_json::to_string(value).map_err(ApiError::internal)?;
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, JSON)
+        .body(Body::from(body))
+        .map_err(ApiError::internal)
+}
+
+/// A response with no body (204, 304).
+pub fn empty(status: StatusCode) -> HttpResult {
+    Response::builder()
+        .status(status)
+        .body(Body::Empty)
+        .map_err(ApiError::internal)
+}
+
+/// The problem+json response for an error: the one place an [`ApiError`] becomes HTTP.
+pub fn problem_response(error: &ApiError) -> Response<Body> {
+    let body = serde_json::to_string(&error.problem()).unwrap_or_else(|_| {
+        r#"{"type":"about:blank","title":"Internal server error","status":500}"#.to_owned()
+    });
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = error.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = error.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The answer for a route key this function does not serve (API Gateway only sends the
+/// routes the template gives it, so this is a template/code mismatch or a direct invoke).
+pub fn unknown_route(route: &str) -> ApiError {
+    ApiError::not_found(format!("no route {route}"))
+}
+
+/// Runs one request through `handler`: maps its error to problem+json and writes one log
+/// line with the request id, route, status and duration.
+pub async fn serve<F, Fut>(req: Request, handler: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = HttpResult>,
+{
+    let started = Instant::now();
+    let route = route_key(&req);
+    let request_id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %request_id, route = %route);
+    let result = handler(req).instrument(span.clone()).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => problem_response(&error),
+    };
+    span.in_scope(|| {
+        tracing::info!(
+            request_id = %request_id,
+            route = %route,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    response
+}
+
+/// Runs the Lambda loop for an API function: `app` (config and clients, built once in
+/// `main`) is shared by every invocation; each request goes through [`serve`].
+pub async fn run<A, F, Fut>(app: A, handler: F) -> Result<(), lambda_http::Error>
+where
+    A: Send + Sync + 'static,
+    F: Fn(&'static A, Request) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = HttpResult> + Send,
+{
+    // The app lives as long as the process: leaking it once gives every invocation a plain
+    // shared reference instead of an Arc clone per request.
+    let app: &'static A = Box::leak(Box::new(app));
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(serve(req, |req| handler(app, req)).await)
+    }))
+    .await
+}
+
+/// Field errors gathered while validating a request, turned into one 400 at the end.
+#[derive(Debug, Default)]
+pub struct Validation {
+    errors: Vec<FieldError>,
+}
+
+impl Validation {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Records the error of `result` under `field` and gives back its value.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.add(field, err.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Payload {
+        #[allow(dead_code)]
+        name: String,
+        #[allow(dead_code)]
+        amount: crate::domain::MinorUnits,
+    }
+
+    fn body_error(body: &str) -> ApiError {
+        parse_json::<Payload>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_parser_position() {
+        let err = body_error("{\"name\": \"x\",\n \"amount\": }");
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.code, "bad-request");
+        assert!(err.detail.contains("line 2 column"), "{}", err.detail);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let err = body_error(r#"{"name":"x","amount":10.5}"#);
+        assert_eq!(err.code, "validation");
+        assert_eq!(err.errors[0].field, "amount");
+
+        let err = body_error(r#"{"name":"x","amount":1,"extra":true}"#);
+        assert!(err.errors[0].message.contains("unknown field `extra`"));
+
+        let err = body_error(r#"{"name":"x"}"#);
+        assert!(err.errors[0].message.contains("missing field `amount`"));
+    }
+
+    #[test]
+    fn empty_and_trailing_bodies_are_refused() {
+        assert_eq!(body_error("  ").code, "bad-request");
+        assert_eq!(
+            body_error(r#"{"name":"x","amount":1} {}"#).code,
+            "bad-request"
+        );
+    }
+
+    #[test]
+    fn problem_response_is_rfc9457() {
+        let response = problem_response(&ApiError::too_many_requests(7));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["status"], 429);
+        assert_eq!(body["type"], "https://collectpro.dev/problems/rate-limited");
+        assert!(body.get("errors").is_none());
+    }
+
+    #[test]
+    fn validation_lists_every_field() {
+        let mut validation = Validation::new();
+        validation.add("email", "must be an email address");
+        validation.check::<u8, _>("limit", "x".parse::<u8>());
+        let err = validation.finish().unwrap_err();
+        let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "limit"]);
+    }
+}
