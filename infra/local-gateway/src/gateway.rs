@@ -1,0 +1,355 @@
+//! The gateway as a whole: provisions, starts the HTTP and WebSocket APIs, the event
+//! sources and the schedules, and stops every function process when it stops.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use axum::body::Bytes;
+use tokio::task::JoinHandle;
+
+use crate::model::Model;
+use crate::provision::{provision, sdk_config, Provisioned};
+use crate::runtime::{FunctionPool, LogSink, Outcome, RuntimeSettings};
+use crate::template::Template;
+use crate::websocket::WsState;
+
+/// How to start a gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub template_path: PathBuf,
+    /// 0 picks a free port.
+    pub http_port: u16,
+    /// 0 picks a free port.
+    pub ws_port: u16,
+    /// Where the function binaries are; default `$CARGO_TARGET_DIR/debug` or
+    /// `<template dir>/target/debug`.
+    pub bin_dir: Option<PathBuf>,
+    /// Prefix of table and queue names.
+    pub prefix: String,
+    pub max_instances: usize,
+    /// Template parameter overrides (`Stage` defaults to `local`).
+    pub params: BTreeMap<String, String>,
+    /// Divides `rate(...)` intervals (tests set e.g. 60 so `rate(1 minute)` fires every second).
+    pub schedule_speedup: f64,
+    /// Where function output and START/END/REPORT lines go.
+    pub logs: LogSink,
+    /// Create tables and queues (false: only compute their local names, for `invoke`
+    /// without a running stack).
+    pub provision: bool,
+    /// Start the SQS / stream pollers and schedules (the `invoke` subcommand does not).
+    pub event_sources: bool,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            template_path: PathBuf::from("template.yaml"),
+            http_port: 3000,
+            ws_port: 3001,
+            bin_dir: None,
+            prefix: "collectpro-local-".into(),
+            max_instances: 8,
+            params: BTreeMap::new(),
+            schedule_speedup: 1.0,
+            logs: LogSink::Stdout,
+            provision: true,
+            event_sources: true,
+        }
+    }
+}
+
+/// What every server task shares.
+pub struct Shared {
+    pub model: Model,
+    pub pools: BTreeMap<String, Arc<FunctionPool>>,
+    pub ws: WsState,
+    pub region: String,
+    pub ws_addr: SocketAddr,
+}
+
+impl Shared {
+    /// Invokes a function by logical id.
+    pub async fn invoke(&self, function: &str, payload: Bytes) -> Outcome {
+        match self.pools.get(function) {
+            Some(pool) => pool.invoke(payload).await,
+            None => Outcome::InitError(format!("no function {function}")),
+        }
+    }
+}
+
+/// The gateway entry point.
+pub struct Gateway;
+
+/// A started gateway. Dropping it stops everything (use [`RunningGateway::shutdown`] to wait).
+pub struct RunningGateway {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    provisioned: Provisioned,
+    tasks: Vec<JoinHandle<()>>,
+    scheduler: Option<crate::schedule::Scheduler>,
+}
+
+/// The default directory of function binaries for a workspace.
+pub fn default_bin_dir(workspace: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("debug"),
+        None => workspace.join("target").join("debug"),
+    }
+}
+
+impl Gateway {
+    /// Provisions the template's resources and starts serving. Function binaries must be
+    /// built before (`cargo build --bins`).
+    pub async fn start(options: GatewayOptions) -> Result<RunningGateway> {
+        let mut template = Template::load(&options.template_path)?;
+        for (k, v) in &options.params {
+            template.set_param(k, v);
+        }
+        let sdk = sdk_config().await;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let provisioned = if options.provision {
+            provision(&template, &options.prefix, &dynamodb, &sqs)
+                .await
+                .context("provisioning tables and queues")?
+        } else {
+            crate::provision::offline(&template, &options.prefix, &region)?
+        };
+        let model = Model::build(&template, &provisioned)?;
+
+        let http_listener =
+            tokio::net::TcpListener::bind(("127.0.0.1", options.http_port))
+                .await
+                .with_context(|| format!("binding the HTTP API on port {}", options.http_port))?;
+        let ws_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.ws_port))
+            .await
+            .with_context(|| format!("binding the WebSocket API on port {}", options.ws_port))?;
+        let http_addr = http_listener.local_addr()?;
+        let ws_addr = ws_listener.local_addr()?;
+
+        let workspace = options
+            .template_path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let bin_dir = options
+            .bin_dir
+            .clone()
+            .unwrap_or_else(|| default_bin_dir(&workspace));
+        let mut extra_env = BTreeMap::new();
+        for (key, value) in std::env::vars() {
+            if key.starts_with("AWS_ENDPOINT_URL") {
+                extra_env.insert(key, value);
+            }
+        }
+        extra_env.insert(
+            "WEBSOCKET_MANAGEMENT_ENDPOINT".into(),
+            format!("http://{ws_addr}"),
+        );
+        let settings = Arc::new(RuntimeSettings {
+            bin_dir,
+            max_instances: options.max_instances.max(1),
+            region: region.clone(),
+            extra_env,
+            logs: options.logs,
+        });
+        let pools = model
+            .functions
+            .values()
+            .map(|f| (f.logical_id.clone(), FunctionPool::new(f.clone(), settings.clone())))
+            .collect();
+        let shared = Arc::new(Shared {
+            model,
+            pools,
+            ws: WsState::default(),
+            region: region.clone(),
+            ws_addr,
+        });
+
+        let mut tasks = Vec::new();
+        let http_app = axum::Router::new()
+            .fallback(crate::http_api::handle)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(
+                http_listener,
+                http_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        }));
+        let ws_app = crate::websocket::router(shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(
+                ws_listener,
+                ws_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        }));
+        let mut scheduler = None;
+        if options.event_sources {
+            let sqs_client = sqs.clone();
+            for mapping in shared.model.sqs.clone() {
+                tasks.push(crate::sqs_source::start(
+                    shared.clone(),
+                    sqs_client.clone(),
+                    mapping,
+                ));
+            }
+            let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+            for mapping in shared.model.streams.clone() {
+                tasks.push(crate::stream_source::start(
+                    shared.clone(),
+                    streams.clone(),
+                    mapping,
+                ));
+            }
+            scheduler = Some(crate::schedule::Scheduler::start(
+                shared.clone(),
+                options.schedule_speedup,
+            ));
+        }
+        Ok(RunningGateway {
+            shared,
+            http_addr,
+            provisioned,
+            tasks,
+            scheduler,
+        })
+    }
+}
+
+impl RunningGateway {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.shared.ws_addr
+    }
+
+    /// The resolved `Globals` environment (table names, queue URLs, stage).
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.provisioned.env
+    }
+
+    /// Names of everything provisioned.
+    pub fn provisioned(&self) -> &Provisioned {
+        &self.provisioned
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.shared.model
+    }
+
+    /// The instances of a function (stats: instances started, invocations).
+    pub fn pool(&self, function: &str) -> Option<&Arc<FunctionPool>> {
+        self.shared.pools.get(function)
+    }
+
+    /// Invokes a function once, directly (as `aws lambda invoke` would).
+    pub async fn invoke(&self, function: &str, payload: serde_json::Value) -> Outcome {
+        self.shared
+            .invoke(function, Bytes::from(payload.to_string()))
+            .await
+    }
+
+    /// Fires a schedule now (`Function.EventName`), as EventBridge would.
+    pub async fn trigger_schedule(&self, name: &str) -> Result<Outcome> {
+        let spec = self
+            .shared
+            .model
+            .schedules
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow!("no schedule {name}"))?
+            .clone();
+        Ok(crate::schedule::fire(&self.shared, &spec).await)
+    }
+
+    /// A summary of what listens where, for the console.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let m = &self.shared.model;
+        let mut out = String::new();
+        let _ = writeln!(out, "HTTP API        http://{}", self.http_addr);
+        let ws = &self.shared.ws_addr;
+        let stage = m.websocket.as_ref().map(|w| w.stage.as_str()).unwrap_or("local");
+        let _ = writeln!(out, "WebSocket API   ws://{ws}  (also ws://{ws}/{stage})");
+        let _ = writeln!(out, "@connections    http://{ws}/@connections/{{connectionId}}");
+        for f in m.functions.values() {
+            let _ = writeln!(
+                out,
+                "function {} (binary {}, {} MB, timeout {} s)",
+                f.logical_id,
+                f.binary,
+                f.memory_mb,
+                f.timeout.as_secs()
+            );
+            for r in m.http_routes.iter().filter(|r| r.function == f.logical_id) {
+                let _ = writeln!(out, "    {}", r.route_key());
+            }
+            if let Some(w) = &m.websocket {
+                for (k, _) in w.routes.iter().filter(|(_, v)| **v == f.logical_id) {
+                    let _ = writeln!(out, "    websocket {k}");
+                }
+            }
+            for s in m.sqs.iter().filter(|s| s.function == f.logical_id) {
+                let _ = writeln!(
+                    out,
+                    "    sqs {} (batch {}, window {} s)",
+                    s.queue_logical_id,
+                    s.batch_size,
+                    s.batching_window.as_secs()
+                );
+            }
+            for s in m.streams.iter().filter(|s| s.function == f.logical_id) {
+                let _ = writeln!(out, "    stream {} ({})", s.stream_arn, s.starting_position);
+            }
+            for s in m.schedules.iter().filter(|s| s.function == f.logical_id) {
+                let _ = writeln!(out, "    schedule {} {}", s.name, s.expression);
+            }
+        }
+        out
+    }
+
+    /// Stops serving and stops every function process, waiting for them to exit.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        // Give the monitors a moment to reap the killed processes.
+        for _ in 0..50 {
+            if self.shared.pools.values().all(|p| p.instances() == 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(s) = self.scheduler.take() {
+            s.stop();
+        }
+        self.shared.ws.close_all();
+        for pool in self.shared.pools.values() {
+            pool.kill_all();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,636 @@
+//! The Lambda service: function instances as processes, each served its own Runtime API
+//! endpoint (`/2018-06-01/runtime/...`), scaled out on demand up to a cap, reused when warm,
+//! killed on timeout, replaced after a crash.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::model::FunctionSpec;
+
+/// How one invocation ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The function's response payload.
+    Success(Bytes),
+    /// The function reported an error (`/error`): `{"errorType", "errorMessage"}`.
+    FunctionError(Value),
+    /// The function ran past its `Timeout` and was stopped.
+    Timeout,
+    /// The process exited mid-invocation.
+    Crashed(String),
+    /// The instance failed to initialise (exited before its first `/next`, or `/init/error`).
+    InitError(String),
+}
+
+impl Outcome {
+    /// The outcome as the JSON Lambda's Invoke API would return (an error object for failures).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Outcome::Success(b) => serde_json::from_slice(b)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned())),
+            Outcome::FunctionError(v) => v.clone(),
+            Outcome::Timeout => json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}),
+            Outcome::Crashed(m) => json!({"errorType": "Runtime.ExitError", "errorMessage": m}),
+            Outcome::InitError(m) => json!({"errorType": "Runtime.InitError", "errorMessage": m}),
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success(_))
+    }
+}
+
+/// Process-wide settings of the Lambda stand-in.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Where the function binaries are (`target/debug`).
+    pub bin_dir: PathBuf,
+    /// Instances per function at most.
+    pub max_instances: usize,
+    pub region: String,
+    /// Extra variables every function gets (`AWS_ENDPOINT_URL_*`, `WEBSOCKET_MANAGEMENT_ENDPOINT`).
+    pub extra_env: BTreeMap<String, String>,
+    /// Where START/END/REPORT lines and the functions' output go.
+    pub logs: LogSink,
+}
+
+/// Where function logs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSink {
+    None,
+    Stdout,
+    Stderr,
+}
+
+impl LogSink {
+    pub fn line(self, text: &str) {
+        match self {
+            LogSink::None => {}
+            LogSink::Stdout => println!("{text}"),
+            LogSink::Stderr => eprintln!("{text}"),
+        }
+    }
+}
+
+struct Job {
+    request_id: String,
+    payload: Bytes,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Current {
+    request_id: String,
+    reply: oneshot::Sender<Outcome>,
+    started: Instant,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    instances: usize,
+    idle: usize,
+    queued: usize,
+}
+
+/// Counters a test or a benchmark can read.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub started: AtomicUsize,
+    pub invocations: AtomicUsize,
+    /// Init duration (spawn → first `/next`) of the latest instance, microseconds.
+    pub last_init_us: AtomicU64,
+    /// Peak RSS of the latest instance at its first report, KB.
+    pub last_rss_kb: AtomicU64,
+}
+
+/// The instances of one function.
+pub struct FunctionPool {
+    pub spec: FunctionSpec,
+    settings: Arc<RuntimeSettings>,
+    sender: mpsc::UnboundedSender<Job>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    state: StdMutex<PoolState>,
+    pub stats: PoolStats,
+    next_instance: AtomicUsize,
+    pids: StdMutex<BTreeMap<usize, u32>>,
+}
+
+struct Instance {
+    pool: Arc<FunctionPool>,
+    number: usize,
+    pid: u32,
+    spawned: Instant,
+    first_next: StdMutex<Option<Duration>>,
+    current: StdMutex<Option<Current>>,
+    reported_init: StdMutex<bool>,
+    init_error: StdMutex<Option<String>>,
+    output: Arc<StdMutex<VecDeque<String>>>,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Kills a process group (the instance and anything it started).
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl FunctionPool {
+    pub fn new(spec: FunctionSpec, settings: Arc<RuntimeSettings>) -> Arc<Self> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            spec,
+            settings,
+            sender,
+            receiver: Arc::new(Mutex::new(receiver)),
+            state: StdMutex::new(PoolState::default()),
+            stats: PoolStats::default(),
+            next_instance: AtomicUsize::new(0),
+            pids: StdMutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.binary
+    }
+
+    /// Invokes the function with `payload` and waits for the outcome.
+    pub async fn invoke(self: &Arc<Self>, payload: Bytes) -> Outcome {
+        let request_id = uuid_like();
+        let (tx, rx) = oneshot::channel();
+        let spawn = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.queued += 1;
+            if st.queued > st.idle && st.instances < self.settings.max_instances {
+                st.instances += 1;
+                true
+            } else {
+                false
+            }
+        };
+        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        if self
+            .sender
+            .send(Job {
+                request_id,
+                payload,
+                reply: tx,
+            })
+            .is_err()
+        {
+            return Outcome::InitError("the function's queue is closed".into());
+        }
+        if spawn {
+            if let Err(err) = self.spawn_instance().await {
+                self.instance_gone(false);
+                let msg = format!("{err:#}");
+                eprintln!("[{}] cannot start: {msg}", self.name());
+                self.fail_queue_if_no_instances(&msg).await;
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Outcome::Crashed("the invocation was dropped".into()))
+    }
+
+    fn instance_gone(&self, was_idle: bool) -> usize {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.instances = st.instances.saturating_sub(1);
+        if was_idle {
+            st.idle = st.idle.saturating_sub(1);
+        }
+        st.instances
+    }
+
+    /// With no instance left to take them, queued invocations fail with `msg` (init error).
+    async fn fail_queue_if_no_instances(&self, msg: &str) {
+        let alive = self
+            .state
+            .lock()
+            .map(|s| s.instances)
+            .unwrap_or_default();
+        if alive > 0 {
+            return;
+        }
+        let mut rx = self.receiver.lock().await;
+        while let Ok(job) = rx.try_recv() {
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.queued = st.queued.saturating_sub(1);
+            }
+            let _ = job.reply.send(Outcome::InitError(msg.to_owned()));
+        }
+    }
+
+    /// Kills every instance (shutdown).
+    pub fn kill_all(&self) {
+        let pids: Vec<u32> = self
+            .pids
+            .lock()
+            .map(|p| p.values().copied().collect())
+            .unwrap_or_default();
+        for pid in pids {
+            kill_group(pid);
+        }
+    }
+
+    /// The cap on concurrent instances.
+    pub fn max_instances(&self) -> usize {
+        self.settings.max_instances
+    }
+
+    /// Instances alive now.
+    pub fn instances(&self) -> usize {
+        self.state.lock().map(|s| s.instances).unwrap_or_default()
+    }
+
+    async fn spawn_instance(self: &Arc<Self>) -> Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let number = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        let exe = self.settings.bin_dir.join(&self.spec.binary);
+        if !exe.exists() {
+            anyhow::bail!(
+                "binary {} not found (build the functions first: cargo build --bins)",
+                exe.display()
+            );
+        }
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.env_clear();
+        for key in ["PATH", "HOME", "TZ", "LANG", "RUST_BACKTRACE"] {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        let spec = &self.spec;
+        cmd.envs(&self.settings.extra_env)
+            .envs(&spec.environment)
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", &spec.logical_id)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string())
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.logical_id),
+            )
+            .env(
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!("local/[$LATEST]{number:032x}"),
+            )
+            .env("AWS_REGION", &self.settings.region)
+            .env("AWS_DEFAULT_REGION", &self.settings.region)
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_SESSION_TOKEN", "local")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("LAMBDA_TASK_ROOT", self.settings.bin_dir.as_os_str())
+            .env("_HANDLER", "bootstrap")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let spawned = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let pid = child.id().unwrap_or_default();
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.pids.lock() {
+            p.insert(number, pid);
+        }
+        let output = Arc::new(StdMutex::new(VecDeque::new()));
+        let name = self.name().to_owned();
+        let echo = self.settings.logs;
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(tokio::spawn(pump(out, name.clone(), output.clone(), echo)));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(tokio::spawn(pump(err, name.clone(), output.clone(), echo)));
+        }
+        let instance = Arc::new(Instance {
+            pool: self.clone(),
+            number,
+            pid,
+            spawned,
+            first_next: StdMutex::new(None),
+            current: StdMutex::new(None),
+            reported_init: StdMutex::new(false),
+            init_error: StdMutex::new(None),
+            output,
+        });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(instance.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        // Monitor: the process's exit ends the instance.
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            server.abort();
+            for r in readers {
+                let _ = r.await;
+            }
+            instance.exited(status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+                .await;
+        });
+        Ok(())
+    }
+}
+
+async fn pump(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    name: String,
+    buffer: Arc<StdMutex<VecDeque<String>>>,
+    echo: LogSink,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        echo.line(&format!("[{name}] {line}"));
+        if let Ok(mut b) = buffer.lock() {
+            if b.len() >= 50 {
+                b.pop_front();
+            }
+            b.push_back(line);
+        }
+    }
+}
+
+impl Instance {
+    fn output_tail(&self) -> String {
+        self.output
+            .lock()
+            .map(|b| b.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+
+    async fn exited(self: Arc<Self>, status: String) {
+        let pool = &self.pool;
+        if let Ok(mut p) = pool.pids.lock() {
+            p.remove(&self.number);
+        }
+        let current = self.current.lock().ok().and_then(|mut c| c.take());
+        let initialised = self.first_next.lock().map(|f| f.is_some()).unwrap_or(false);
+        let init_error = self.init_error.lock().ok().and_then(|mut e| e.take());
+        // An instance parked in /next counted as idle.
+        let was_idle = current.is_none() && initialised;
+        let alive = pool.instance_gone(was_idle);
+        if let Some(cur) = current {
+            cur.timer.abort();
+            let msg = format!("RequestId: {} Error: Runtime exited ({status})", cur.request_id);
+            eprintln!("[{}] {msg}", pool.name());
+            let _ = cur.reply.send(Outcome::Crashed(msg));
+        } else if !initialised || init_error.is_some() {
+            let msg = init_error
+                .unwrap_or_else(|| format!("the process exited before its first /next ({status})"));
+            eprintln!(
+                "[{}] INIT ERROR: {msg}; its output:\n{}",
+                pool.name(),
+                self.output_tail()
+            );
+            if alive == 0 {
+                pool.fail_queue_if_no_instances(&msg).await;
+            }
+        }
+    }
+
+    fn finish(&self, request_id: &str, outcome: Outcome) -> bool {
+        let cur = {
+            let Ok(mut guard) = self.current.lock() else {
+                return false;
+            };
+            match guard.as_ref() {
+                Some(c) if c.request_id == request_id => guard.take(),
+                _ => None,
+            }
+        };
+        let Some(cur) = cur else { return false };
+        cur.timer.abort();
+        let elapsed = cur.started.elapsed();
+        let pool = &self.pool;
+        let rss_kb = peak_rss_kb(self.pid);
+        pool.stats.last_rss_kb.store(rss_kb, Ordering::Relaxed);
+        let logs = pool.settings.logs;
+        if logs != LogSink::None {
+            let init = {
+                let mut reported = self.reported_init.lock().unwrap_or_else(|e| e.into_inner());
+                if *reported {
+                    String::new()
+                } else {
+                    *reported = true;
+                    self.first_next
+                        .lock()
+                        .ok()
+                        .and_then(|f| *f)
+                        .map(|d| format!(" Init Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+                        .unwrap_or_default()
+                }
+            };
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            logs.line(&format!("[{}] END RequestId: {request_id}", pool.name()));
+            logs.line(&format!(
+                "[{}] REPORT RequestId: {request_id} Duration: {ms:.2} ms Billed Duration: {} ms Memory Size: {} MB Max Memory Used: {} MB{init}",
+                pool.name(),
+                ms.ceil().max(1.0) as u64,
+                pool.spec.memory_mb,
+                rss_kb.div_ceil(1024),
+            ));
+        }
+        let _ = cur.reply.send(outcome);
+        true
+    }
+}
+
+/// Peak resident set size of a process (VmHWM), KB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+async fn next(State(inst): State<Arc<Instance>>) -> Response {
+    let pool = inst.pool.clone();
+    {
+        let mut first = inst.first_next.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            let d = inst.spawned.elapsed();
+            *first = Some(d);
+            pool.stats
+                .last_init_us
+                .store(d.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+    {
+        let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.idle += 1;
+    }
+    let job = {
+        let mut rx = pool.receiver.lock().await;
+        rx.recv().await
+    };
+    {
+        let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.idle = st.idle.saturating_sub(1);
+        if job.is_some() {
+            st.queued = st.queued.saturating_sub(1);
+        }
+    }
+    let Some(job) = job else {
+        return StatusCode::GONE.into_response();
+    };
+    let timeout = pool.spec.timeout;
+    let deadline = now_ms() + timeout.as_millis();
+    let timer = {
+        let inst = inst.clone();
+        let id = job.request_id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let name = inst.pool.name().to_owned();
+            if inst.finish(&id, Outcome::Timeout) {
+                eprintln!(
+                    "[{name}] RequestId: {id} Task timed out after {:.2} seconds",
+                    timeout.as_secs_f64()
+                );
+                kill_group(inst.pid);
+            }
+        })
+    };
+    pool.settings.logs.line(&format!(
+        "[{}] START RequestId: {} Version: $LATEST",
+        pool.name(),
+        job.request_id
+    ));
+    if let Ok(mut cur) = inst.current.lock() {
+        *cur = Some(Current {
+            request_id: job.request_id.clone(),
+            reply: job.reply,
+            started: Instant::now(),
+            timer,
+        });
+    }
+    let mut headers = HeaderMap::new();
+    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put(&mut headers, "lambda-runtime-aws-request-id", job.request_id.clone());
+    put(&mut headers, "lambda-runtime-deadline-ms", deadline.to_string());
+    put(&mut headers, "lambda-runtime-invoked-function-arn", pool.spec.arn.clone());
+    put(
+        &mut headers,
+        "lambda-runtime-trace-id",
+        format!(
+            "Root=1-{:08x}-{};Parent={};Sampled=0",
+            now_ms() / 1000,
+            &uuid_like().replace('-', "")[..24],
+            &uuid_like().replace('-', "")[..16]
+        ),
+    );
+    put(&mut headers, "content-type", "application/json".into());
+    (StatusCode::OK, headers, job.payload).into_response()
+}
+
+async fn response(
+    State(inst): State<Arc<Instance>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    if inst.finish(&id, Outcome::Success(body)) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+async fn error(
+    State(inst): State<Arc<Instance>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        json!({"errorType": "Unhandled", "errorMessage": String::from_utf8_lossy(&body)})
+    });
+    if value.get("errorType").is_none() {
+        if let Some(t) = headers
+            .get("lambda-runtime-function-error-type")
+            .and_then(|v| v.to_str().ok())
+        {
+            value["errorType"] = Value::String(t.to_owned());
+        }
+    }
+    eprintln!(
+        "[{}] RequestId: {id} function error: {value}",
+        inst.pool.name()
+    );
+    if inst.finish(&id, Outcome::FunctionError(value)) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+async fn init_error(State(inst): State<Arc<Instance>>, body: Bytes) -> StatusCode {
+    let msg = String::from_utf8_lossy(&body).into_owned();
+    if let Ok(mut e) = inst.init_error.lock() {
+        *e = Some(msg);
+    }
+    // Lambda stops an instance that reported an init error.
+    let pid = inst.pid;
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        kill_group(pid);
+    });
+    StatusCode::ACCEPTED
+}
