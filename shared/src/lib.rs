@@ -1,5 +1,6 @@
 //! The library every CollectPro function uses.
 //!
+//! - [`auth`]: roles, the caller, the RBAC table (tokens and passwords join it).
 //! - [`config`]: configuration read once from the environment, typed table names.
 //! - [`clients`]: AWS clients built once per cold start.
 //! - [`error`]: the one error type and its mapping to `application/problem+json`.
@@ -8,6 +9,7 @@
 //! - [`telemetry`]: JSON logging and init failure.
 //! - [`domain`]: ids, timestamps, money.
 
+pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod domain;
