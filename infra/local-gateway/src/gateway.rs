@@ -125,10 +125,9 @@ impl Gateway {
         };
         let model = Model::build(&template, &provisioned)?;
 
-        let http_listener =
-            tokio::net::TcpListener::bind(("127.0.0.1", options.http_port))
-                .await
-                .with_context(|| format!("binding the HTTP API on port {}", options.http_port))?;
+        let http_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.http_port))
+            .await
+            .with_context(|| format!("binding the HTTP API on port {}", options.http_port))?;
         let ws_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.ws_port))
             .await
             .with_context(|| format!("binding the WebSocket API on port {}", options.ws_port))?;
@@ -165,7 +164,12 @@ impl Gateway {
         let pools = model
             .functions
             .values()
-            .map(|f| (f.logical_id.clone(), FunctionPool::new(f.clone(), settings.clone())))
+            .map(|f| {
+                (
+                    f.logical_id.clone(),
+                    FunctionPool::new(f.clone(), settings.clone()),
+                )
+            })
             .collect();
         let shared = Arc::new(Shared {
             model,
@@ -283,9 +287,16 @@ impl RunningGateway {
         let mut out = String::new();
         let _ = writeln!(out, "HTTP API        http://{}", self.http_addr);
         let ws = &self.shared.ws_addr;
-        let stage = m.websocket.as_ref().map(|w| w.stage.as_str()).unwrap_or("local");
+        let stage = m
+            .websocket
+            .as_ref()
+            .map(|w| w.stage.as_str())
+            .unwrap_or("local");
         let _ = writeln!(out, "WebSocket API   ws://{ws}  (also ws://{ws}/{stage})");
-        let _ = writeln!(out, "@connections    http://{ws}/@connections/{{connectionId}}");
+        let _ = writeln!(
+            out,
+            "@connections    http://{ws}/@connections/{{connectionId}}"
+        );
         for f in m.functions.values() {
             let _ = writeln!(
                 out,

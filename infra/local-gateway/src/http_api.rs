@@ -313,7 +313,11 @@ pub fn build_event(
     for (name, value) in &parts.headers {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
         if name == "cookie" {
-            cookies.extend(v.split(';').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()));
+            cookies.extend(
+                v.split(';')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            );
             continue;
         }
         let key = name.as_str().to_lowercase();
@@ -417,12 +421,7 @@ pub fn map_response(out: &[u8]) -> Response {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        return (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            body,
-        )
-            .into_response();
+        return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
     };
     let status = obj
         .get("statusCode")
@@ -448,12 +447,20 @@ pub fn map_response(out: &[u8]) -> Response {
             }
         }
     }
-    for c in obj.get("cookies").and_then(Value::as_array).into_iter().flatten() {
+    for c in obj
+        .get("cookies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Ok(v) = HeaderValue::from_str(&crate::template::scalar(c)) {
             headers.append("set-cookie", v);
         }
     }
-    let body_text = obj.get("body").map(crate::template::scalar).unwrap_or_default();
+    let body_text = obj
+        .get("body")
+        .map(crate::template::scalar)
+        .unwrap_or_default();
     let b64 = obj
         .get("isBase64Encoded")
         .and_then(Value::as_bool)

@@ -171,7 +171,10 @@ impl Model {
                 .into_iter()
                 .flatten()
             {
-                let kind = event.get("Type").and_then(Value::as_str).unwrap_or_default();
+                let kind = event
+                    .get("Type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let ep = event.get("Properties").cloned().unwrap_or(Value::Null);
                 let int = |key: &str, default: u64| -> u64 {
                     ep.get(key)
@@ -289,10 +292,7 @@ impl Model {
         if let Some(api) = template.of_kind("AWS::Serverless::HttpApi").next() {
             if let Some(c) = api.properties.get("CorsConfiguration") {
                 let c = r.resolve(c)?;
-                let max_age = c
-                    .get("MaxAge")
-                    .map(scalar)
-                    .and_then(|s| s.parse().ok());
+                let max_age = c.get("MaxAge").map(scalar).and_then(|s| s.parse().ok());
                 model.cors = Some(Cors {
                     allow_origins: list(c.get("AllowOrigins").cloned()),
                     allow_methods: list(c.get("AllowMethods").cloned()),
@@ -323,7 +323,11 @@ impl Model {
                 routes: BTreeMap::new(),
             };
             for stage in template.of_kind("AWS::ApiGatewayV2::Stage") {
-                if stage.properties.get("ApiId").and_then(referenced_id).as_deref()
+                if stage
+                    .properties
+                    .get("ApiId")
+                    .and_then(referenced_id)
+                    .as_deref()
                     == Some(&api.logical_id)
                 {
                     if let Some(s) = stage.properties.get("StageName") {

@@ -91,7 +91,10 @@ pub async fn provision(
             _ => ResolvedResource {
                 reference: Some(format!("local{}", id.to_lowercase())),
                 attributes: [
-                    ("Arn".to_owned(), format!("arn:aws:local:{region}:{LOCAL_ACCOUNT}:{id}")),
+                    (
+                        "Arn".to_owned(),
+                        format!("arn:aws:local:{region}:{LOCAL_ACCOUNT}:{id}"),
+                    ),
                     ("ApiEndpoint".to_owned(), "http://127.0.0.1".to_owned()),
                 ]
                 .into(),
@@ -101,15 +104,21 @@ pub async fn provision(
     }
 
     // Tables, concurrently.
-    let tables = futures::future::try_join_all(
-        template
-            .of_kind("AWS::DynamoDB::Table")
-            .map(|res| create_table(dynamodb, &resolver, prefix, &res.logical_id, &res.properties)),
-    )
-    .await?;
+    let tables =
+        futures::future::try_join_all(template.of_kind("AWS::DynamoDB::Table").map(|res| {
+            create_table(
+                dynamodb,
+                &resolver,
+                prefix,
+                &res.logical_id,
+                &res.properties,
+            )
+        }))
+        .await?;
     let mut table_map = BTreeMap::new();
     for (id, info) in tables {
-        let mut attributes: BTreeMap<String, String> = [("Arn".to_owned(), info.arn.clone())].into();
+        let mut attributes: BTreeMap<String, String> =
+            [("Arn".to_owned(), info.arn.clone())].into();
         if let Some(s) = &info.stream_arn {
             attributes.insert("StreamArn".to_owned(), s.clone());
         }
@@ -141,7 +150,8 @@ pub async fn provision(
                 },
                 None => None,
             };
-            let info = create_queue(sqs, &resolver, prefix, &res.logical_id, props, redrive).await?;
+            let info =
+                create_queue(sqs, &resolver, prefix, &res.logical_id, props, redrive).await?;
             resolver.resources.insert(
                 res.logical_id.clone(),
                 ResolvedResource {
@@ -158,7 +168,9 @@ pub async fn provision(
         }
         if still.len() == before {
             let ids: Vec<_> = still.iter().map(|r| r.logical_id.as_str()).collect();
-            return Err(anyhow!("queues with unresolvable redrive policies: {ids:?}"));
+            return Err(anyhow!(
+                "queues with unresolvable redrive policies: {ids:?}"
+            ));
         }
         pending = still;
     }

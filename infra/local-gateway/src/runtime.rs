@@ -44,7 +44,9 @@ impl Outcome {
             Outcome::Success(b) => serde_json::from_slice(b)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned())),
             Outcome::FunctionError(v) => v.clone(),
-            Outcome::Timeout => json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}),
+            Outcome::Timeout => {
+                json!({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"})
+            }
             Outcome::Crashed(m) => json!({"errorType": "Runtime.ExitError", "errorMessage": m}),
             Outcome::InitError(m) => json!({"errorType": "Runtime.InitError", "errorMessage": m}),
         }
@@ -227,11 +229,7 @@ impl FunctionPool {
 
     /// With no instance left to take them, queued invocations fail with `msg` (init error).
     async fn fail_queue_if_no_instances(&self, msg: &str) {
-        let alive = self
-            .state
-            .lock()
-            .map(|s| s.instances)
-            .unwrap_or_default();
+        let alive = self.state.lock().map(|s| s.instances).unwrap_or_default();
         if alive > 0 {
             return;
         }
@@ -290,7 +288,10 @@ impl FunctionPool {
             .envs(&spec.environment)
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
             .env("AWS_LAMBDA_FUNCTION_NAME", &spec.logical_id)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string())
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                spec.memory_mb.to_string(),
+            )
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env(
                 "AWS_LAMBDA_LOG_GROUP_NAME",
@@ -362,7 +363,12 @@ impl FunctionPool {
             for r in readers {
                 let _ = r.await;
             }
-            instance.exited(status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+            instance
+                .exited(
+                    status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|e| e.to_string()),
+                )
                 .await;
         });
         Ok(())
@@ -408,7 +414,10 @@ impl Instance {
         let alive = pool.instance_gone(was_idle);
         if let Some(cur) = current {
             cur.timer.abort();
-            let msg = format!("RequestId: {} Error: Runtime exited ({status})", cur.request_id);
+            let msg = format!(
+                "RequestId: {} Error: Runtime exited ({status})",
+                cur.request_id
+            );
             eprintln!("[{}] {msg}", pool.name());
             let _ = cur.reply.send(Outcome::Crashed(msg));
         } else if !initialised || init_error.is_some() {
@@ -564,9 +573,21 @@ async fn next(State(inst): State<Arc<Instance>>) -> Response {
             h.insert(k, v);
         }
     };
-    put(&mut headers, "lambda-runtime-aws-request-id", job.request_id.clone());
-    put(&mut headers, "lambda-runtime-deadline-ms", deadline.to_string());
-    put(&mut headers, "lambda-runtime-invoked-function-arn", pool.spec.arn.clone());
+    put(
+        &mut headers,
+        "lambda-runtime-aws-request-id",
+        job.request_id.clone(),
+    );
+    put(
+        &mut headers,
+        "lambda-runtime-deadline-ms",
+        deadline.to_string(),
+    );
+    put(
+        &mut headers,
+        "lambda-runtime-invoked-function-arn",
+        pool.spec.arn.clone(),
+    );
     put(
         &mut headers,
         "lambda-runtime-trace-id",
@@ -599,9 +620,9 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let mut value: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        json!({"errorType": "Unhandled", "errorMessage": String::from_utf8_lossy(&body)})
-    });
+    let mut value: Value = serde_json::from_slice(&body).unwrap_or_else(
+        |_| json!({"errorType": "Unhandled", "errorMessage": String::from_utf8_lossy(&body)}),
+    );
     if value.get("errorType").is_none() {
         if let Some(t) = headers
             .get("lambda-runtime-function-error-type")

@@ -123,12 +123,8 @@ impl Cron {
 
     /// The next matching minute strictly after `after` (UTC), within about five years.
     pub fn next_after(&self, after: OffsetDateTime) -> Option<OffsetDateTime> {
-        let mut t = after
-            .replace_second(0)
-            .ok()?
-            .replace_nanosecond(0)
-            .ok()?
-            + time::Duration::minutes(1);
+        let mut t =
+            after.replace_second(0).ok()?.replace_nanosecond(0).ok()? + time::Duration::minutes(1);
         for _ in 0..(5 * 366 * 24 * 60) {
             if self.matches(t) {
                 return Some(t);

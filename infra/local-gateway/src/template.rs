@@ -540,7 +540,9 @@ Resources:
             },
         );
         let f = &t.resources["Fn"];
-        let env = r.resolve(&f.properties["Environment"]["Variables"]).unwrap();
+        let env = r
+            .resolve(&f.properties["Environment"]["Variables"])
+            .unwrap();
         assert_eq!(env["STAGE"], "local");
         assert_eq!(env["T"], "p-Table");
         assert_eq!(env["OWN"], "x-p-Table-arn:t-us-east-1");

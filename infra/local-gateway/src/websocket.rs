@@ -68,7 +68,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
 fn gone() -> Response {
     (
         StatusCode::GONE,
-        [("content-type", "application/json"), ("x-amzn-errortype", "GoneException")],
+        [
+            ("content-type", "application/json"),
+            ("x-amzn-errortype", "GoneException"),
+        ],
         json!({"message": null, "__type": "GoneException"}).to_string(),
     )
         .into_response()
@@ -136,7 +139,12 @@ async fn delete_connection(
     Path(path): Path<HashMap<String, String>>,
 ) -> Response {
     let id = id_of(&path);
-    let removed = shared.ws.connections.lock().ok().and_then(|mut m| m.remove(&id));
+    let removed = shared
+        .ws
+        .connections
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(&id));
     match removed {
         Some(c) => {
             let _ = c.sender.send(Message::Close(None));
@@ -154,6 +162,8 @@ fn connection_id() -> String {
     id
 }
 
+// One argument per field of the context API Gateway builds; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn request_context(
     shared: &Shared,
     route_key: &str,
@@ -243,11 +253,13 @@ async fn upgrade(
     for (k, v) in &headers {
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
         hmap.insert(k.as_str().to_owned(), Value::String(v.clone()));
-        mv_headers
+        if let Some(a) = mv_headers
             .entry(k.as_str().to_owned())
             .or_insert_with(|| Value::Array(vec![]))
             .as_array_mut()
-            .map(|a| a.push(Value::String(v)));
+        {
+            a.push(Value::String(v));
+        }
     }
     let mut event = json!({
         "headers": hmap,
@@ -260,11 +272,13 @@ async fn upgrade(
         let mut multi = Map::new();
         for (k, v) in url_pairs(q) {
             single.insert(k.clone(), Value::String(v.clone()));
-            multi
+            if let Some(a) = multi
                 .entry(k)
                 .or_insert_with(|| Value::Array(vec![]))
                 .as_array_mut()
-                .map(|a| a.push(Value::String(v)));
+            {
+                a.push(Value::String(v));
+            }
         }
         event["queryStringParameters"] = Value::Object(single);
         event["multiValueQueryStringParameters"] = Value::Object(multi);
@@ -275,7 +289,14 @@ async fn upgrade(
             .await;
         let status = outcome_status(&outcome);
         if !status.is_success() {
-            return (status, format!("{{\"message\":\"{}\"}}", status.canonical_reason().unwrap_or("Forbidden"))).into_response();
+            return (
+                status,
+                format!(
+                    "{{\"message\":\"{}\"}}",
+                    status.canonical_reason().unwrap_or("Forbidden")
+                ),
+            )
+                .into_response();
         }
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -349,7 +370,11 @@ struct ConnCtx {
 }
 
 /// The route key a message selects (`$request.body.action`), else `$default`.
-fn select_route(selection: &str, body: &str, routes: &std::collections::BTreeMap<String, String>) -> Option<String> {
+fn select_route(
+    selection: &str,
+    body: &str,
+    routes: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
     let selected = selection.strip_prefix("$request.body.").and_then(|path| {
         let v: Value = serde_json::from_str(body).ok()?;
         let mut cur = &v;
@@ -360,7 +385,9 @@ fn select_route(selection: &str, body: &str, routes: &std::collections::BTreeMap
     });
     match selected {
         Some(key) if routes.contains_key(&key) => Some(key),
-        _ => routes.contains_key("$default").then(|| "$default".to_owned()),
+        _ => routes
+            .contains_key("$default")
+            .then(|| "$default".to_owned()),
     }
 }
 
@@ -407,9 +434,18 @@ async fn run_connection(socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Messa
             }
             continue;
         };
-        let Some(function) = ctx.routes.get(&route) else { continue };
+        let Some(function) = ctx.routes.get(&route) else {
+            continue;
+        };
         let mut rc = request_context(
-            &ctx.shared, &route, "MESSAGE", &ctx.id, &ctx.host, &ctx.peer, &ctx.user_agent, ctx.connected_at,
+            &ctx.shared,
+            &route,
+            "MESSAGE",
+            &ctx.id,
+            &ctx.host,
+            &ctx.peer,
+            &ctx.user_agent,
+            ctx.connected_at,
         );
         rc["messageId"] = Value::String(ulid::Ulid::new().to_string());
         let event = json!({"requestContext": rc, "body": body, "isBase64Encoded": binary});
@@ -444,7 +480,14 @@ async fn run_connection(socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Messa
     writer.abort();
     if let Some(function) = ctx.routes.get("$disconnect") {
         let mut rc = request_context(
-            &ctx.shared, "$disconnect", "DISCONNECT", &ctx.id, &ctx.host, &ctx.peer, &ctx.user_agent, ctx.connected_at,
+            &ctx.shared,
+            "$disconnect",
+            "DISCONNECT",
+            &ctx.id,
+            &ctx.host,
+            &ctx.peer,
+            &ctx.user_agent,
+            ctx.connected_at,
         );
         rc["disconnectStatusCode"] = json!(1000);
         rc["disconnectReason"] = json!("");

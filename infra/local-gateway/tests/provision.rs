@@ -8,8 +8,16 @@ async fn provision_for_test_creates_everything_and_resolves_the_environment() {
     let p = provision_for_test().await.unwrap();
     assert_eq!(p.env["STAGE"], "local");
     assert_eq!(p.env["USERS_TABLE"], format!("{}UsersTable", p.prefix));
-    assert!(p.env["BULK_QUEUE_URL"].starts_with("http://"), "{:?}", p.env);
-    assert!(p.env["BULK_DLQ_URL"].ends_with("BulkDeadLetterQueue"), "{:?}", p.env);
+    assert!(
+        p.env["BULK_QUEUE_URL"].starts_with("http://"),
+        "{:?}",
+        p.env
+    );
+    assert!(
+        p.env["BULK_DLQ_URL"].ends_with("BulkDeadLetterQueue"),
+        "{:?}",
+        p.env
+    );
 
     let sdk = sdk_config().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -38,7 +46,10 @@ async fn provision_for_test_creates_everything_and_resolves_the_environment() {
         .get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
         .unwrap()
         .clone();
-    assert!(redrive.contains(&p.queues["BulkDeadLetterQueue"].arn), "{redrive}");
+    assert!(
+        redrive.contains(&p.queues["BulkDeadLetterQueue"].arn),
+        "{redrive}"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,628 @@
+//! The gateway end to end on the fixture template (run under infra/stack.sh). Each test
+//! starts its own gateway on ephemeral ports with its own table and queue prefix.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use local_gateway::provision::{random_prefix, sdk_config};
+use local_gateway::{Gateway, GatewayOptions, Outcome, RunningGateway};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Fixture {
+    gw: RunningGateway,
+    out: PathBuf,
+    http: reqwest::Client,
+    base: String,
+}
+
+async fn start_with(speedup: f64, max_instances: usize) -> Fixture {
+    let out = std::env::temp_dir().join(format!("lg-{}", random_prefix()));
+    std::fs::create_dir_all(&out).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_gateway-fixture"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let gw = Gateway::start(GatewayOptions {
+        template_path: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
+        http_port: 0,
+        ws_port: 0,
+        bin_dir: Some(bin_dir),
+        prefix: random_prefix(),
+        max_instances,
+        params: [("OutDir".to_owned(), out.display().to_string())].into(),
+        schedule_speedup: speedup,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", gw.http_addr());
+    Fixture {
+        gw,
+        out,
+        http: reqwest::Client::new(),
+        base,
+    }
+}
+
+async fn start() -> Fixture {
+    start_with(1.0, 8).await
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn routes_path_parameters_and_environment() {
+    let f = start().await;
+    assert_eq!(f.gw.env()["STAGE"], "local");
+    assert_eq!(f.gw.env()["PROTECTED"], "no");
+    assert!(f.gw.env()["ITEMS_TABLE"].ends_with("ItemsTable"));
+    let echo_env = &f.gw.model().functions["EchoFunction"].environment;
+    assert!(
+        echo_env["QUEUE_ARN"].starts_with("arn:aws:sqs:"),
+        "{echo_env:?}"
+    );
+    assert_eq!(
+        echo_env["SUBBED"],
+        format!("{}@us-east-1", f.gw.env()["ITEMS_TABLE"])
+    );
+
+    let r = f
+        .http
+        .get(format!("{}/items/abc?x=1&y=two", f.base))
+        .header("cookie", "a=1; b=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-fixture"], "yes");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["routeKey"], "GET /items/{id}");
+    assert_eq!(v["pathParameters"]["id"], "abc");
+    assert_eq!(v["rawQueryString"], "x=1&y=two");
+    assert_eq!(v["queryStringParameters"]["y"], "two");
+    assert_eq!(v["cookies"], json!(["a=1", "b=2"]));
+    assert_eq!(v["function"], "EchoFunction");
+
+    let v: Value = f
+        .http
+        .get(format!("{}/items/special", f.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["routeKey"], "GET /items/special");
+
+    let v: Value = f
+        .http
+        .post(format!("{}/items", f.base))
+        .header("content-type", "application/json")
+        .body(r#"{"name":"x"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["routeKey"], "POST /items");
+    assert_eq!(v["body"], r#"{"name":"x"}"#);
+    assert_eq!(v["isBase64Encoded"], false);
+
+    let v: Value = f
+        .http
+        .put(format!("{}/files/a/b/c.png", f.base))
+        .header("content-type", "image/png")
+        .body(vec![0x89_u8, 0x50, 0xff])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["routeKey"], "ANY /files/{proxy+}");
+    assert_eq!(v["pathParameters"]["proxy"], "a/b/c.png");
+    assert_eq!(v["isBase64Encoded"], true);
+    assert_eq!(v["body"], "iVD/");
+
+    // A response that is not the payload-2.0 shape is a 200 JSON body.
+    let r = f.http.get(format!("{}/raw", f.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"hello": "world"}));
+
+    for (method, path) in [("GET", "/nope"), ("DELETE", "/items/abc")] {
+        let r = f
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", f.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "https://collectpro.dev/problems/not-found");
+        assert_eq!(v["status"], 404);
+        assert!(v["detail"].as_str().unwrap().contains(path), "{v}");
+    }
+
+    let r = f
+        .http
+        .post(format!("{}/items", f.base))
+        .body(vec![b'a'; 10 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn cors_preflight_and_response_headers() {
+    let f = start().await;
+    let r = f
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/items/1", f.base))
+        .header("origin", "http://allowed.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://allowed.example"
+    );
+    assert_eq!(r.headers()["access-control-max-age"], "600");
+    assert!(r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+
+    let r = f
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/items/1", f.base))
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let r = f
+        .http
+        .get(format!("{}/items/1", f.base))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert_eq!(r.headers()["access-control-expose-headers"], "etag");
+}
+
+#[tokio::test]
+async fn errors_timeouts_crashes_and_init_errors() {
+    let f = start().await;
+    let r = f
+        .http
+        .get(format!("{}/error", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Internal Server Error"})
+    );
+
+    let started = Instant::now();
+    let r = f
+        .http
+        .get(format!("{}/timeout", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Service Unavailable"})
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2900),
+        "{took:?}"
+    );
+
+    for _ in 0..2 {
+        let r = f
+            .http
+            .get(format!("{}/crash", f.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500);
+    }
+    // A crashed instance is replaced: the second crash needed a new process.
+    assert_eq!(
+        f.gw.pool("CrashFunction")
+            .unwrap()
+            .stats
+            .started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let r = f
+        .http
+        .get(format!("{}/initfail", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+
+    // The gateway keeps serving, and the timed-out function runs again.
+    let r = f
+        .http
+        .get(format!("{}/items/still", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = f
+        .http
+        .get(format!("{}/timeout", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+
+    // A direct invocation reports the function error like Lambda's Invoke.
+    match f.gw.invoke("ErrorFunction", json!({})).await {
+        Outcome::FunctionError(v) => {
+            assert!(
+                v["errorMessage"].as_str().unwrap().contains("on purpose"),
+                "{v}"
+            )
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_scale_out_up_to_the_cap_and_reuse_warm_instances() {
+    let f = start_with(1.0, 8).await;
+    let round = || async {
+        let started = Instant::now();
+        let requests = (0..20).map(|_| f.http.get(format!("{}/slow", f.base)).send());
+        let responses = futures::future::join_all(requests).await;
+        for r in responses {
+            assert_eq!(r.unwrap().status(), 200);
+        }
+        started.elapsed()
+    };
+    let first = round().await;
+    let pool = f.gw.pool("SlowFunction").unwrap();
+    let started = pool
+        .stats
+        .started
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(started <= 8, "started {started} instances, cap is 8");
+    assert!(
+        started >= 2,
+        "requests did not run concurrently: {started} instance"
+    );
+    // 20 requests of 500 ms on at most 8 instances: three waves, not twenty.
+    assert!(first < Duration::from_secs(3), "took {first:?}");
+    let second = round().await;
+    assert!(second < Duration::from_secs(3), "took {second:?}");
+    let after = pool
+        .stats
+        .started
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        after <= 8,
+        "warm instances were not reused: {after} started"
+    );
+}
+
+#[tokio::test]
+async fn websocket_connect_messages_and_connections_api() {
+    let f = start().await;
+    let ws = format!("ws://{}", f.gw.ws_addr());
+    match tokio_tungstenite::connect_async(format!("{ws}/local")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 401)
+        }
+        other => panic!(
+            "connect without a token must be refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let (mut a, _) = tokio_tungstenite::connect_async(format!("{ws}/local?token=ok"))
+        .await
+        .unwrap();
+    a.send(Message::text(r#"{"action":"hello","n":1}"#))
+        .await
+        .unwrap();
+    let reply: Value =
+        serde_json::from_str(a.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(reply["route"], "$default");
+    assert_eq!(reply["echo"]["n"], 1);
+    let id_a = reply["connectionId"].as_str().unwrap().to_owned();
+
+    // A message route posts to a connection through @connections.
+    a.send(Message::text(
+        json!({"action": "post", "to": id_a, "data": {"hi": "there"}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(Duration::from_secs(5), a.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap());
+    }
+    assert!(got.contains(&json!({"hi": "there"})), "{got:?}");
+    assert!(got.contains(&json!({"posted": 200})), "{got:?}");
+
+    let conn_url = format!("http://{}/@connections/{id_a}", f.gw.ws_addr());
+    let r = f.http.get(&conn_url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["connectedAt"].is_string());
+
+    // A closed connection is gone.
+    let (mut b, _) = tokio_tungstenite::connect_async(format!("{ws}/?token=ok"))
+        .await
+        .unwrap();
+    b.send(Message::text("not json")).await.unwrap();
+    let reply: Value =
+        serde_json::from_str(b.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    let id_b = reply["connectionId"].as_str().unwrap().to_owned();
+    b.close(None).await.unwrap();
+    let disconnected = f.out.join("ws.jsonl");
+    wait_for("the $disconnect event", Duration::from_secs(5), || {
+        lines(&disconnected)
+            .iter()
+            .any(|l| l["disconnected"] == id_b.as_str())
+    })
+    .await;
+    let r = f
+        .http
+        .post(format!(
+            "http://{}/local/@connections/{id_b}",
+            f.gw.ws_addr()
+        ))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    let r = f
+        .http
+        .post(format!("http://{}/@connections/unknown", f.gw.ws_addr()))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+
+    // DELETE closes the connection.
+    let r = f.http.delete(&conn_url).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match a.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the client was not disconnected");
+    assert_eq!(f.http.get(&conn_url).send().await.unwrap().status(), 410);
+}
+
+#[tokio::test]
+async fn sqs_partial_batch_failure_is_retried_then_dead_lettered() {
+    let f = start().await;
+    let sdk = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = f.gw.env()["WORK_QUEUE_URL"].clone();
+    for body in ["ok-1", "fail-1", "ok-2"] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let dlq =
+        f.gw.provisioned()
+            .queue_url("WorkDeadLetterQueue")
+            .unwrap()
+            .to_owned();
+    let started = Instant::now();
+    let mut dead = Vec::new();
+    while dead.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing reached the DLQ"
+        );
+        let out = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        dead.extend(
+            out.messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_owned)),
+        );
+    }
+    assert_eq!(dead, vec!["fail-1".to_owned()]);
+    let seen = lines(&f.out.join("sqs.jsonl"));
+    let count = |b: &str| seen.iter().filter(|l| l["body"] == b).count();
+    assert_eq!(count("ok-1"), 1, "{seen:?}");
+    assert_eq!(count("ok-2"), 1, "{seen:?}");
+    assert_eq!(count("fail-1"), 2, "maxReceiveCount is 2: {seen:?}");
+    assert!(seen.iter().all(|l| l["eventSource"] == "aws:sqs"));
+    let counts: Vec<&Value> = seen
+        .iter()
+        .filter(|l| l["body"] == "fail-1")
+        .map(|l| &l["receiveCount"])
+        .collect();
+    assert_eq!(counts, vec![&json!("1"), &json!("2")]);
+}
+
+#[tokio::test]
+async fn stream_records_are_delivered_once_per_change() {
+    let f = start().await;
+    let sdk = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = f.gw.env()["ITEMS_TABLE"].clone();
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    ddb.put_item()
+        .table_name(&table)
+        .item("pk", A::S("a".into()))
+        .item("n", A::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    ddb.update_item()
+        .table_name(&table)
+        .key("pk", A::S("a".into()))
+        .update_expression("SET n = :n")
+        .expression_attribute_values(":n", A::N("2".into()))
+        .send()
+        .await
+        .unwrap();
+    ddb.delete_item()
+        .table_name(&table)
+        .key("pk", A::S("a".into()))
+        .send()
+        .await
+        .unwrap();
+    let path = f.out.join("stream.jsonl");
+    wait_for("three stream records", Duration::from_secs(20), || {
+        lines(&path).len() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let records = lines(&path);
+    let names: Vec<&str> = records
+        .iter()
+        .map(|r| r["eventName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["INSERT", "MODIFY", "REMOVE"], "{records:?}");
+    assert_eq!(records[0]["eventSource"], "aws:dynamodb");
+    assert_eq!(records[0]["dynamodb"]["Keys"]["pk"]["S"], "a");
+    assert_eq!(records[1]["dynamodb"]["NewImage"]["n"]["N"], "2");
+    assert_eq!(records[1]["dynamodb"]["OldImage"]["n"]["N"], "1");
+    assert_eq!(
+        records[2]["dynamodb"]["StreamViewType"],
+        "NEW_AND_OLD_IMAGES"
+    );
+    assert!(records[0]["eventSourceARN"]
+        .as_str()
+        .unwrap()
+        .contains("stream"));
+}
+
+#[tokio::test]
+async fn schedules_fire_with_the_eventbridge_payload() {
+    // rate(1 minute) sped up 60 times: every second.
+    let f = start_with(60.0, 2).await;
+    let path = f.out.join("schedule.jsonl");
+    wait_for("two scheduled events", Duration::from_secs(10), || {
+        lines(&path).len() >= 2
+    })
+    .await;
+    let e = &lines(&path)[0];
+    assert_eq!(e["detail-type"], "Scheduled Event");
+    assert_eq!(e["source"], "aws.events");
+    assert_eq!(e["detail"], json!({}));
+    assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    assert!(e["resources"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:events:"));
+    // The nightly cron can be fired on demand.
+    let before = lines(&path).len();
+    let outcome =
+        f.gw.trigger_schedule("ScheduleFunction.Nightly")
+            .await
+            .unwrap();
+    assert!(outcome.is_success(), "{outcome:?}");
+    assert!(lines(&path).len() > before);
+}
+
+#[tokio::test]
+async fn invoke_subcommand_prints_the_response_and_fails_on_function_error() {
+    let dir = std::env::temp_dir().join(format!("lg-{}", random_prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(&event, "{}").unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_gateway-fixture"))
+        .parent()
+        .unwrap();
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml");
+    let run = |function: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_local-gateway"))
+            .arg("invoke")
+            .arg("--template")
+            .arg(&template)
+            .arg("--bin-dir")
+            .arg(bin_dir)
+            .arg("--prefix")
+            .arg(random_prefix())
+            .arg("--function")
+            .arg(function)
+            .arg("--event")
+            .arg(&event)
+            .output()
+            .unwrap()
+    };
+    let ok = run("RawFunction");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(printed, json!({"hello": "world"}));
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(
+        stderr.contains("REPORT RequestId:") && stderr.contains("Init Duration:"),
+        "{stderr}"
+    );
+
+    let failed = run("ErrorFunction");
+    assert!(!failed.status.success());
+    let printed: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert!(printed["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("on purpose"));
+}
