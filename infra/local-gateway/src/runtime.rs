@@ -118,6 +118,9 @@ pub struct PoolStats {
     pub last_init_us: AtomicU64,
     /// Peak RSS of the latest instance at its first report, KB.
     pub last_rss_kb: AtomicU64,
+    /// Durations (as REPORT prints them) of the latest invocations, microseconds; the
+    /// newest 100,000 are kept.
+    pub durations_us: StdMutex<VecDeque<u64>>,
 }
 
 /// The instances of one function.
@@ -448,6 +451,12 @@ impl Instance {
         cur.timer.abort();
         let elapsed = cur.started.elapsed();
         let pool = &self.pool;
+        if let Ok(mut d) = pool.stats.durations_us.lock() {
+            if d.len() >= 100_000 {
+                d.pop_front();
+            }
+            d.push_back(elapsed.as_micros() as u64);
+        }
         let rss_kb = peak_rss_kb(self.pid);
         pool.stats.last_rss_kb.store(rss_kb, Ordering::Relaxed);
         let logs = pool.settings.logs;
