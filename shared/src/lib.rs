@@ -8,13 +8,22 @@
 //!   path parameters, responses, one log line per request).
 //! - [`telemetry`]: JSON logging and init failure.
 //! - [`domain`]: ids, timestamps, money.
+//! - [`cursor`]: opaque, HMAC-signed list cursors.
+//! - [`validation`]: garde-based body/query validation (trimmed, capped, no control chars).
+//! - [`rate_limit`]: cross-instance fixed-window limits on DynamoDB (429 + Retry-After).
+//! - `testing` (feature `test-support`): API Gateway v2 request builder for tests.
 
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod rate_limit;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
+pub mod validation;
 
 pub use error::{ApiError, FieldError};
