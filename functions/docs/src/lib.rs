@@ -23,7 +23,11 @@ use utoipa::OpenApi;
         description = "Debt-collections platform: accounts, payments, activities, bulk updates, realtime.",
         license(name = "Apache-2.0")
     ),
-    tags((name = "health", description = "Liveness and readiness"))
+    paths(openapi_document, viewer_page, viewer_asset),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "docs", description = "This document and its viewer")
+    )
 )]
 struct Frame;
 
@@ -57,15 +61,40 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> HttpResult {
     match route_key(&req).as_str() {
-        "GET /openapi.json" => Response::builder()
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::CACHE_CONTROL, "public, max-age=300")
-            .body(Body::from(app.openapi_json.clone()))
-            .map_err(ApiError::internal),
-        "GET /docs" | "GET /docs/{asset}" => viewer(app, req).await,
+        "GET /openapi.json" => openapi_document(app),
+        "GET /docs" => viewer_page(app, req).await,
+        "GET /docs/{asset}" => viewer_asset(app, req).await,
         other => Err(unknown_route(other)),
     }
+}
+
+/// The OpenAPI 3.1 document of the whole API.
+#[utoipa::path(get, path = "/openapi.json", tag = "docs",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+fn openapi_document(app: &App) -> HttpResult {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "public, max-age=300")
+        .body(Body::from(app.openapi_json.clone()))
+        .map_err(ApiError::internal)
+}
+
+/// Swagger UI, reading `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "docs",
+    responses((status = 200, description = "The viewer page", content_type = "text/html")))]
+async fn viewer_page(app: &App, req: Request) -> HttpResult {
+    viewer(app, req).await
+}
+
+/// The viewer's script and style sheet, compiled into the function.
+#[utoipa::path(get, path = "/docs/{asset}", tag = "docs",
+    params(("asset" = String, Path, description = "e.g. swagger-ui-bundle.js, swagger-ui.css")),
+    responses(
+        (status = 200, description = "The asset"),
+        (status = 404, description = "No such asset", body = shared::error::Problem, content_type = "application/problem+json")))]
+async fn viewer_asset(app: &App, req: Request) -> HttpResult {
+    viewer(app, req).await
 }
 
 /// Serves a viewer page or asset through the `swagger-ui-dist` router, in-process.
