@@ -48,6 +48,7 @@ wait_for moto "$sqs_port"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
 export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$ddb_port"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$sqs_port"
+export AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$sqs_port" # moto_server also speaks SSM (the JWT key set)
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"

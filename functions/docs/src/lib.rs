@@ -35,6 +35,8 @@ struct Frame;
 pub fn openapi() -> OpenApiDocument {
     let mut document = Frame::openapi();
     document.merge(health::ApiDoc::openapi());
+    document.merge(auth::ApiDoc::openapi());
+    document.merge(users::ApiDoc::openapi());
     document
 }
 

@@ -1,0 +1,295 @@
+//! User administration (role `admin` only, `Action::ManageUsers`).
+//!
+//! - `GET /users?limit=1..100&cursor=...`: newest first, one `Query` on the sparse GSI
+//!   `users-by-created`; `next_cursor` is HMAC-signed (`shared::cursor`).
+//! - `POST /users`: create a user with any role (password policy applies).
+//! - `PATCH /users/{id}`: change `name`, `role`, `disabled`, or `unlock`; optional
+//!   `If-Match` with the `ETag` (`"<version>"`) of the user. Disabling or changing the
+//!   role retires the user's access tokens (token version) and their refresh fails. The
+//!   last enabled admin cannot be demoted or disabled (`422 last-admin`; race-safe: an
+//!   admin counter in the same transaction).
+//!
+//! Writes count against the caller's `WRITE_LIMIT_PER_USER`.
+
+use garde::Validate;
+use http::StatusCode;
+use lambda_http::Request;
+use serde::{Deserialize, Serialize};
+use shared::auth::password::policy_errors;
+use shared::auth::users::{NewUser, UserChanges, UserItem, UserRepo};
+use shared::auth::{
+    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, PasswordHasher, Role, User,
+};
+use shared::config::Config;
+use shared::cursor::CursorSigner;
+use shared::domain::Id;
+use shared::http::{header, json, path_param, route_key, unknown_route, HttpResult};
+use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::validation::{no_control, trimmed, trimmed_opt};
+use shared::{ApiError, FieldError};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Configuration, clients and keys, built once per cold start.
+pub struct App {
+    pub users: UserRepo,
+    pub authenticator: Authenticator,
+    pub cursors: CursorSigner,
+    pub hasher: PasswordHasher,
+    pub limiter: RateLimiter,
+    pub limits: RateLimits,
+}
+
+pub type InitError = Box<dyn std::error::Error + Send + Sync>;
+
+impl App {
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        keys: &KeySet,
+        auth: &AuthSettings,
+        limits: RateLimits,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            users: UserRepo::new(dynamodb.clone(), config.tables.users.clone()),
+            authenticator: Authenticator::new(
+                keys,
+                auth,
+                dynamodb.clone(),
+                config.tables.users.clone(),
+            ),
+            cursors: CursorSigner::from_key_set(keys),
+            hasher: PasswordHasher::new()?,
+            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
+            limits,
+        })
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let lookup = shared::config::env_lookup;
+        let config = Config::from_lookup(&lookup)?;
+        let auth = AuthSettings::from_lookup(&lookup)?;
+        let limits = RateLimits::from_lookup(&lookup)?;
+        let sdk = shared::clients::sdk_config().await;
+        let clients = shared::clients::Clients::new(&sdk);
+        let (keys, ()) = tokio::join!(
+            auth.load_keys(&sdk),
+            clients.prime(&config.tables.users)
+        );
+        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits)?)
+    }
+}
+
+/// The HTTP API of this function, merged into `/openapi.json` by the docs function.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_users, create_user, update_user),
+    components(schemas(UserPage, CreateUserBody, UpdateUserBody, User, Role)),
+    modifiers(&BearerSecurity),
+    tags((name = "users", description = "User administration (admin only)"))
+)]
+pub struct ApiDoc;
+
+
+/// Routes a request by the route key API Gateway matched. Every route is admin-only.
+pub async fn handle(app: &App, req: Request) -> HttpResult {
+    let route = route_key(&req);
+    let caller = app.authenticator.authenticate(&req).await?;
+    authorize(&caller, Action::ManageUsers)?;
+    match route.as_str() {
+        "GET /users" => list_users(app, req).await,
+        "POST /users" => create_user(app, &caller, req).await,
+        "PATCH /users/{id}" => update_user(app, &caller, req).await,
+        other => Err(unknown_route(other)),
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1..=100, default 25.
+    #[garde(range(min = 1, max = 100))]
+    #[serde(default = "default_limit")]
+    pub limit: u16,
+    /// `next_cursor` of the previous page.
+    #[garde(length(max = 2048))]
+    pub cursor: Option<String>,
+}
+
+fn default_limit() -> u16 {
+    25
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    pub next_cursor: Option<String>,
+}
+
+const CURSOR_SCOPE: &str = "users";
+
+/// Users, newest first.
+#[utoipa::path(get, path = "/users", tag = "users", params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "Bad limit or cursor", body = shared::error::Problem),
+        (status = 401, description = "Not signed in", body = shared::error::Problem),
+        (status = 403, description = "Not an admin", body = shared::error::Problem)))]
+async fn list_users(app: &App, req: Request) -> HttpResult {
+    let query: ListQuery = shared::validation::query(&req)?;
+    let after: Option<String> = match &query.cursor {
+        Some(cursor) => Some(app.cursors.verify(CURSOR_SCOPE, cursor)?),
+        None => None,
+    };
+    let (items, last) = app.users.list(query.limit, after.as_deref()).await?;
+    let next_cursor = match last {
+        Some(last) => Some(app.cursors.sign(CURSOR_SCOPE, &last)?),
+        None => None,
+    };
+    json(
+        StatusCode::OK,
+        &UserPage {
+            items: items.iter().map(User::from).collect(),
+            next_cursor,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    #[serde(deserialize_with = "trimmed")]
+    #[garde(email, length(chars, max = 254), custom(no_control))]
+    pub email: String,
+    #[serde(deserialize_with = "trimmed")]
+    #[garde(length(chars, min = 1, max = 100), custom(no_control))]
+    pub name: String,
+    #[garde(length(chars, max = 1024))]
+    pub password: String,
+    #[garde(skip)]
+    pub role: Role,
+}
+
+fn with_etag(
+    mut response: lambda_http::Response<lambda_http::Body>,
+    user: &UserItem,
+) -> lambda_http::Response<lambda_http::Body> {
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", user.version)) {
+        response.headers_mut().insert(http::header::ETAG, etag);
+    }
+    response
+}
+
+/// Create a user with a role.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUserBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 400, description = "Invalid body or weak password", body = shared::error::Problem),
+        (status = 403, description = "Not an admin", body = shared::error::Problem),
+        (status = 409, description = "Email already registered", body = shared::error::Problem)))]
+async fn create_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
+    let body: CreateUserBody = shared::validation::json(&req)?;
+    let policy = policy_errors(&body.password, &body.email);
+    if !policy.is_empty() {
+        return Err(ApiError::validation(
+            policy
+                .into_iter()
+                .map(|m| FieldError::new("password", m))
+                .collect(),
+        ));
+    }
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let password_hash = app.hasher.hash_blocking(body.password).await?;
+    let user = app
+        .users
+        .create(NewUser {
+            email: body.email,
+            name: body.name,
+            role: body.role,
+            password_hash,
+        })
+        .await?;
+    tracing::info!(admin = %caller.user_id, user = %user.id, role = %user.role, "user created");
+    let mut response = json(StatusCode::CREATED, &User::from(&user))?;
+    if let Ok(location) = http::HeaderValue::from_str(&format!("/users/{}", user.id)) {
+        response.headers_mut().insert(http::header::LOCATION, location);
+    }
+    Ok(with_etag(response, &user))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    #[serde(default, deserialize_with = "trimmed_opt")]
+    #[garde(length(chars, min = 1, max = 100), custom(no_control))]
+    pub name: Option<String>,
+    #[serde(default)]
+    #[garde(skip)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    #[garde(skip)]
+    pub disabled: Option<bool>,
+    /// `true` clears a lockout and the failed-login count.
+    #[serde(default)]
+    #[garde(skip)]
+    pub unlock: Option<bool>,
+}
+
+/// Change a user's name, role, disabled flag, or unlock it.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UpdateUserBody,
+    params(("id" = String, Path, description = "User id (ULID)"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the user")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 400, description = "Invalid body", body = shared::error::Problem),
+        (status = 403, description = "Not an admin", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 409, description = "Changed concurrently", body = shared::error::Problem),
+        (status = 412, description = "If-Match does not match", body = shared::error::Problem),
+        (status = 422, description = "Would leave no enabled admin (`last-admin`)", body = shared::error::Problem)))]
+async fn update_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
+    let id: Id = path_param(&req, "id")?;
+    let body: UpdateUserBody = shared::validation::json(&req)?;
+    if body.name.is_none() && body.role.is_none() && body.disabled.is_none() && body.unlock.is_none() {
+        return Err(ApiError::invalid_field(
+            "body",
+            "name, role, disabled or unlock is required",
+        ));
+    }
+    if body.unlock == Some(false) {
+        return Err(ApiError::invalid_field("unlock", "only true is meaningful"));
+    }
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let current = app
+        .users
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    if let Some(expected) = header(&req, "if-match") {
+        if expected.trim() != "*" && expected.trim() != format!("\"{}\"", current.version) {
+            return Err(ApiError::precondition_failed(
+                "the user changed since that ETag; read it again",
+            ));
+        }
+    }
+    let changes = UserChanges {
+        name: body.name,
+        role: body.role,
+        disabled: body.disabled,
+        unlock: body.unlock == Some(true),
+    };
+    let updated = app.users.update(&current, &changes).await?;
+    app.authenticator.forget(id);
+    tracing::info!(admin = %caller.user_id, user = %id, ?changes, "user updated");
+    Ok(with_etag(
+        json(StatusCode::OK, &User::from(&updated))?,
+        &updated,
+    ))
+}
