@@ -28,8 +28,9 @@ trap 'exit 130' INT TERM
 
 ddb_storage=(-inMemory)
 [ -n "${DYNAMODB_DATA_DIR:-}" ] && mkdir -p "$DYNAMODB_DATA_DIR" && ddb_storage=(-dbPath "$DYNAMODB_DATA_DIR")
-java -Xmx1g -Djava.library.path="$local_dir/dynamodb/DynamoDBLocal_lib" \
-  -jar "$local_dir/dynamodb/DynamoDBLocal.jar" -sharedDb "${ddb_storage[@]}" -port "$ddb_port" \
+# From the log folder: DynamoDB Local writes a metadata file into its working directory.
+(cd "$logs" && exec java -Xmx1g -Djava.library.path="$local_dir/dynamodb/DynamoDBLocal_lib" \
+  -jar "$local_dir/dynamodb/DynamoDBLocal.jar" -sharedDb "${ddb_storage[@]}" -port "$ddb_port") \
   >"$logs/dynamodb.log" 2>&1 &
 pids+=($!)
 "$local_dir/venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$logs/moto.log" 2>&1 &
