@@ -180,7 +180,8 @@ impl RateLimiter {
 
     /// The per-user limit on writes, for any function's `POST`/`PATCH`/`DELETE` handlers.
     pub async fn check_user_write(&self, caller: &Caller, limit: Limit) -> Result<(), ApiError> {
-        self.check(&format!("write:{}", caller.user_id), limit).await
+        self.check(&format!("write:{}", caller.user_id), limit)
+            .await
     }
 }
 
@@ -196,10 +197,12 @@ mod tests {
         assert!("10".parse::<Limit>().is_err());
         assert!("10/0".parse::<Limit>().is_err());
         let env = std::collections::HashMap::from([("LOGIN_LIMIT_PER_IP", "3/10")]);
-        let limits =
-            RateLimits::from_lookup(&|n| env.get(n).map(|v| (*v).to_owned())).unwrap();
+        let limits = RateLimits::from_lookup(&|n| env.get(n).map(|v| (*v).to_owned())).unwrap();
         assert_eq!(limits.login_per_ip, Limit::new(3, 10));
-        assert_eq!(limits.login_per_email, RateLimits::default().login_per_email);
+        assert_eq!(
+            limits.login_per_email,
+            RateLimits::default().login_per_email
+        );
         let bad = std::collections::HashMap::from([("WRITE_LIMIT_PER_USER", "x")]);
         assert!(RateLimits::from_lookup(&|n| bad.get(n).map(|v| (*v).to_owned())).is_err());
     }

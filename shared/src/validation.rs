@@ -30,9 +30,7 @@ pub fn trimmed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
 }
 
 /// [`trimmed`] for optional strings (`null` stays `None`).
-pub fn trimmed_opt<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
+pub fn trimmed_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.map(trim_owned))
 }
 
@@ -71,9 +69,9 @@ impl Text for Option<String> {
 /// A garde rule: no control characters (newlines and tabs included).
 pub fn no_control<T: Text + ?Sized>(value: &T, _context: &()) -> garde::Result {
     match value.text() {
-        Some(text) if text.chars().any(char::is_control) => Err(garde::Error::new(
-            "must not contain control characters",
-        )),
+        Some(text) if text.chars().any(char::is_control) => {
+            Err(garde::Error::new("must not contain control characters"))
+        }
         _ => Ok(()),
     }
 }
@@ -88,7 +86,11 @@ pub fn validated<T: Validate<Context = ()>>(value: T) -> Result<T, ApiError> {
                 .map(|(path, error)| {
                     let field = path.to_string();
                     FieldError::new(
-                        if field.is_empty() { "body".to_owned() } else { field },
+                        if field.is_empty() {
+                            "body".to_owned()
+                        } else {
+                            field
+                        },
                         error.message().to_owned(),
                     )
                 })

@@ -38,7 +38,9 @@ use serde::{Deserialize, Serialize};
 use shared::auth::password::policy_errors;
 use shared::auth::token::ACCESS_TOKEN_TTL_SECS;
 use shared::auth::users::{NewUser, UserItem, UserRepo};
-use shared::auth::{AuthSettings, Authenticator, BearerSecurity, KeySet, PasswordHasher, Role, User};
+use shared::auth::{
+    AuthSettings, Authenticator, BearerSecurity, KeySet, PasswordHasher, Role, User,
+};
 use shared::config::{optional_from, Config, Lookup};
 use shared::domain::Timestamp;
 use shared::http::{empty, json, route_key, source_ip, unknown_route, HttpResult};
@@ -119,11 +121,14 @@ impl App {
         let settings = Settings::from_lookup(&lookup)?;
         let sdk = shared::clients::sdk_config().await;
         let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(
-            auth.load_keys(&sdk),
-            clients.prime(&config.tables.users)
-        );
-        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, settings)?)
+        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.users));
+        Ok(Self::new(
+            &config,
+            clients.dynamodb,
+            &keys?,
+            &auth,
+            settings,
+        )?)
     }
 }
 
@@ -208,7 +213,9 @@ pub fn check_password(password: &str, email: &str) -> Result<(), ApiError> {
     }
 }
 
-fn no_store(mut response: lambda_http::Response<lambda_http::Body>) -> lambda_http::Response<lambda_http::Body> {
+fn no_store(
+    mut response: lambda_http::Response<lambda_http::Body>,
+) -> lambda_http::Response<lambda_http::Body> {
     response.headers_mut().insert(
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
@@ -253,7 +260,9 @@ async fn register(app: &App, req: Request) -> HttpResult {
         .await?;
     let mut response = json(StatusCode::CREATED, &User::from(&user))?;
     if let Ok(location) = http::HeaderValue::from_str(&format!("/users/{}", user.id)) {
-        response.headers_mut().insert(http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
     }
     Ok(response)
 }
@@ -309,7 +318,9 @@ async fn login(app: &App, req: Request) -> HttpResult {
         return Err(err);
     }
     if !password_ok {
-        let lock_until = now.plus(time::Duration::seconds(app.settings.lockout.as_secs() as i64));
+        let lock_until = now.plus(time::Duration::seconds(
+            app.settings.lockout.as_secs() as i64
+        ));
         if app
             .users
             .record_failed_login(user.id, app.settings.max_failed_logins, lock_until)
@@ -333,10 +344,10 @@ async fn login(app: &App, req: Request) -> HttpResult {
 }
 
 fn token_response(app: &App, user: &UserItem, refresh_token: String) -> HttpResult {
-    let (access_token, _) = app
-        .authenticator
-        .tokens()
-        .issue(user.id, user.role, user.token_version)?;
+    let (access_token, _) =
+        app.authenticator
+            .tokens()
+            .issue(user.id, user.role, user.token_version)?;
     json(
         StatusCode::OK,
         &TokenPair {

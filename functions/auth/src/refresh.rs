@@ -13,9 +13,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -73,7 +71,11 @@ pub struct StoredToken {
 #[derive(Debug)]
 pub enum Rotation {
     /// The new token and the user it belongs to.
-    Rotated { token: String, user_id: Id, family_id: String },
+    Rotated {
+        token: String,
+        user_id: Id,
+        family_id: String,
+    },
     /// Unknown, expired, or already revoked.
     Invalid,
     /// A spent token was presented again: its family is now revoked.
@@ -205,7 +207,11 @@ impl RefreshStore {
             .dynamodb
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(spend).build())
-            .transact_items(TransactWriteItem::builder().condition_check(family_alive).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(family_alive)
+                    .build(),
+            )
             .transact_items(TransactWriteItem::builder().put(put).build())
             .send()
             .await;
@@ -252,7 +258,9 @@ impl RefreshStore {
             .update_item()
             .table_name(self.table.as_str())
             .key("pk", s(family_pk(family)))
-            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now), expires_at = :exp")
+            .update_expression(
+                "SET revoked_at = if_not_exists(revoked_at, :now), expires_at = :exp",
+            )
             .expression_attribute_values(":now", n(at))
             .expression_attribute_values(":exp", n(at + self.ttl_secs))
             .send()

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use shared::auth::password::policy_errors;
 use shared::auth::users::{NewUser, UserChanges, UserItem, UserRepo};
 use shared::auth::{
-    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, PasswordHasher, Role, User,
+    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, PasswordHasher,
+    Role, User,
 };
 use shared::config::Config;
 use shared::cursor::CursorSigner;
@@ -71,10 +72,7 @@ impl App {
         let limits = RateLimits::from_lookup(&lookup)?;
         let sdk = shared::clients::sdk_config().await;
         let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(
-            auth.load_keys(&sdk),
-            clients.prime(&config.tables.users)
-        );
+        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.users));
         Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits)?)
     }
 }
@@ -88,7 +86,6 @@ impl App {
     tags((name = "users", description = "User administration (admin only)"))
 )]
 pub struct ApiDoc;
-
 
 /// Routes a request by the route key API Gateway matched. Every route is admin-only.
 pub async fn handle(app: &App, req: Request) -> HttpResult {
@@ -216,7 +213,9 @@ async fn create_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
     tracing::info!(admin = %caller.user_id, user = %user.id, role = %user.role, "user created");
     let mut response = json(StatusCode::CREATED, &User::from(&user))?;
     if let Ok(location) = http::HeaderValue::from_str(&format!("/users/{}", user.id)) {
-        response.headers_mut().insert(http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
     }
     Ok(with_etag(response, &user))
 }
@@ -255,7 +254,11 @@ pub struct UpdateUserBody {
 async fn update_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
     let id: Id = path_param(&req, "id")?;
     let body: UpdateUserBody = shared::validation::json(&req)?;
-    if body.name.is_none() && body.role.is_none() && body.disabled.is_none() && body.unlock.is_none() {
+    if body.name.is_none()
+        && body.role.is_none()
+        && body.disabled.is_none()
+        && body.unlock.is_none()
+    {
         return Err(ApiError::invalid_field(
             "body",
             "name, role, disabled or unlock is required",

@@ -119,7 +119,9 @@ impl Authenticator {
 
     /// The caller of `req`, or `401`.
     pub async fn authenticate(&self, req: &Request) -> Result<Caller, ApiError> {
-        self.authenticate_claims(req).await.map(|(caller, _)| caller)
+        self.authenticate_claims(req)
+            .await
+            .map(|(caller, _)| caller)
     }
 
     /// [`Self::authenticate`] with the token's claims.
@@ -197,4 +199,18 @@ pub fn bearer_token(req: &Request) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The OpenAPI `bearer` security scheme (JWT) that signed-in routes name with
+/// `security(("bearer" = []))`. Add it with `#[openapi(modifiers(&BearerSecurity))]`.
+pub struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
 }

@@ -128,7 +128,11 @@ impl KeySet {
     /// The id and secret of the signing key.
     pub fn active(&self) -> (&str, &[u8]) {
         // `parse` checked that the active id is in the map; the fallback is unreachable.
-        let secret = self.keys.get(&self.active).map(Vec::as_slice).unwrap_or(&[]);
+        let secret = self
+            .keys
+            .get(&self.active)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         (&self.active, secret)
     }
 

@@ -14,7 +14,7 @@ pub mod rbac;
 pub mod token;
 pub mod users;
 
-pub use authenticator::{bearer_token, AuthSettings, Authenticator};
+pub use authenticator::{bearer_token, AuthSettings, Authenticator, BearerSecurity};
 pub use keys::{KeyError, KeySet};
 pub use password::PasswordHasher;
 pub use rbac::{authorize, Action, Caller, Role, Scope};

@@ -83,7 +83,10 @@ pub fn policy_errors(password: &str, email: &str) -> Vec<&'static str> {
     }
     let email = email.trim().to_lowercase();
     if !email.is_empty() && lower.contains(&email)
-        || email.split('@').next().is_some_and(|local| local.len() >= 4 && lower == local)
+        || email
+            .split('@')
+            .next()
+            .is_some_and(|local| local.len() >= 4 && lower == local)
     {
         errors.push("must not be (or contain) the email address");
     }
@@ -110,8 +113,8 @@ impl std::fmt::Debug for PasswordHasher {
 impl PasswordHasher {
     /// The production parameters. Computes the dummy hash (one hash of CPU, at cold start).
     pub fn new() -> Result<Self, ApiError> {
-        let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
-            .map_err(ApiError::internal)?;
+        let params =
+            Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).map_err(ApiError::internal)?;
         Self::with_params(params)
     }
 
@@ -224,7 +227,10 @@ mod tests {
     #[test]
     fn the_policy_names_each_broken_rule() {
         assert!(policy_errors("a good long passphrase", "x@y.z").is_empty());
-        assert_eq!(policy_errors("short", "x@y.z"), ["must be at least 12 characters"]);
+        assert_eq!(
+            policy_errors("short", "x@y.z"),
+            ["must be at least 12 characters"]
+        );
         assert!(policy_errors("Password1234", "x@y.z").contains(&"is too common"));
         assert!(!policy_errors(&"x".repeat(129), "x@y.z").is_empty());
         assert!(!policy_errors("someone@example.com", "Someone@Example.com").is_empty());

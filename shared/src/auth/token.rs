@@ -179,10 +179,16 @@ mod tests {
         assert_eq!(service.verify(&expired), Err(TokenError::Expired));
 
         let wrong_aud = sign_raw(&claims(600, "someone-else"), &header, secret);
-        assert!(matches!(service.verify(&wrong_aud), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            service.verify(&wrong_aud),
+            Err(TokenError::Invalid(_))
+        ));
 
         let wrong_key = sign_raw(&claims(600, DEFAULT_AUDIENCE), &header, &[9_u8; 32]);
-        assert!(matches!(service.verify(&wrong_key), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            service.verify(&wrong_key),
+            Err(TokenError::Invalid(_))
+        ));
 
         let (good, _) = service.issue(Id::generate(), Role::Viewer, 0).unwrap();
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
@@ -190,9 +196,13 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
         payload["role"] = "admin".into();
         parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
-        assert!(service.verify(&parts.join(".")).is_err(), "tampered payload");
+        assert!(
+            service.verify(&parts.join(".")).is_err(),
+            "tampered payload"
+        );
 
-        let none_header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#));
+        let none_header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#));
         let none_token = format!("{none_header}.{}.", parts[1]);
         assert_eq!(service.verify(&none_token), Err(TokenError::Header));
 

@@ -1,0 +1,438 @@
+//! The auth handlers against DynamoDB Local (run under `infra/stack.sh`).
+
+use std::time::Duration;
+
+use auth::{handle, App, Settings};
+use http::StatusCode;
+use serde_json::{json, Value};
+use shared::auth::{AuthSettings, KeySet};
+use shared::config::Config;
+use shared::rate_limit::{Limit, RateLimits};
+use shared::testing::{body_json, TestRequest};
+
+const PASSWORD: &str = "a long and unusual passphrase";
+
+async fn app_with(limits: RateLimits) -> App {
+    let provisioned = local_gateway::provision_for_test().await.unwrap();
+    let env = provisioned.env.clone();
+    let config = Config::from_lookup(&|n| env.get(n).cloned()).unwrap();
+    let sdk = shared::clients::sdk_config().await;
+    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
+    let auth = AuthSettings {
+        keys_parameter: "/unused".into(),
+        issuer: "collectpro".into(),
+        audience: "collectpro-api".into(),
+        cache_ttl: Duration::ZERO,
+    };
+    let settings = Settings {
+        limits,
+        max_failed_logins: 5,
+        lockout: Duration::from_secs(900),
+        refresh_ttl_secs: 3600,
+    };
+    App::new(
+        &config,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &keys,
+        &auth,
+        settings,
+    )
+    .unwrap()
+}
+
+async fn app() -> App {
+    app_with(RateLimits::off()).await
+}
+
+async fn call(app: &App, req: TestRequest) -> (StatusCode, Value, http::HeaderMap) {
+    let response = shared::http::serve(req.build(), |req| handle(app, req)).await;
+    (
+        response.status(),
+        body_json(&response),
+        response.headers().clone(),
+    )
+}
+
+fn post(path: &str, body: Value) -> TestRequest {
+    TestRequest::new(&format!("POST {path}"), path).json(&body)
+}
+
+async fn register(app: &App, email: &str) -> Value {
+    let (status, body, _) = call(
+        app,
+        post(
+            "/auth/register",
+            json!({"email": email, "name": "Ann", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn login(app: &App, email: &str, password: &str) -> (StatusCode, Value) {
+    let (status, body, _) = call(
+        app,
+        post("/auth/login", json!({"email": email, "password": password})),
+    )
+    .await;
+    (status, body)
+}
+
+fn unique_email() -> String {
+    format!(
+        "user-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+#[tokio::test]
+async fn register_login_me_refresh_logout() {
+    let app = app().await;
+    let email = unique_email();
+    let user = register(&app, &email).await;
+    assert_eq!(user["role"], "viewer");
+    assert_eq!(user["email"], email);
+    assert!(user["locked_until"].is_null());
+    assert_eq!(user["disabled"], false);
+    assert!(user.get("password_hash").is_none());
+    for field in ["id", "name", "created_at", "updated_at"] {
+        assert!(user.get(field).is_some(), "{field}");
+    }
+
+    let (status, tokens) = login(&app, &email.to_uppercase(), PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    let (status, me, _) = call(
+        &app,
+        TestRequest::new("GET /auth/me", "/auth/me").bearer(access),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], user["id"]);
+
+    let (status, rotated, _) = call(
+        &app,
+        post("/auth/refresh", json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let refresh2 = rotated["refresh_token"].as_str().unwrap();
+    assert_ne!(refresh2, refresh);
+
+    // Logout revokes the family: the new refresh token is dead.
+    let (status, _, _) = call(
+        &app,
+        post("/auth/logout", json!({"refresh_token": refresh2})).bearer(access),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(
+        &app,
+        post("/auth/refresh", json!({"refresh_token": refresh2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Logout needs a signed-in caller.
+    let (status, body, _) = call(
+        &app,
+        post("/auth/logout", json!({"refresh_token": refresh2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["type"], "https://collectpro.dev/problems/unauthorized");
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_its_family() {
+    let app = app().await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let (_, tokens) = login(&app, &email, PASSWORD).await;
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (status, second, _) =
+        call(&app, post("/auth/refresh", json!({"refresh_token": first}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = second["refresh_token"].as_str().unwrap().to_owned();
+    // The spent one again: refused, and the family (so `second` too) is revoked.
+    let (status, body, _) =
+        call(&app, post("/auth/refresh", json!({"refresh_token": first}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, _) = call(
+        &app,
+        post("/auth/refresh", json!({"refresh_token": second})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // An unknown token.
+    let (status, _, _) = call(
+        &app,
+        post("/auth/refresh", json!({"refresh_token": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_spend_a_token_once() {
+    let app = app().await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let (_, tokens) = login(&app, &email, PASSWORD).await;
+    let token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let calls = (0..5).map(|_| call(&app, post("/auth/refresh", json!({"refresh_token": token}))));
+    let results = futures::future::join_all(calls).await;
+    let ok = results
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::OK)
+        .count();
+    assert!(ok <= 1, "a token was spent {ok} times");
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_get_identical_answers() {
+    let app = app().await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let (s1, b1) = login(&app, &email, "wrong password entirely").await;
+    let (s2, b2) = login(&app, &unique_email(), "wrong password entirely").await;
+    assert_eq!(s1, StatusCode::UNAUTHORIZED);
+    assert_eq!((s1, &b1), (s2, &b2));
+}
+
+#[tokio::test]
+async fn six_wrong_passwords_then_the_right_one_is_locked() {
+    let app = app().await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(login(&app, &email, "wrong password entirely").await);
+    }
+    assert!(answers
+        .iter()
+        .all(|(s, b)| *s == StatusCode::UNAUTHORIZED && *b == answers[0].1));
+    let (_, body, headers) = call(
+        &app,
+        post("/auth/login", json!({"email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(body["status"], 423, "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 800 && retry <= 900, "{retry}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
+    let app = app().await;
+    let email = unique_email();
+    let cases: Vec<(TestRequest, u16, &str)> = vec![
+        (
+            TestRequest::new("POST /auth/register", "/auth/register").raw_body("{\"email\":"),
+            400,
+            "bad-request",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "A", "password": PASSWORD, "role": "admin"}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "A", "password": "short"}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "A", "password": "password1234"}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "A", "password": email}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": "not-an-email", "name": "A", "password": PASSWORD}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "A\u{0}B", "password": PASSWORD}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "x".repeat(101), "password": PASSWORD}),
+            ),
+            400,
+            "validation",
+        ),
+        (
+            TestRequest::new("POST /auth/register", "/auth/register").raw_body(&format!(
+                "{{\"name\":\"{}\"}}",
+                "x".repeat(10 * 1024 * 1024)
+            )),
+            413,
+            "payload-too-large",
+        ),
+        (
+            post("/auth/login", json!({"email": email})),
+            400,
+            "validation",
+        ),
+        (
+            post("/auth/refresh", json!({"refresh_token": "x", "extra": 1})),
+            400,
+            "validation",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let (s, body, headers) = call(&app, req).await;
+        assert_eq!(s.as_u16(), status, "{body}");
+        assert_eq!(
+            body["type"],
+            format!("https://collectpro.dev/problems/{code}"),
+            "{body}"
+        );
+        assert_eq!(headers["content-type"], "application/problem+json");
+    }
+    // Nothing was written: the email is still free.
+    register(&app, &email).await;
+    // Field errors name the field.
+    let (_, body, _) = call(
+        &app,
+        post(
+            "/auth/register",
+            json!({"email": "x", "name": "", "password": "short"}),
+        ),
+    )
+    .await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"email") && fields.contains(&"name"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_email_in_another_case_is_refused_and_concurrent_registration_has_one_winner() {
+    let app = app().await;
+    let email = unique_email();
+    register(&app, &email).await;
+    let (status, body, _) = call(
+        &app,
+        post(
+            "/auth/register",
+            json!({"email": email.to_uppercase(), "name": "B", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let contested = unique_email();
+    let attempts = (0..6).map(|i| {
+        let email = if i % 2 == 0 {
+            contested.clone()
+        } else {
+            contested.to_uppercase()
+        };
+        call(
+            &app,
+            post(
+                "/auth/register",
+                json!({"email": email, "name": "C", "password": PASSWORD}),
+            ),
+        )
+    });
+    let results = futures::future::join_all(attempts).await;
+    let created = results
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::CREATED)
+        .count();
+    let conflicts = results
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!(
+        (created, conflicts),
+        (1, 5),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_on_me() {
+    let app = app().await;
+    let (status, _, _) = call(&app, TestRequest::new("GET /auth/me", "/auth/me")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for token in ["garbage", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
+        let (status, body, _) = call(
+            &app,
+            TestRequest::new("GET /auth/me", "/auth/me").bearer(token),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn login_and_register_limits_answer_429_with_retry_after() {
+    let limits = RateLimits {
+        login_per_email: Limit::new(2, 60),
+        ..RateLimits::off()
+    };
+    let app = app_with(limits).await;
+    let email = unique_email();
+    login(&app, &email, "whatever password").await;
+    login(&app, &email, "whatever password").await;
+    let (_, body, headers) = call(
+        &app,
+        post(
+            "/auth/login",
+            json!({"email": email, "password": "whatever password"}),
+        ),
+    )
+    .await;
+    assert_eq!(body["status"], 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+}
