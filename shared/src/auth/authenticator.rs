@@ -9,7 +9,9 @@
 //! on the Users table, cached in the instance for [`AuthSettings::cache_ttl`] (default 5 s,
 //! `AUTH_CACHE_SECONDS`): a disabled user's token is refused at most that long after the
 //! change on a warm instance, at once on every other, and a warm instance serving many
-//! requests of one user pays one read per user per 5 s.
+//! requests of one user pays one read per user per 5 s. Only an entry that agrees with the
+//! token (enabled, same version) is served from the cache; any disagreement reads again, so a
+//! token issued right after a role change made elsewhere is never refused from a stale entry.
 //!
 //! Built once per cold start:
 //!
@@ -143,7 +145,7 @@ impl Authenticator {
             unauthorized()
         })?;
         let user_id: Id = claims.sub.parse().map_err(|_| unauthorized())?;
-        let state = self.state(user_id).await?;
+        let state = self.state(user_id, claims.ver).await?;
         match state {
             Some(state) if !state.disabled && state.token_version == claims.ver => Ok((
                 Caller {
@@ -166,12 +168,18 @@ impl Authenticator {
         }
     }
 
-    async fn state(&self, user: Id) -> Result<Option<AuthState>, ApiError> {
+    /// The user's state: from the cache when fresh *and* agreeing with the token (a token
+    /// newer than the cached version, e.g. issued right after a role change made on another
+    /// instance, forces a read instead of a false 401).
+    async fn state(&self, user: Id, token_version: u64) -> Result<Option<AuthState>, ApiError> {
         if !self.cache_ttl.is_zero() {
             if let Ok(cache) = self.cache.lock() {
-                if let Some((at, state)) = cache.get(&user) {
-                    if at.elapsed() < self.cache_ttl {
-                        return Ok(*state);
+                if let Some((at, Some(state))) = cache.get(&user) {
+                    if at.elapsed() < self.cache_ttl
+                        && !state.disabled
+                        && state.token_version == token_version
+                    {
+                        return Ok(Some(*state));
                     }
                 }
             }

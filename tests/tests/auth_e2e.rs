@@ -1,0 +1,318 @@
+//! Auth and users end to end: the real `auth` and `users` binaries behind the local gateway
+//! (run under `infra/stack.sh`, after `cargo build --workspace --bins`).
+//!
+//! Prints the login p50 through the gateway (argon2id m=19 MiB, t=2, p=1 included).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use local_gateway::provision::random_prefix;
+use local_gateway::runtime::LogSink;
+use local_gateway::{Gateway, GatewayOptions, RunningGateway};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN_PASSWORD: &str = "an admin passphrase for tests";
+const PASSWORD: &str = "a long and unusual passphrase";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn bin_dir() -> PathBuf {
+    local_gateway::gateway::default_bin_dir(&workspace())
+}
+
+struct Stack {
+    gw: RunningGateway,
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A gateway on its own tables and its own key-set parameter, with the admin seeded by
+/// `collectpro-admin seed-admin` (the same command `make run` uses).
+async fn stack() -> Stack {
+    let prefix = random_prefix();
+    let parameter = format!("/collectpro/test/{}jwt-keys", prefix);
+    let gw = Gateway::start(GatewayOptions {
+        template_path: workspace().join("template.yaml"),
+        http_port: 0,
+        ws_port: 0,
+        bin_dir: Some(bin_dir()),
+        prefix: prefix.clone(),
+        params: [
+            ("JwtKeysParameterName", parameter.as_str()),
+            ("LoginLimitPerIp", "off"),
+            ("LoginLimitPerEmail", "off"),
+            ("RegisterLimitPerIp", "off"),
+            ("RegisterLimitPerEmail", "off"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        logs: LogSink::None,
+        event_sources: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let output = tokio::process::Command::new(bin_dir().join("collectpro-admin"))
+        .args(["seed-admin", "--table-prefix", &prefix])
+        .env("JWT_KEYS_PARAMETER", &parameter)
+        .env("COLLECTPRO_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .await
+        .expect("collectpro-admin is built (cargo build --workspace --bins)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !stdout.contains(ADMIN_PASSWORD),
+        "the given password is never printed"
+    );
+    // Idempotent.
+    let again = tokio::process::Command::new(bin_dir().join("collectpro-admin"))
+        .args(["seed-admin", "--table-prefix", &prefix])
+        .env("JWT_KEYS_PARAMETER", &parameter)
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("exists"));
+    Stack {
+        base: format!("http://{}", gw.http_addr()),
+        gw,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Stack {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            "/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    async fn token(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.login(email, password).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn email() -> String {
+    format!(
+        "e2e-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+#[tokio::test]
+async fn auth_and_users_end_to_end() {
+    let s = stack().await;
+    let admin = s.token("ADMIN@collectpro.local", ADMIN_PASSWORD).await;
+
+    // Login p50 through the gateway (warm instance first).
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let (status, _) = s.login("admin@collectpro.local", ADMIN_PASSWORD).await;
+        times.push(started.elapsed());
+        assert_eq!(status, StatusCode::OK);
+    }
+    times.sort();
+    println!(
+        "FIGURE login through the gateway: p50 {:.1} ms, min {:.1} ms, max {:.1} ms (n={}, argon2id m=19456 KiB t=2 p=1)",
+        times[times.len() / 2].as_secs_f64() * 1000.0,
+        times[0].as_secs_f64() * 1000.0,
+        times[times.len() - 1].as_secs_f64() * 1000.0,
+        times.len()
+    );
+
+    // Register, then the admin promotes the user to each role in turn: the RBAC matrix
+    // over every auth and users route.
+    let user_email = email();
+    let (status, user) = s
+        .send(
+            "POST",
+            "/auth/register",
+            None,
+            Some(json!({"email": user_email, "name": "E2E", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap().to_owned();
+    for role in ["viewer", "agent", "manager", "admin"] {
+        let (status, body) = s
+            .send(
+                "PATCH",
+                &format!("/users/{id}"),
+                Some(&admin),
+                Some(json!({"role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, pair) = s.login(&user_email, PASSWORD).await;
+        let token = pair["access_token"].as_str().unwrap().to_owned();
+        let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+        let admin_only = [
+            s.send("GET", "/users", Some(&token), None).await.0,
+            s.send(
+                "POST",
+                "/users",
+                Some(&token),
+                Some(
+                    json!({"email": email(), "name": "N", "password": PASSWORD, "role": "viewer"}),
+                ),
+            )
+            .await
+            .0,
+            s.send(
+                "PATCH",
+                &format!("/users/{id}"),
+                Some(&token),
+                Some(json!({"name": "E2E"})),
+            )
+            .await
+            .0,
+        ];
+        for status in admin_only {
+            if role == "admin" {
+                assert!(status.is_success(), "{role}: {status}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{role}");
+            }
+        }
+        let (status, me) = s.send("GET", "/auth/me", Some(&token), None).await;
+        assert_eq!((status, me["role"].as_str()), (StatusCode::OK, Some(role)));
+        let (status, _) = s
+            .send(
+                "POST",
+                "/auth/logout",
+                Some(&token),
+                Some(json!({"refresh_token": refresh})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{role}");
+    }
+    // Anonymous: signed-in routes are 401.
+    for (method, path) in [
+        ("GET", "/auth/me"),
+        ("GET", "/users"),
+        ("POST", "/auth/logout"),
+    ] {
+        let (status, body) = s.send(method, path, None, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+    }
+
+    // Tokens: tampered, alg none, wrong key, garbage.
+    let parts: Vec<&str> = admin.split('.').collect();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["role"] = json!("admin");
+    payload["sub"] = json!(id);
+    let forged_payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let wrong_sig = URL_SAFE_NO_PAD.encode([7_u8; 32]);
+    for token in [
+        format!("{}.{forged_payload}.{}", parts[0], parts[2]),
+        format!("{none_header}.{forged_payload}."),
+        format!("{}.{}.{wrong_sig}", parts[0], parts[1]),
+        "garbage".to_owned(),
+    ] {
+        let (status, body) = s.send("GET", "/auth/me", Some(&token), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["type"], "https://collectpro.dev/problems/unauthorized");
+    }
+
+    // Disable the user: their token stops working at once on a fresh read (the cache of a
+    // warm instance holds at most AUTH_CACHE_SECONDS), and their refresh fails.
+    let (_, pair) = s.login(&user_email, PASSWORD).await;
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .send(
+            "PATCH",
+            &format!("/users/{id}"),
+            Some(&admin),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .send(
+            "POST",
+            "/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, _) = s
+        .send(
+            "GET",
+            "/auth/me",
+            Some(pair["access_token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Unknown email vs wrong password: identical.
+    let a = s.login(&email(), "some wrong password").await;
+    let b = s
+        .login("admin@collectpro.local", "some wrong password")
+        .await;
+    assert_eq!(a, b);
+    assert_eq!(a.0, StatusCode::UNAUTHORIZED);
+
+    // A body over API Gateway's limit and garbage JSON.
+    let big = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 10 * 1024 * 1024 + 16])
+        .send()
+        .await
+        .unwrap();
+    assert!(big.status().is_client_error(), "{}", big.status());
+    let (status, _) = s
+        .send("POST", "/auth/login", None, Some(json!("not an object")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    s.gw.shutdown().await;
+}
