@@ -13,6 +13,8 @@
 //! - [`rate_limit`]: cross-instance fixed-window limits on DynamoDB (429 + Retry-After).
 //! - `testing` (feature `test-support`): API Gateway v2 request builder for tests.
 
+pub mod accounts;
+pub mod activities;
 pub mod auth;
 pub mod clients;
 pub mod config;

@@ -37,6 +37,7 @@ pub fn openapi() -> OpenApiDocument {
     document.merge(health::ApiDoc::openapi());
     document.merge(auth::ApiDoc::openapi());
     document.merge(users::ApiDoc::openapi());
+    document.merge(accounts::ApiDoc::openapi());
     document
 }
 

@@ -1,0 +1,789 @@
+//! Accounts: `GET/POST /accounts`, `GET/PATCH/DELETE /accounts/{id}`.
+//!
+//! - Lists are Query-only (see `shared::accounts::keys` for the access pattern → index
+//!   table and `shared::accounts::list` for the sharded merge and signed cursors).
+//! - `POST` claims the reference (`REF#<reference>`) in the same transaction: `409` when taken.
+//! - `GET /accounts/{id}` answers with a strong `ETag` (`"<version>"`) and honours
+//!   `If-None-Match` (`304`); list pages carry a weak `ETag` over the page.
+//!   `Cache-Control: private, no-cache` everywhere: a client may keep a copy but revalidates.
+//! - `PATCH` needs `If-Match` (`428` without, `412` when stale), is conditional on the
+//!   version and increments it; a status change logs a `status_change` activity in the same
+//!   transaction. Fields only payments change are a `400`.
+//! - `DELETE` is soft: `deleted_at` is set and every index key removed, so the account
+//!   leaves every list; reads answer `404`; payments and activities stay.
+//! - RBAC: every role reads; admin and manager write; an agent sees only its accounts and
+//!   may PATCH only those, only `status`, `tags` and contact fields. Writes count against
+//!   the caller's `WRITE_LIMIT_PER_USER`.
+//!
+//! [`handle`] authenticates and calls [`dispatch`], which tests call with a `Caller`.
+
+use std::collections::BTreeSet;
+
+use http::header::{CACHE_CONTROL, ETAG, IF_MATCH, IF_NONE_MATCH, LOCATION};
+use http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use shared::accounts::dpd::today_utc;
+use shared::accounts::model::parse_date;
+use shared::accounts::{
+    Account, AccountRepo, AccountStatus, DpdBucket, ListRequest, Sort, WriteConflict,
+};
+use shared::activities::status_change;
+use shared::auth::{authorize, Action, AuthSettings, Authenticator, Caller, KeySet, Scope};
+use shared::config::Config;
+use shared::cursor::CursorSigner;
+use shared::domain::{Currency, Id, MinorUnits, Timestamp};
+use shared::http::{
+    empty, header, json, path_param, route_key, unknown_route, HttpResult, Validation,
+};
+use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::ApiError;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Configuration, clients and keys, built once per cold start.
+pub struct App {
+    pub repo: AccountRepo,
+    pub authenticator: Authenticator,
+    pub cursors: CursorSigner,
+    pub limiter: RateLimiter,
+    pub limits: RateLimits,
+}
+
+pub type InitError = Box<dyn std::error::Error + Send + Sync>;
+
+impl App {
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        keys: &KeySet,
+        auth: &AuthSettings,
+        limits: RateLimits,
+    ) -> Self {
+        Self {
+            repo: AccountRepo::new(
+                dynamodb.clone(),
+                config.tables.accounts.clone(),
+                config.tables.activities.clone(),
+            ),
+            authenticator: Authenticator::new(
+                keys,
+                auth,
+                dynamodb.clone(),
+                config.tables.users.clone(),
+            ),
+            cursors: CursorSigner::from_key_set(keys),
+            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
+            limits,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let lookup = shared::config::env_lookup;
+        let config = Config::from_lookup(&lookup)?;
+        let auth = AuthSettings::from_lookup(&lookup)?;
+        let limits = RateLimits::from_lookup(&lookup)?;
+        let sdk = shared::clients::sdk_config().await;
+        let clients = shared::clients::Clients::new(&sdk);
+        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.accounts));
+        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits))
+    }
+}
+
+/// The HTTP API of this function, merged into `/openapi.json` by the docs function.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_accounts, create_account, get_account, update_account, delete_account),
+    components(schemas(AccountPage, CreateAccountBody, UpdateAccountBody, Account, AccountStatus, DpdBucket)),
+    tags((name = "accounts", description = "Debtor accounts"))
+)]
+pub struct ApiDoc;
+
+/// Authenticates the caller and routes the request.
+pub async fn handle(app: &App, req: Request) -> HttpResult {
+    let caller = app.authenticator.authenticate(&req).await?;
+    dispatch(app, &caller, req).await
+}
+
+/// Routes a request of an authenticated caller by the route key API Gateway matched.
+pub async fn dispatch(app: &App, caller: &Caller, req: Request) -> HttpResult {
+    match route_key(&req).as_str() {
+        "GET /accounts" => list_accounts(app, caller, &req).await,
+        "POST /accounts" => create_account(app, caller, &req).await,
+        "GET /accounts/{id}" => get_account(app, caller, &req).await,
+        "PATCH /accounts/{id}" => update_account(app, caller, &req).await,
+        "DELETE /accounts/{id}" => delete_account(app, caller, &req).await,
+        other => Err(unknown_route(other)),
+    }
+}
+
+// ------------------------------------------------------------------ caching helpers
+
+const CACHE: &str = "private, no-cache";
+
+fn with_headers(mut response: Response<Body>, etag: &str) -> Response<Body> {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(ETAG, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    response
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 13.1.2).
+fn none_match(req: &Request, etag: &str) -> bool {
+    let Some(value) = header(req, IF_NONE_MATCH.as_str()) else {
+        return false;
+    };
+    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    value
+        .split(',')
+        .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
+}
+
+fn not_modified(etag: &str) -> HttpResult {
+    Ok(with_headers(empty(StatusCode::NOT_MODIFIED)?, etag))
+}
+
+fn account_response(status: StatusCode, account: &Account) -> HttpResult {
+    Ok(with_headers(json(status, account)?, &account.etag()))
+}
+
+/// The version an `If-Match` names: `None` for `*`.
+fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+    let value = header(req, IF_MATCH.as_str()).ok_or_else(|| {
+        ApiError::precondition_required(
+            "send If-Match with the ETag of the account you read (GET /accounts/{id})",
+        )
+    })?;
+    let value = value.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    value
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::invalid_field("If-Match", "must be an ETag of this API, e.g. \"3\""))
+}
+
+// ------------------------------------------------------------------ validation
+
+const MAX_TAGS: usize = 20;
+
+fn check_text(v: &mut Validation, field: &str, value: &str, max: usize) {
+    if value.trim().is_empty() {
+        v.add(field, "must not be empty");
+    } else if value.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    } else if value.chars().any(char::is_control) {
+        v.add(field, "must not contain control characters");
+    }
+}
+
+fn check_email(v: &mut Validation, value: &str) {
+    let ok = value.len() <= 254
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match value.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if !ok {
+        v.add("debtor_email", "must be an email address");
+    }
+}
+
+fn check_phone(v: &mut Validation, value: &str) {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    let ok = (2..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !ok {
+        v.add(
+            "debtor_phone",
+            "must be an E.164 phone number, e.g. +14155550123",
+        );
+    }
+}
+
+fn check_timezone(v: &mut Validation, value: &str) {
+    if jiff::tz::db().get(value).is_err() {
+        v.add(
+            "debtor_timezone",
+            "must be an IANA time zone, e.g. America/New_York",
+        );
+    }
+}
+
+fn clean_tags(v: &mut Validation, tags: Vec<String>) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        v.add("tags", format!("at most {MAX_TAGS} tags"));
+    }
+    let mut out = BTreeSet::new();
+    for (i, tag) in tags.into_iter().enumerate() {
+        let tag = tag.trim().to_lowercase();
+        let field = format!("tags[{i}]");
+        check_text(v, &field, &tag, 40);
+        out.insert(tag);
+    }
+    out.into_iter().collect()
+}
+
+fn check_due(v: &mut Validation, value: &str) -> Option<time::Date> {
+    v.check("due_date", parse_date(value))
+}
+
+// ------------------------------------------------------------------ list
+
+/// Query parameters of `GET /accounts` (all optional; unknown ones are a `400`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `active`, `promise_to_pay`, `payment_plan`, `disputed`, `paid`, `closed`.
+    pub status: Option<String>,
+    /// Accounts assigned to this agent (an agent may only name itself).
+    pub agent_id: Option<String>,
+    /// Minor units, inclusive.
+    pub min_balance: Option<String>,
+    /// Minor units, inclusive.
+    pub max_balance: Option<String>,
+    /// `current`, `1-30`, `31-60`, `61-90`, `90+`.
+    pub dpd_bucket: Option<String>,
+    /// Prefix of the reference, debtor name, email or phone (case, accents and phone
+    /// punctuation ignored); at least 2 letters or digits; not combined with `sort`.
+    pub q: Option<String>,
+    /// `created_at`, `updated_at`, `balance`, `due_date`, `days_past_due`, each optionally
+    /// prefixed with `-` for descending. Default `-created_at`.
+    pub sort: Option<String>,
+    /// 1..=100, default 25.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page of the same query.
+    pub cursor: Option<String>,
+}
+
+/// A page of accounts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountPage {
+    pub items: Vec<Account>,
+    pub next_cursor: Option<String>,
+}
+
+/// Validates the query of a list into a request for the repository.
+pub fn list_request(
+    query: ListQuery,
+    scope: &Scope,
+) -> Result<(ListRequest, Option<String>), ApiError> {
+    let mut v = Validation::new();
+    let limit = match query.limit.as_deref() {
+        None => 25,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                v.add("limit", "must be an integer from 1 to 100");
+                25
+            }
+        },
+    };
+    let status = query
+        .status
+        .as_deref()
+        .and_then(|s| v.check("status", s.parse::<AccountStatus>()));
+    let agent_id = query
+        .agent_id
+        .as_deref()
+        .and_then(|s| v.check("agent_id", s.parse::<Id>()));
+    let balance = |v: &mut Validation, field: &str, raw: Option<&str>| {
+        raw.and_then(|s| {
+            v.check(
+                field,
+                s.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or("must be a non-negative integer of minor units"),
+            )
+        })
+    };
+    let min_balance = balance(&mut v, "min_balance", query.min_balance.as_deref());
+    let max_balance = balance(&mut v, "max_balance", query.max_balance.as_deref());
+    if let (Some(min), Some(max)) = (min_balance, max_balance) {
+        if min > max {
+            v.add("max_balance", "must not be less than min_balance");
+        }
+    }
+    let dpd_bucket = query
+        .dpd_bucket
+        .as_deref()
+        .and_then(|s| v.check("dpd_bucket", s.parse::<DpdBucket>()));
+    let sort = query
+        .sort
+        .as_deref()
+        .and_then(|s| v.check("sort", Sort::parse(s)));
+    let q = query.q.map(|q| q.trim().to_owned());
+    if let Some(q) = &q {
+        if q.chars().count() > 100 || q.chars().any(char::is_control) {
+            v.add(
+                "q",
+                "must be at most 100 characters without control characters",
+            );
+        }
+    }
+    v.finish()?;
+    let scope_agent = match scope {
+        Scope::Assigned(agent) => {
+            if agent_id.is_some_and(|a| a != *agent) {
+                return Err(ApiError::forbidden(
+                    "an agent lists only the accounts assigned to it",
+                ));
+            }
+            Some(*agent)
+        }
+        _ => None,
+    };
+    Ok((
+        ListRequest {
+            scope_agent,
+            status,
+            agent_id,
+            min_balance,
+            max_balance,
+            dpd_bucket,
+            q,
+            sort,
+            limit,
+        },
+        query.cursor,
+    ))
+}
+
+/// Accounts, filtered and sorted; agents see only theirs.
+#[utoipa::path(get, path = "/accounts", tag = "accounts", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of accounts (weak ETag over the page)", body = AccountPage),
+        (status = 304, description = "The page is unchanged (If-None-Match)"),
+        (status = 400, description = "Bad filter, sort, limit or cursor", body = shared::error::Problem),
+        (status = 401, description = "Not signed in", body = shared::error::Problem)))]
+async fn list_accounts(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::ReadAccounts)?;
+    let query: ListQuery = shared::http::query(req)?;
+    let (request, cursor) = list_request(query, &scope)?;
+    let page = app
+        .repo
+        .list(&request, cursor.as_deref(), &app.cursors, today_utc())
+        .await?;
+    tracing::debug!(
+        items = page.items.len(),
+        items_read = page.items_read,
+        "list page"
+    );
+    let body = serde_json::to_vec(&AccountPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    })
+    .map_err(ApiError::internal)?;
+    let digest = Sha256::digest(&body);
+    let etag = format!(
+        "W/\"{}\"",
+        digest[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    if none_match(req, &etag) {
+        return not_modified(&etag);
+    }
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .map_err(ApiError::internal)?;
+    Ok(with_headers(response, &etag))
+}
+
+// ------------------------------------------------------------------ create
+
+/// A new account. `balance` starts at `original_balance`; `version` at 1.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountBody {
+    pub reference: String,
+    pub debtor_name: String,
+    pub debtor_email: String,
+    pub debtor_phone: String,
+    pub debtor_timezone: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Minor units, > 0.
+    pub original_balance: MinorUnits,
+    /// Default `active`.
+    pub status: Option<AccountStatus>,
+    pub assigned_agent_id: Option<Id>,
+    /// `YYYY-MM-DD`.
+    pub due_date: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Validates a create body into the account to store.
+pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, ApiError> {
+    let mut v = Validation::new();
+    let reference = body.reference.trim().to_owned();
+    check_text(&mut v, "reference", &reference, 64);
+    let debtor_name = body.debtor_name.trim().to_owned();
+    check_text(&mut v, "debtor_name", &debtor_name, 200);
+    let debtor_email = body.debtor_email.trim().to_owned();
+    check_email(&mut v, &debtor_email);
+    let debtor_phone = body.debtor_phone.trim().to_owned();
+    check_phone(&mut v, &debtor_phone);
+    let debtor_timezone = body.debtor_timezone.trim().to_owned();
+    check_timezone(&mut v, &debtor_timezone);
+    let currency = v.check("currency", body.currency.trim().parse::<Currency>());
+    if body.original_balance.0 <= 0 {
+        v.add(
+            "original_balance",
+            "must be a positive integer of minor units",
+        );
+    }
+    let due_date = check_due(&mut v, body.due_date.trim());
+    let tags = clean_tags(&mut v, body.tags);
+    v.finish()?;
+    let (Some(currency), Some(due_date)) = (currency, due_date) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    Ok(Account {
+        id: Id::generate(),
+        reference,
+        debtor_name,
+        debtor_email,
+        debtor_phone,
+        debtor_timezone,
+        currency,
+        original_balance: body.original_balance,
+        balance: body.original_balance,
+        status: body.status.unwrap_or(AccountStatus::Active),
+        assigned_agent_id: body.assigned_agent_id,
+        due_date,
+        days_past_due: 0,
+        dpd_bucket: DpdBucket::Current,
+        tags,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    }
+    .fresh())
+}
+
+/// Create an account (admin, manager).
+#[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = CreateAccountBody,
+    responses(
+        (status = 201, description = "Created; ETag and Location set", body = Account),
+        (status = 400, description = "Invalid field", body = shared::error::Problem),
+        (status = 403, description = "Role may not create", body = shared::error::Problem),
+        (status = 409, description = "Reference taken", body = shared::error::Problem)))]
+async fn create_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    authorize(caller, Action::CreateAccount)?;
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let body: CreateAccountBody = shared::http::json_body(req)?;
+    let account = new_account(body, Timestamp::now())?;
+    match app.repo.create(&account).await? {
+        Ok(()) => {
+            let mut response = account_response(StatusCode::CREATED, &account)?;
+            if let Ok(location) = HeaderValue::from_str(&format!("/accounts/{}", account.id)) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            Ok(response)
+        }
+        Err(_) => Err(ApiError::conflict(format!(
+            "reference {} is already used by another account",
+            account.reference
+        ))),
+    }
+}
+
+// ------------------------------------------------------------------ read
+
+fn not_found(id: Id) -> ApiError {
+    ApiError::not_found(format!("no account {id}"))
+}
+
+/// The live account `id` the caller may see.
+async fn visible(app: &App, scope: &Scope, id: Id) -> Result<Account, ApiError> {
+    let account = app
+        .repo
+        .get(id)
+        .await?
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    if let Scope::Assigned(agent) = scope {
+        if account.assigned_agent_id != Some(*agent) {
+            return Err(not_found(id));
+        }
+    }
+    Ok(account)
+}
+
+/// One account, with its ETag.
+#[utoipa::path(get, path = "/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (ULID)")),
+    responses(
+        (status = 200, description = "The account; ETag is its version", body = Account),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 404, description = "No such account, deleted, or not the agent's", body = shared::error::Problem)))]
+async fn get_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::ReadAccounts)?;
+    let id: Id = path_param(req, "id")?;
+    let account = visible(app, &scope, id).await?;
+    let etag = account.etag();
+    if none_match(req, &etag) {
+        return not_modified(&etag);
+    }
+    account_response(StatusCode::OK, &account)
+}
+
+// ------------------------------------------------------------------ update
+
+/// Changes to an account; absent fields stay. `balance`, `original_balance`, `currency`,
+/// ids, `version` and timestamps are refused (payments change balances).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccountBody {
+    pub reference: Option<String>,
+    pub debtor_name: Option<String>,
+    pub debtor_email: Option<String>,
+    pub debtor_phone: Option<String>,
+    pub debtor_timezone: Option<String>,
+    pub status: Option<AccountStatus>,
+    /// `null` unassigns.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub assigned_agent_id: Option<Option<Id>>,
+    pub due_date: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Id>>, D::Error> {
+    Option::<Id>::deserialize(d).map(Some)
+}
+
+/// Fields a PATCH may never set.
+const READ_ONLY: [(&str, &str); 10] = [
+    ("balance", "is changed only by payments"),
+    ("original_balance", "is changed only by payments"),
+    ("currency", "cannot change once balances exist"),
+    ("id", "cannot be changed"),
+    ("version", "is set by the server; send If-Match instead"),
+    ("created_at", "is set by the server"),
+    ("updated_at", "is set by the server"),
+    ("deleted_at", "use DELETE /accounts/{id}"),
+    ("days_past_due", "is derived from due_date"),
+    ("dpd_bucket", "is derived from due_date"),
+];
+
+/// Fields an agent may change on its own accounts.
+const AGENT_FIELDS: [&str; 5] = [
+    "status",
+    "tags",
+    "debtor_email",
+    "debtor_phone",
+    "debtor_timezone",
+];
+
+/// Parses a PATCH body: read-only fields are a `400` naming each.
+pub fn parse_update(bytes: &[u8]) -> Result<(UpdateAccountBody, Vec<String>), ApiError> {
+    let value: serde_json::Value = shared::http::parse_json(bytes)?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::invalid_field("body", "must be a JSON object"));
+    };
+    let mut v = Validation::new();
+    for (field, why) in READ_ONLY {
+        if object.contains_key(field) {
+            v.add(field, why);
+        }
+    }
+    v.finish()?;
+    let fields = object.keys().cloned().collect();
+    let body: UpdateAccountBody = shared::http::parse_json(bytes)?;
+    Ok((body, fields))
+}
+
+/// Applies a validated PATCH to `account`.
+pub fn apply_update(
+    account: &Account,
+    body: UpdateAccountBody,
+    now: Timestamp,
+) -> Result<Account, ApiError> {
+    let mut v = Validation::new();
+    let mut next = account.clone();
+    if let Some(reference) = body.reference {
+        next.reference = reference.trim().to_owned();
+        check_text(&mut v, "reference", &next.reference, 64);
+    }
+    if let Some(name) = body.debtor_name {
+        next.debtor_name = name.trim().to_owned();
+        check_text(&mut v, "debtor_name", &next.debtor_name, 200);
+    }
+    if let Some(email) = body.debtor_email {
+        next.debtor_email = email.trim().to_owned();
+        check_email(&mut v, &next.debtor_email);
+    }
+    if let Some(phone) = body.debtor_phone {
+        next.debtor_phone = phone.trim().to_owned();
+        check_phone(&mut v, &next.debtor_phone);
+    }
+    if let Some(zone) = body.debtor_timezone {
+        next.debtor_timezone = zone.trim().to_owned();
+        check_timezone(&mut v, &next.debtor_timezone);
+    }
+    if let Some(status) = body.status {
+        next.status = status;
+    }
+    if let Some(agent) = body.assigned_agent_id {
+        next.assigned_agent_id = agent;
+    }
+    if let Some(due) = body.due_date {
+        if let Some(date) = check_due(&mut v, due.trim()) {
+            next.due_date = date;
+        }
+    }
+    if let Some(tags) = body.tags {
+        next.tags = clean_tags(&mut v, tags);
+    }
+    v.finish()?;
+    next.version = account.version + 1;
+    next.updated_at = now;
+    Ok(next.fresh())
+}
+
+/// Update an account (`If-Match` required).
+#[utoipa::path(patch, path = "/accounts/{id}", tag = "accounts", request_body = UpdateAccountBody,
+    params(("id" = String, Path, description = "Account id (ULID)"),
+           ("If-Match" = String, Header, description = "ETag of the version read")),
+    responses(
+        (status = 200, description = "Updated; new ETag", body = Account),
+        (status = 400, description = "Invalid or read-only field", body = shared::error::Problem),
+        (status = 403, description = "Role or agent may not change this", body = shared::error::Problem),
+        (status = 404, description = "No such account", body = shared::error::Problem),
+        (status = 409, description = "New reference taken", body = shared::error::Problem),
+        (status = 412, description = "Stale If-Match", body = shared::error::Problem),
+        (status = 428, description = "If-Match missing", body = shared::error::Problem)))]
+async fn update_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::UpdateAccount)?;
+    let id: Id = path_param(req, "id")?;
+    let expected = if_match(req)?;
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let (body, fields) = parse_update(req.body().as_ref())?;
+    let account = app
+        .repo
+        .get(id)
+        .await?
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    if let Scope::Assigned(agent) = &scope {
+        if account.assigned_agent_id != Some(*agent) {
+            return Err(ApiError::forbidden(
+                "an agent may change only the accounts assigned to it",
+            ));
+        }
+        let refused: Vec<&String> = fields
+            .iter()
+            .filter(|f| !AGENT_FIELDS.contains(&f.as_str()))
+            .collect();
+        if !refused.is_empty() {
+            return Err(ApiError::forbidden(format!(
+                "an agent may change only status, tags and contact fields, not {}",
+                refused
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let expected = expected.unwrap_or(account.version);
+    if expected != account.version {
+        return Err(stale(&account));
+    }
+    let now = Timestamp::now();
+    let next = apply_update(&account, body, now)?;
+    let activity = (next.status != account.status)
+        .then(|| status_change(id, account.status, next.status, caller.user_id, now));
+    match app
+        .repo
+        .replace(&account, &next, expected, activity.as_ref())
+        .await?
+    {
+        Ok(()) => account_response(StatusCode::OK, &next),
+        Err(WriteConflict::Version) => Err(ApiError::precondition_failed(
+            "the account changed since it was read; GET it again and retry",
+        )),
+        Err(WriteConflict::Reference) => Err(ApiError::conflict(format!(
+            "reference {} is already used by another account",
+            next.reference
+        ))),
+    }
+}
+
+fn stale(account: &Account) -> ApiError {
+    ApiError::precondition_failed(format!(
+        "If-Match does not match the current version {}; GET the account again",
+        account.etag()
+    ))
+}
+
+// ------------------------------------------------------------------ delete
+
+/// Soft-delete an account (admin, manager); optional `If-Match`.
+#[utoipa::path(delete, path = "/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, description = "Account id (ULID)")),
+    responses(
+        (status = 204, description = "Deleted (soft: history stays)"),
+        (status = 403, description = "Role may not delete", body = shared::error::Problem),
+        (status = 404, description = "No such account", body = shared::error::Problem),
+        (status = 412, description = "Stale If-Match", body = shared::error::Problem)))]
+async fn delete_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    authorize(caller, Action::DeleteAccount)?;
+    let id: Id = path_param(req, "id")?;
+    let expected = match header(req, IF_MATCH.as_str()) {
+        Some(_) => if_match(req)?,
+        None => None,
+    };
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let account = app
+        .repo
+        .get(id)
+        .await?
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    if expected.is_some_and(|v| v != account.version) {
+        return Err(stale(&account));
+    }
+    let now = Timestamp::now();
+    let mut next = account.clone();
+    next.deleted_at = Some(now);
+    next.updated_at = now;
+    next.version = account.version + 1;
+    match app
+        .repo
+        .replace(&account, &next, account.version, None)
+        .await?
+    {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(_) => Err(ApiError::precondition_failed(
+            "the account changed while it was being deleted; retry",
+        )),
+    }
+}

@@ -1,0 +1,22 @@
+//! Accounts: the one definition of the Account resource and its item, shared by the
+//! accounts function and by payments, activities, bulk updates and the batch jobs.
+//!
+//! - [`model`]: [`Account`], [`AccountStatus`], [`DpdBucket`], the item mapping.
+//! - [`keys`]: table and index keys; the access pattern → index table.
+//! - [`dpd`]: days past due, computed fresh on every read.
+//! - [`search`]: normalisation of searchable fields and queries.
+//! - [`repo`]: [`AccountRepo`]: create (reference claimed in the same transaction), get,
+//!   conditional replace (+ activity), soft delete.
+//! - [`list`]: Query-only lists: sharded partitions and search indexes merged in sort
+//!   order, filters, signed cursors.
+
+pub mod dpd;
+pub mod keys;
+pub mod list;
+pub mod model;
+pub mod repo;
+pub mod search;
+
+pub use list::{ListRequest, Page, Sort};
+pub use model::{Account, AccountStatus, DpdBucket};
+pub use repo::{AccountRepo, WriteConflict};

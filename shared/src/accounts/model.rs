@@ -1,0 +1,248 @@
+//! The Account resource, its enums, and its item in the Accounts table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::dpd::{days_past_due, today_utc};
+use super::keys;
+use crate::domain::{Currency, Id, MinorUnits, Timestamp};
+use crate::error::ApiError;
+
+time::serde::format_description!(ymd, Date, "[year]-[month]-[day]");
+
+/// Serde for `time::Date` as `YYYY-MM-DD` (the account's `due_date`, a promise date).
+pub mod date_format {
+    pub use super::ymd::*;
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Result<time::Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &format).map_err(|_| "must be a date, YYYY-MM-DD".to_owned())
+}
+
+/// `YYYY-MM-DD` of a date.
+pub fn format_date(date: time::Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// Where an account is in its collection life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    PromiseToPay,
+    PaymentPlan,
+    Disputed,
+    Paid,
+    Closed,
+}
+
+impl AccountStatus {
+    pub const ALL: [AccountStatus; 6] = [
+        AccountStatus::Active,
+        AccountStatus::PromiseToPay,
+        AccountStatus::PaymentPlan,
+        AccountStatus::Disputed,
+        AccountStatus::Paid,
+        AccountStatus::Closed,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::PromiseToPay => "promise_to_pay",
+            AccountStatus::PaymentPlan => "payment_plan",
+            AccountStatus::Disputed => "disputed",
+            AccountStatus::Paid => "paid",
+            AccountStatus::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for AccountStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccountStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                "must be one of active, promise_to_pay, payment_plan, disputed, paid, closed"
+                    .to_owned()
+            })
+    }
+}
+
+/// Days-past-due bucket, derived from `due_date`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum DpdBucket {
+    #[serde(rename = "current")]
+    Current,
+    #[serde(rename = "1-30")]
+    D1To30,
+    #[serde(rename = "31-60")]
+    D31To60,
+    #[serde(rename = "61-90")]
+    D61To90,
+    #[serde(rename = "90+")]
+    D90Plus,
+}
+
+impl DpdBucket {
+    pub const ALL: [DpdBucket; 5] = [
+        DpdBucket::Current,
+        DpdBucket::D1To30,
+        DpdBucket::D31To60,
+        DpdBucket::D61To90,
+        DpdBucket::D90Plus,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DpdBucket::Current => "current",
+            DpdBucket::D1To30 => "1-30",
+            DpdBucket::D31To60 => "31-60",
+            DpdBucket::D61To90 => "61-90",
+            DpdBucket::D90Plus => "90+",
+        }
+    }
+
+    /// The bucket of a number of days past due (negative or 0: `current`).
+    pub fn for_days(days: i64) -> Self {
+        match days {
+            i64::MIN..=0 => DpdBucket::Current,
+            1..=30 => DpdBucket::D1To30,
+            31..=60 => DpdBucket::D31To60,
+            61..=90 => DpdBucket::D61To90,
+            _ => DpdBucket::D90Plus,
+        }
+    }
+
+    /// The inclusive range of days past due of this bucket (`None`: unbounded).
+    pub fn days(&self) -> (Option<i64>, Option<i64>) {
+        match self {
+            DpdBucket::Current => (None, Some(0)),
+            DpdBucket::D1To30 => (Some(1), Some(30)),
+            DpdBucket::D31To60 => (Some(31), Some(60)),
+            DpdBucket::D61To90 => (Some(61), Some(90)),
+            DpdBucket::D90Plus => (Some(91), None),
+        }
+    }
+
+    /// The inclusive range of due dates that fall in this bucket on `today`: a bucket filter
+    /// is a due-date range, so it can be a key condition on the due-date indexes.
+    pub fn due_range(&self, today: time::Date) -> (Option<time::Date>, Option<time::Date>) {
+        let (min_days, max_days) = self.days();
+        let earliest = max_days.map(|d| today - time::Duration::days(d));
+        let latest = min_days.map(|d| today - time::Duration::days(d));
+        (earliest, latest)
+    }
+}
+
+impl fmt::Display for DpdBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DpdBucket {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|bucket| bucket.as_str() == s)
+            .ok_or_else(|| "must be one of current, 1-30, 31-60, 61-90, 90+".to_owned())
+    }
+}
+
+/// A debtor account, as the API returns it and as it is stored (plus index keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub id: Id,
+    /// The agency's own account number; unique.
+    pub reference: String,
+    pub debtor_name: String,
+    pub debtor_email: String,
+    /// E.164, e.g. `+14155550123`.
+    pub debtor_phone: String,
+    /// IANA time zone, e.g. `America/New_York`.
+    pub debtor_timezone: String,
+    pub currency: Currency,
+    pub original_balance: MinorUnits,
+    pub balance: MinorUnits,
+    pub status: AccountStatus,
+    #[serde(default)]
+    pub assigned_agent_id: Option<Id>,
+    #[serde(with = "ymd")]
+    #[schema(value_type = String, format = Date, example = "2026-10-01")]
+    pub due_date: time::Date,
+    /// Computed from `due_date` on every read.
+    pub days_past_due: i64,
+    /// Computed from `due_date` on every read.
+    pub dpd_bucket: DpdBucket,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default)]
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Account {
+    /// Recomputes `days_past_due` / `dpd_bucket` for `today`.
+    pub fn refresh_dpd(&mut self, today: time::Date) {
+        self.days_past_due = days_past_due(self.due_date, today);
+        self.dpd_bucket = DpdBucket::for_days(self.days_past_due);
+    }
+
+    /// The account with its aging as of now (UTC).
+    pub fn fresh(mut self) -> Self {
+        self.refresh_dpd(today_utc());
+        self
+    }
+
+    /// The table item: the account's attributes, its key and its index keys
+    /// (see [`super::keys`]). A deleted account keeps no list or search keys.
+    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, ApiError> {
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)?;
+        // Absent optional values are not stored as NULL: `attribute_not_exists` works on them.
+        item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
+        item.insert("pk".into(), AttributeValue::S(keys::account_pk(self.id)));
+        if self.deleted_at.is_none() {
+            for (name, value) in keys::index_keys(self) {
+                item.insert(name.to_owned(), AttributeValue::S(value));
+            }
+        }
+        Ok(item)
+    }
+
+    /// The account of a stored item, with fresh aging.
+    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+        let account: Account = serde_dynamo::from_item(item)?;
+        Ok(account.fresh())
+    }
+
+    /// The strong `ETag` of this version.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
