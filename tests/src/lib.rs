@@ -1,1 +1,209 @@
-//! End-to-end test support.
+//! End-to-end test support: the whole template behind the local gateway, on its own tables,
+//! with the admin seeded by `collectpro-admin seed-admin` (the command `make run` uses), and
+//! an HTTP client that signs in as any role.
+//!
+//! Run under `infra/stack.sh` after `cargo build --workspace --bins` (`make test` does both).
+//!
+//! ```ignore
+//! let stack = e2e::Stack::start(e2e::StackOptions::default()).await;
+//! let (agent_id, agent) = stack.user_with_role("agent").await;
+//! let (status, body) = stack.send("GET", "/accounts", Some(&agent), None).await;
+//! ```
+
+use std::path::PathBuf;
+
+use local_gateway::provision::random_prefix;
+use local_gateway::runtime::LogSink;
+use local_gateway::{Gateway, GatewayOptions, RunningGateway};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The seeded admin's password in every test stack.
+pub const ADMIN_PASSWORD: &str = "an admin passphrase for tests";
+/// The password of every user a test creates.
+pub const PASSWORD: &str = "a long and unusual passphrase";
+pub const ADMIN_EMAIL: &str = "admin@collectpro.local";
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+pub fn bin_dir() -> PathBuf {
+    local_gateway::gateway::default_bin_dir(&workspace())
+}
+
+/// How to start a stack.
+pub struct StackOptions {
+    /// Template parameters on top of the test defaults (rate limits off).
+    pub params: Vec<(String, String)>,
+    /// Run SQS, stream and schedule event sources (off unless a test needs them).
+    pub event_sources: bool,
+    /// Print the functions' logs (handy when a test fails).
+    pub logs: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            params: Vec::new(),
+            event_sources: false,
+            logs: std::env::var_os("E2E_LOGS").is_some(),
+        }
+    }
+}
+
+/// A running gateway with a seeded admin, and an HTTP client for it.
+pub struct Stack {
+    pub gateway: RunningGateway,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub prefix: String,
+    admin_token: String,
+}
+
+/// Rate limits are off unless a test turns them on: tests create many users from one IP.
+const TEST_PARAMS: [(&str, &str); 4] = [
+    ("LoginLimitPerIp", "off"),
+    ("LoginLimitPerEmail", "off"),
+    ("RegisterLimitPerIp", "off"),
+    ("RegisterLimitPerEmail", "off"),
+];
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Stack {
+        let prefix = random_prefix();
+        let key_parameter = format!("/collectpro/test/{prefix}jwt-keys");
+        let mut params: Vec<(String, String)> = TEST_PARAMS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        params.push(("JwtKeysParameterName".into(), key_parameter.clone()));
+        params.extend(options.params);
+        let gateway = Gateway::start(GatewayOptions {
+            template_path: workspace().join("template.yaml"),
+            http_port: 0,
+            ws_port: 0,
+            bin_dir: Some(bin_dir()),
+            prefix: prefix.clone(),
+            params: params.into_iter().collect(),
+            logs: if options.logs {
+                LogSink::Stdout
+            } else {
+                LogSink::None
+            },
+            event_sources: options.event_sources,
+            ..Default::default()
+        })
+        .await
+        .expect("the gateway starts");
+        let output = tokio::process::Command::new(bin_dir().join("collectpro-admin"))
+            .args(["seed-admin", "--table-prefix", &prefix])
+            .env("JWT_KEYS_PARAMETER", &key_parameter)
+            .env("COLLECTPRO_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .await
+            .expect("collectpro-admin is built (cargo build --workspace --bins)");
+        assert!(
+            output.status.success(),
+            "seed-admin failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut stack = Stack {
+            base: format!("http://{}", gateway.http_addr()),
+            gateway,
+            http: reqwest::Client::new(),
+            prefix,
+            admin_token: String::new(),
+        };
+        stack.admin_token = stack.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        stack
+    }
+
+    /// The seeded admin's access token.
+    pub fn admin(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Sends a JSON request; answers the status and the JSON body (`Null` when empty).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .request(method, path, token, body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// A request builder for tests that need headers (If-Match, Idempotency-Key).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            "/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    /// Signs in and answers the access token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.login(email, password).await;
+        assert_eq!(status, StatusCode::OK, "login of {email}: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user with `role` (as the admin) and signs it in: (user id, access token).
+    pub async fn user_with_role(&self, role: &str) -> (String, String) {
+        let email = unique_email();
+        let (status, user) = self
+            .send(
+                "POST",
+                "/users",
+                Some(self.admin()),
+                Some(json!({"email": email, "name": format!("E2E {role}"), "password": PASSWORD, "role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "creating a {role}: {user}");
+        let id = user["id"].as_str().unwrap().to_owned();
+        (id, self.token(&email, PASSWORD).await)
+    }
+}
+
+/// An email no other test uses.
+pub fn unique_email() -> String {
+    format!(
+        "e2e-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
