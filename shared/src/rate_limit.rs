@@ -3,10 +3,11 @@
 //!
 //! A limit `N/S` allows `N` requests per key in each window of `S` seconds aligned to the
 //! epoch. Each request is one `UpdateItem` (`ADD hits :1`, `ReturnValues UPDATED_NEW`) on
-//! `pk = RL#<key>#<window start>`, atomic under any concurrency, with `expires_at` = window end
-//! + 60 s for TTL clean-up (a stale item is never read again: the next window has another
-//! key, so lazy TTL deletion does not matter). Fixed windows allow up to `2N` in the
-//! `S` seconds around a boundary; that is the accepted trade for one write per request.
+//! `pk = RL#<key>#<window start>`, atomic under any concurrency, with `expires_at` set to
+//! the window's end plus 60 s for TTL clean-up (a stale item is never read again: the next
+//! window has another key, so lazy TTL deletion does not matter). Fixed windows allow up to
+//! `2N` in the `S` seconds around a boundary; that is the accepted trade for one write per
+//! request.
 //!
 //! Over the limit: `429` problem with `Retry-After` = seconds until the window ends.
 //! Limits are configuration (template parameters → environment), parsed by [`Limit`]'s
