@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod activities;
 pub mod auth;
+pub mod bulk;
 pub mod clients;
 pub mod config;
 pub mod cursor;
