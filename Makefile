@@ -27,13 +27,10 @@ setup:
 build: setup
 	cargo build --workspace --bins
 
-# The seeded admin's password: COLLECTPRO_ADMIN_PASSWORD, else this local default (printed).
-export COLLECTPRO_ADMIN_PASSWORD ?= collectpro-local-admin
-DEMO ?= 0
-
 run: build
-	DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) DYNAMODB_DATA_DIR=$(DATA_DIR) DEMO=$(DEMO) \
-	  infra/stack.sh infra/run-local.sh $(BIN_DIR) $(HTTP_PORT) $(WS_PORT)
+	DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) DYNAMODB_DATA_DIR=$(DATA_DIR) \
+	  infra/stack.sh $(BIN_DIR)/local-gateway run --template template.yaml \
+	  --http-port $(HTTP_PORT) --ws-port $(WS_PORT) --bin-dir $(BIN_DIR)
 
 invoke: build
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=health EVENT=events/apigw-http-health.json"; exit 2; }
@@ -77,7 +74,7 @@ seed: build
 	AWS_ENDPOINT_URL_DYNAMODB=$${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:$(DYNAMODB_PORT)} \
 	  AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-local} \
 	  AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-local} AWS_EC2_METADATA_DISABLED=true \
-	  $(BIN_DIR)/seed $(if $(DEMO),--demo,-n $(N))
+	  $(BIN_DIR)/seed $(if $(filter 1 yes true,$(DEMO)),--demo,-n $(N))
 
 # GET /accounts/{id} and a filtered list page through the gateway vs the raw DynamoDB calls,
 # at BENCH_ACCOUNTS accounts (default 100000; e.g. BENCH_ACCOUNTS=20000 for a quick run).
