@@ -80,3 +80,103 @@ pub fn status_change(
         created_at: at,
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Logged activities, call compliance and promises (payments and activities, issue 7).
+
+/// Sort key of an account's call-log item in the Activities table: the times of its call
+/// attempts in the last 7 days and of its last right-party conversation (Regulation F).
+/// Not a ULID, so timeline queries (`sk < TIMELINE_SK_END`) never see it.
+pub const CALL_LOG_SK: &str = "CALLS";
+
+/// Every activity id (a ULID) sorts below this (ULIDs start with 0..7).
+pub const TIMELINE_SK_END: &str = "8";
+
+/// Shards of the `promises-by-date` index partition.
+pub const PROMISE_SHARDS: u32 = 8;
+
+/// The `promises-by-date` keys of a promise to pay: `promise_pk = PROMISE#<shard>`,
+/// `promise_sk = <promise date>#<account id>#<activity id>`. The broken-promise batch
+/// queries every shard for `promise_sk < <today>` and removes the keys of the promises it
+/// settles (the index is sparse).
+pub fn promise_keys(activity: &Activity) -> Option<(String, String)> {
+    let date = activity.promise_date?;
+    let shard = crate::accounts::keys::shard_of(activity.account_id) % PROMISE_SHARDS;
+    Some((
+        format!("PROMISE#{shard}"),
+        format!(
+            "{}#{}#{}",
+            crate::accounts::model::format_date(date),
+            activity.account_id,
+            activity.id
+        ),
+    ))
+}
+
+/// How a call went (required for the compliance rules: a right-party contact stops calls
+/// for 7 days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    RightPartyContact,
+    NoAnswer,
+    LeftMessage,
+    WrongNumber,
+}
+
+impl CallOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallOutcome::RightPartyContact => "right_party_contact",
+            CallOutcome::NoAnswer => "no_answer",
+            CallOutcome::LeftMessage => "left_message",
+            CallOutcome::WrongNumber => "wrong_number",
+        }
+    }
+}
+
+impl ActivityType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActivityType::Call => "call",
+            ActivityType::Email => "email",
+            ActivityType::Sms => "sms",
+            ActivityType::Letter => "letter",
+            ActivityType::Note => "note",
+            ActivityType::PromiseToPay => "promise_to_pay",
+            ActivityType::Dispute => "dispute",
+            ActivityType::StatusChange => "status_change",
+            ActivityType::Payment => "payment",
+        }
+    }
+
+    /// Types only the system writes (with the change they record).
+    pub fn is_system(&self) -> bool {
+        matches!(self, ActivityType::StatusChange | ActivityType::Payment)
+    }
+}
+
+impl std::str::FromStr for ActivityType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use ActivityType::*;
+        [
+            Call,
+            Email,
+            Sms,
+            Letter,
+            Note,
+            PromiseToPay,
+            Dispute,
+            StatusChange,
+            Payment,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| {
+            "must be one of call, email, sms, letter, note, promise_to_pay, dispute, status_change, payment"
+                .to_owned()
+        })
+    }
+}

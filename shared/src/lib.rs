@@ -23,6 +23,8 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idempotency;
+pub mod payments;
 pub mod rate_limit;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

@@ -38,6 +38,8 @@ pub fn openapi() -> OpenApiDocument {
     document.merge(auth::ApiDoc::openapi());
     document.merge(users::ApiDoc::openapi());
     document.merge(accounts::ApiDoc::openapi());
+    document.merge(payments::ApiDoc::openapi());
+    document.merge(activities::ApiDoc::openapi());
     document
 }
 

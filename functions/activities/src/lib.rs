@@ -1,0 +1,1083 @@
+//! Activities: `POST/GET /accounts/{id}/activities`, `POST /activities/batch`.
+//!
+//! - **Log** (`POST`, admin / manager / agent on its own accounts): `type` ∈ call, email,
+//!   sms, letter, note, promise_to_pay, dispute (`status_change` and `payment` are written
+//!   by the system only: `400`); `note` ≤ 2,000 characters (newlines allowed); `outcome`
+//!   only on calls (right_party_contact, no_answer, left_message, wrong_number). A
+//!   `promise_to_pay` needs `promise_amount` (1..=balance; above the balance is a `422`) and
+//!   `promise_date` from the debtor's today (in `debtor_timezone`) to 90 days later (else
+//!   `400`), and moves the account to `promise_to_pay`; a `dispute` moves it to `disputed`.
+//!   The status move (version bump, a `status_change` activity) is in the same transaction as
+//!   the activity. Open promises carry the sparse `promises-by-date` keys
+//!   (`shared::activities::promise_keys`).
+//! - **Call compliance** (Regulation F, 12 CFR 1006.14(b) and 1006.6(b)(1)(i)): a call is
+//!   refused with a `422` naming the rule when the debtor's local time is before 08:00 or
+//!   after 21:00 (`call-outside-hours`), the account had a right-party conversation in the
+//!   last 7 days (`call-after-conversation`), or already has 7 call attempts in the last 7
+//!   days (`call-frequency-limit`). The attempts live in one call-log item per account
+//!   (`sk = CALLS`: attempt times of the last 7 days, last right-party contact, version),
+//!   written in the same transaction as the call under a condition on its version: counting
+//!   is exact under any concurrency (a lost race reads again and re-checks).
+//! - **Timeline** (`GET`, every role; agents only their accounts): newest first (ULID order),
+//!   signed cursors, `limit` 1..100 (default 25), `type` filter.
+//! - **Batch** (`POST /activities/batch`, every role): `{account_ids: [≤ 100], limit: 1..=50
+//!   (default 10)}` → the latest `limit` activities of each account: one `BatchGetItem` for
+//!   the accounts, then the Queries in parallel (at most 16 at once). Unknown, deleted and
+//!   (for agents) unassigned ids are reported per id in `errors`, not a failure of the call.
+//!
+//! "Now" is a parameter of [`dispatch`], so tests are deterministic.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use futures::stream::{self, StreamExt};
+use http::header::CACHE_CONTROL;
+use http::{HeaderValue, StatusCode};
+use lambda_http::Request;
+use serde::{Deserialize, Serialize};
+use shared::accounts::keys::{account_pk, index_keys};
+use shared::accounts::model::{format_date, parse_date};
+use shared::accounts::{Account, AccountRepo, AccountStatus};
+use shared::activities::{
+    promise_keys, status_change, Activity, ActivityType, CallOutcome, CALL_LOG_SK, TIMELINE_SK_END,
+};
+use shared::auth::{
+    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, Scope,
+};
+use shared::config::{Config, TableName};
+use shared::cursor::CursorSigner;
+use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::http::{json, path_param, route_key, unknown_route, HttpResult, Validation};
+use shared::payments::{activity_put, backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
+use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::ApiError;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Call attempts allowed per account in [`CALL_WINDOW_DAYS`].
+pub const MAX_CALLS: usize = 7;
+/// The window of the call rules, in days.
+pub const CALL_WINDOW_DAYS: i64 = 7;
+/// Calls are allowed from 08:00 to 21:00 debtor-local time.
+pub const CALL_HOURS: (u32, u32) = (8, 21);
+/// The longest note.
+pub const MAX_NOTE_CHARS: usize = 2000;
+/// How far ahead a promise may be dated.
+pub const MAX_PROMISE_DAYS: i64 = 90;
+/// Accounts per batch call, activities per account in a batch, parallel Queries.
+pub const MAX_BATCH_IDS: usize = 100;
+pub const MAX_BATCH_LIMIT: usize = 50;
+pub const BATCH_PARALLELISM: usize = 16;
+
+/// Configuration, clients and keys, built once per cold start.
+pub struct App {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub accounts: AccountRepo,
+    pub accounts_table: TableName,
+    pub activities_table: TableName,
+    pub authenticator: Authenticator,
+    pub cursors: CursorSigner,
+    pub limiter: RateLimiter,
+    pub limits: RateLimits,
+}
+
+pub type InitError = Box<dyn std::error::Error + Send + Sync>;
+
+impl App {
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        keys: &KeySet,
+        auth: &AuthSettings,
+        limits: RateLimits,
+    ) -> Self {
+        Self {
+            accounts: AccountRepo::new(
+                dynamodb.clone(),
+                config.tables.accounts.clone(),
+                config.tables.activities.clone(),
+            ),
+            accounts_table: config.tables.accounts.clone(),
+            activities_table: config.tables.activities.clone(),
+            authenticator: Authenticator::new(
+                keys,
+                auth,
+                dynamodb.clone(),
+                config.tables.users.clone(),
+            ),
+            cursors: CursorSigner::from_key_set(keys),
+            limiter: RateLimiter::new(dynamodb.clone(), config.tables.rate_limits.clone()),
+            limits,
+            dynamodb,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let lookup = shared::config::env_lookup;
+        let config = Config::from_lookup(&lookup)?;
+        let auth = AuthSettings::from_lookup(&lookup)?;
+        let limits = RateLimits::from_lookup(&lookup)?;
+        let sdk = shared::clients::sdk_config().await;
+        let clients = shared::clients::Clients::new(&sdk);
+        let (keys, ()) = tokio::join!(
+            auth.load_keys(&sdk),
+            clients.prime(&config.tables.activities)
+        );
+        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits))
+    }
+}
+
+/// The HTTP API of this function, merged into `/openapi.json` by the docs function.
+#[derive(OpenApi)]
+#[openapi(
+    paths(log_activity, timeline, batch),
+    components(schemas(LogActivityBody, ActivityPage, BatchBody, BatchAnswer, BatchResult, BatchError, Activity, ActivityType, CallOutcome)),
+    modifiers(&BearerSecurity),
+    tags((name = "activities", description = "Account timelines: calls, emails, letters, notes, promises, disputes"))
+)]
+pub struct ApiDoc;
+
+/// Authenticates the caller and routes the request.
+pub async fn handle(app: &App, req: Request) -> HttpResult {
+    let caller = app.authenticator.authenticate(&req).await?;
+    dispatch(app, &caller, req, Timestamp::now()).await
+}
+
+/// Routes a request of an authenticated caller; `now` is injectable for tests.
+pub async fn dispatch(app: &App, caller: &Caller, req: Request, now: Timestamp) -> HttpResult {
+    match route_key(&req).as_str() {
+        "POST /accounts/{id}/activities" => log_activity(app, caller, &req, now).await,
+        "GET /accounts/{id}/activities" => timeline(app, caller, &req).await,
+        "POST /activities/batch" => batch(app, caller, &req).await,
+        other => Err(unknown_route(other)),
+    }
+}
+
+fn not_found(id: Id) -> ApiError {
+    ApiError::not_found(format!("no account {id}"))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn with_cache(mut response: lambda_http::Response<lambda_http::Body>) -> HttpResult {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(response)
+}
+
+// ------------------------------------------------------------------ log
+
+/// An activity to log.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogActivityBody {
+    /// call, email, sms, letter, note, promise_to_pay, dispute.
+    #[serde(rename = "type")]
+    pub activity_type: ActivityType,
+    /// ≤ 2,000 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Calls only.
+    #[serde(default)]
+    pub outcome: Option<CallOutcome>,
+    /// Promises only: minor units, 1..=balance.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub promise_amount: Option<MinorUnits>,
+    /// Promises only: `YYYY-MM-DD`, from the debtor's today to 90 days later.
+    #[serde(default)]
+    pub promise_date: Option<String>,
+}
+
+/// A log request that passed the checks that need no account.
+#[derive(Debug, Clone)]
+pub struct NewActivity {
+    pub activity_type: ActivityType,
+    pub note: String,
+    pub outcome: Option<CallOutcome>,
+    pub promise: Option<(MinorUnits, time::Date)>,
+}
+
+/// Validates a log body (`400` listing every bad field).
+pub fn validate_log(body: LogActivityBody) -> Result<NewActivity, ApiError> {
+    let mut v = Validation::new();
+    let kind = body.activity_type;
+    if kind.is_system() {
+        v.add(
+            "type",
+            "status_change and payment activities are written by the system only",
+        );
+    }
+    let note = body.note.unwrap_or_default().trim().to_owned();
+    if note.chars().count() > MAX_NOTE_CHARS {
+        v.add(
+            "note",
+            format!("must be at most {MAX_NOTE_CHARS} characters"),
+        );
+    } else if note
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        v.add("note", "must not contain control characters");
+    }
+    if body.outcome.is_some() && kind != ActivityType::Call {
+        v.add("outcome", "only calls have an outcome");
+    }
+    let mut promise = None;
+    if kind == ActivityType::PromiseToPay {
+        let amount = match body.promise_amount {
+            None => {
+                v.add("promise_amount", "a promise to pay needs an amount");
+                None
+            }
+            Some(a) if a.0 < 1 => {
+                v.add(
+                    "promise_amount",
+                    "must be a positive integer of minor units",
+                );
+                None
+            }
+            Some(a) => Some(a),
+        };
+        let date = match body.promise_date.as_deref() {
+            None => {
+                v.add("promise_date", "a promise to pay needs a date");
+                None
+            }
+            Some(raw) => v.check("promise_date", parse_date(raw.trim())),
+        };
+        if let (Some(amount), Some(date)) = (amount, date) {
+            promise = Some((amount, date));
+        }
+    } else {
+        if body.promise_amount.is_some() {
+            v.add(
+                "promise_amount",
+                "only a promise_to_pay has a promise amount",
+            );
+        }
+        if body.promise_date.is_some() {
+            v.add("promise_date", "only a promise_to_pay has a promise date");
+        }
+    }
+    v.finish()?;
+    Ok(NewActivity {
+        activity_type: kind,
+        note,
+        outcome: body.outcome,
+        promise,
+    })
+}
+
+/// The debtor's local date and time at `now` (`422` when the time zone is unusable).
+pub fn debtor_local(account: &Account, now: Timestamp) -> Result<jiff::Zoned, ApiError> {
+    let zone = jiff::tz::db().get(&account.debtor_timezone).map_err(|_| {
+        ApiError::unprocessable(
+            "unknown-timezone",
+            format!(
+                "the account's debtor_timezone {} is not a known time zone",
+                account.debtor_timezone
+            ),
+        )
+    })?;
+    let instant = jiff::Timestamp::from_second(now.unix_seconds()).map_err(ApiError::internal)?;
+    Ok(instant.to_zoned(zone))
+}
+
+/// Whether a local time is inside the calling hours (08:00 to 21:00 inclusive).
+pub fn within_call_hours(local: &jiff::Zoned) -> bool {
+    let minutes = i32::from(local.hour()) * 60 + i32::from(local.minute());
+    let seconds = minutes * 60 + i32::from(local.second());
+    let (open, close) = CALL_HOURS;
+    seconds >= (open as i32) * 3600 && seconds <= (close as i32) * 3600
+}
+
+/// The call log of an account: attempt times (epoch ms) of the window, the last
+/// right-party conversation, and the item's version (0 when absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallLog {
+    pub attempts: Vec<i64>,
+    pub right_party_at: Option<i64>,
+    pub version: u64,
+}
+
+impl CallLog {
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Self {
+        let number = |v: &AttributeValue| v.as_n().ok().and_then(|n| n.parse::<i64>().ok());
+        Self {
+            attempts: item
+                .get("attempts")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(number).collect())
+                .unwrap_or_default(),
+            right_party_at: item.get("right_party_at").and_then(number),
+            version: item
+                .get("version")
+                .and_then(number)
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Checks the frequency rules for a call at `now_ms`; answers the log with the call
+    /// added (attempts outside the window dropped).
+    pub fn admit(&self, now_ms: i64, outcome: Option<CallOutcome>) -> Result<CallLog, ApiError> {
+        let window_start = now_ms - CALL_WINDOW_DAYS * 86_400_000;
+        if let Some(at) = self.right_party_at.filter(|at| *at > window_start) {
+            let when = Timestamp::from_unix_seconds(at / 1000)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            return Err(ApiError::unprocessable(
+                "call-after-conversation",
+                format!(
+                    "the debtor was reached in a conversation at {when}; no call for 7 days after it (12 CFR 1006.14(b)(2)(ii))"
+                ),
+            ));
+        }
+        let mut attempts: Vec<i64> = self
+            .attempts
+            .iter()
+            .copied()
+            .filter(|at| *at > window_start)
+            .collect();
+        if attempts.len() >= MAX_CALLS {
+            return Err(ApiError::unprocessable(
+                "call-frequency-limit",
+                format!(
+                    "the account already has {} call attempts in the last 7 days; the limit is {MAX_CALLS} (12 CFR 1006.14(b)(2)(i))",
+                    attempts.len()
+                ),
+            ));
+        }
+        attempts.push(now_ms);
+        Ok(CallLog {
+            attempts,
+            right_party_at: if outcome == Some(CallOutcome::RightPartyContact) {
+                Some(now_ms)
+            } else {
+                self.right_party_at
+            },
+            version: self.version + 1,
+        })
+    }
+}
+
+/// The account if the caller may log on it: `404` absent or deleted, `403` not the agent's.
+fn writable(account: Option<Account>, scope: &Scope, id: Id) -> Result<Account, ApiError> {
+    let account = account
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    if let Scope::Assigned(agent) = scope {
+        if account.assigned_agent_id != Some(*agent) {
+            return Err(ApiError::forbidden(
+                "agents log activities only on accounts assigned to them",
+            ));
+        }
+    }
+    Ok(account)
+}
+
+/// Logs an activity.
+#[utoipa::path(post, path = "/accounts/{id}/activities", tag = "activities", request_body = LogActivityBody,
+    params(("id" = String, Path, description = "Account id (ULID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Logged", body = Activity),
+        (status = 400, description = "Invalid field, system-only type, promise date out of range", body = shared::error::Problem),
+        (status = 403, description = "Role may not log, or not the agent's account", body = shared::error::Problem),
+        (status = 404, description = "No such account", body = shared::error::Problem),
+        (status = 409, description = "Contention on the account; retry", body = shared::error::Problem),
+        (status = 422, description = "Call refused by Regulation F (reason in type and detail), promise above balance", body = shared::error::Problem)))]
+pub async fn log_activity(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
+    let scope = authorize(caller, Action::LogActivity)?;
+    let account_id: Id = path_param(req, "id")?;
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let body: LogActivityBody = shared::http::json_body(req)?;
+    let new = validate_log(body)?;
+    let activity = log(app, caller, &scope, account_id, new, now).await?;
+    json(StatusCode::CREATED, &activity)
+}
+
+/// The logging itself (what [`log_activity`] does after parsing).
+pub async fn log(
+    app: &App,
+    caller: &Caller,
+    scope: &Scope,
+    account_id: Id,
+    new: NewActivity,
+    now: Timestamp,
+) -> Result<Activity, ApiError> {
+    let account = writable(app.accounts.get(account_id).await?, scope, account_id)?;
+    let local = debtor_local(&account, now)?;
+    let mut activity = Activity {
+        id: Id::generate(),
+        account_id,
+        activity_type: new.activity_type,
+        note: new.note,
+        promise_amount: None,
+        promise_date: None,
+        outcome: new.outcome.map(|o| o.as_str().to_owned()),
+        actor_id: caller.user_id,
+        created_at: now,
+    };
+    match new.activity_type {
+        ActivityType::Call => {
+            if !within_call_hours(&local) {
+                return Err(ApiError::unprocessable(
+                    "call-outside-hours",
+                    format!(
+                        "it is {} for the debtor ({}); calls are allowed from 08:00 to 21:00 debtor time (12 CFR 1006.6(b)(1)(i))",
+                        local.strftime("%H:%M"),
+                        account.debtor_timezone
+                    ),
+                ));
+            }
+            log_call(app, &activity, new.outcome, now).await?;
+        }
+        ActivityType::PromiseToPay | ActivityType::Dispute => {
+            let target = if new.activity_type == ActivityType::Dispute {
+                AccountStatus::Disputed
+            } else {
+                AccountStatus::PromiseToPay
+            };
+            if let Some((amount, date)) = new.promise {
+                let today = local.date();
+                let today = time::Date::from_calendar_date(
+                    i32::from(today.year()),
+                    time::Month::try_from(today.month() as u8).map_err(ApiError::internal)?,
+                    today.day() as u8,
+                )
+                .map_err(ApiError::internal)?;
+                let latest = today + time::Duration::days(MAX_PROMISE_DAYS);
+                if date < today || date > latest {
+                    return Err(ApiError::invalid_field(
+                        "promise_date",
+                        format!(
+                            "must be from {} (the debtor's today) to {}",
+                            format_date(today),
+                            format_date(latest)
+                        ),
+                    ));
+                }
+                activity.promise_amount = Some(amount);
+                activity.promise_date = Some(date);
+            }
+            move_account(app, account, &activity, target, now).await?;
+        }
+        _ => {
+            app.dynamodb
+                .put_item()
+                .table_name(app.activities_table.as_str())
+                .set_item(Some(activity.to_item()?))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await?;
+        }
+    }
+    Ok(activity)
+}
+
+fn call_log_key() -> [(&'static str, AttributeValue); 1] {
+    [("sk", s(CALL_LOG_SK))]
+}
+
+/// Writes a call with its call-log update, exactly under concurrency.
+async fn log_call(
+    app: &App,
+    activity: &Activity,
+    outcome: Option<CallOutcome>,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let account = activity.account_id;
+    let now_ms = now.as_offset_date_time().unix_timestamp_nanos() / 1_000_000;
+    let now_ms = i64::try_from(now_ms).map_err(ApiError::internal)?;
+    let mut attempts = 0_u32;
+    loop {
+        let [(sk_name, sk_value)] = call_log_key();
+        let stored = app
+            .dynamodb
+            .get_item()
+            .table_name(app.activities_table.as_str())
+            .key("pk", s(account.to_string()))
+            .key(sk_name, sk_value)
+            .consistent_read(true)
+            .send()
+            .await?
+            .item;
+        let current = stored.as_ref().map(CallLog::from_item).unwrap_or_default();
+        let next = current.admit(now_ms, outcome)?;
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(account.to_string())),
+            ("sk".to_owned(), s(CALL_LOG_SK)),
+            (
+                "attempts".to_owned(),
+                AttributeValue::L(next.attempts.iter().map(|a| n(*a)).collect()),
+            ),
+            ("version".to_owned(), n(next.version)),
+            // Cleaned up by TTL once the window has passed with no calls.
+            (
+                "expires_at".to_owned(),
+                n(now.unix_seconds() + CALL_WINDOW_DAYS * 86_400 + 86_400),
+            ),
+        ]);
+        if let Some(at) = next.right_party_at {
+            item.insert("right_party_at".to_owned(), n(at));
+        }
+        let mut put = Put::builder()
+            .table_name(app.activities_table.as_str())
+            .set_item(Some(item));
+        put = if stored.is_some() {
+            put.condition_expression("#v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", n(current.version))
+        } else {
+            put.condition_expression("attribute_not_exists(pk)")
+        };
+        let result = app
+            .dynamodb
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(ApiError::internal)?)
+                    .build(),
+            )
+            .transact_items(activity_put(&app.activities_table, activity)?)
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(app.accounts_table.as_str())
+                            .key("pk", s(account_pk(account)))
+                            .condition_expression(
+                                "attribute_exists(pk) AND attribute_not_exists(deleted_at)",
+                            )
+                            .build()
+                            .map_err(ApiError::internal)?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(err) => {
+                let codes = cancellation_codes(&err).unwrap_or_default();
+                let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                if failed(2) {
+                    return Err(not_found(account));
+                }
+                if !(failed(0) || is_conflict(&err)) {
+                    return Err(err.into());
+                }
+                attempts += 1;
+                if attempts > CONFLICT_RETRIES * 2 {
+                    let mut err = ApiError::conflict(
+                        "the account's call log is being updated by other requests; retry shortly",
+                    );
+                    err.retry_after = Some(1);
+                    return Err(err);
+                }
+                tokio::time::sleep(backoff(attempts.min(4))).await;
+            }
+        }
+    }
+}
+
+/// Moves the account to `target` with the activity (and a `status_change` activity when
+/// the status changes), in one transaction conditional on the observed status (and, for a
+/// promise, on the balance covering it).
+async fn move_account(
+    app: &App,
+    observed: Account,
+    activity: &Activity,
+    target: AccountStatus,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let mut observed = observed;
+    let mut attempts = 0_u32;
+    loop {
+        if let Some(amount) = activity.promise_amount {
+            if amount > observed.balance {
+                return Err(ApiError::unprocessable(
+                    "promise-exceeds-balance",
+                    format!(
+                        "the promise ({amount}) is more than the balance ({})",
+                        observed.balance
+                    ),
+                ));
+            }
+        }
+        let mut next = observed.clone();
+        next.status = target;
+        next.updated_at = now;
+        let key = |name: &str| {
+            index_keys(&next)
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        };
+        let update = Update::builder()
+            .table_name(app.accounts_table.as_str())
+            .key("pk", s(account_pk(observed.id)))
+            .update_expression(
+                "SET #s = :to, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk",
+            )
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#b", "balance")
+            .expression_attribute_values(":to", s(target.as_str()))
+            .expression_attribute_values(":from", s(observed.status.as_str()))
+            .expression_attribute_values(":spk", s(key("status_pk")))
+            .expression_attribute_values(":usk", s(key("updated_sk")))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(
+                ":min",
+                n(activity.promise_amount.map(|a| a.0).unwrap_or(i64::MIN)),
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(deleted_at) AND #s = :from AND #b >= :min",
+            );
+        let mut item = activity.to_item()?;
+        if let Some((pk, sk)) = promise_keys(activity) {
+            item.insert("promise_pk".into(), s(pk));
+            item.insert("promise_sk".into(), s(sk));
+        }
+        let mut transaction = app
+            .dynamodb
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(ApiError::internal)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(app.activities_table.as_str())
+                            .set_item(Some(item))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .build()
+                            .map_err(ApiError::internal)?,
+                    )
+                    .build(),
+            );
+        if observed.status != target {
+            let moved = status_change(observed.id, observed.status, target, activity.actor_id, now);
+            transaction = transaction.transact_items(activity_put(&app.activities_table, &moved)?);
+        }
+        match transaction.send().await {
+            Ok(_) => return Ok(()),
+            Err(err) => {
+                let codes = cancellation_codes(&err).unwrap_or_default();
+                let account_failed = codes.first().is_some_and(|c| c == "ConditionalCheckFailed");
+                if !(account_failed || is_conflict(&err)) {
+                    return Err(err.into());
+                }
+                attempts += 1;
+                if attempts > CONFLICT_RETRIES {
+                    let mut err = ApiError::conflict(
+                        "the account is being updated by other requests; retry shortly",
+                    );
+                    err.retry_after = Some(1);
+                    return Err(err);
+                }
+                if account_failed {
+                    observed = app
+                        .accounts
+                        .get(observed.id)
+                        .await?
+                        .filter(|a| a.deleted_at.is_none())
+                        .ok_or_else(|| not_found(observed.id))?;
+                } else {
+                    tokio::time::sleep(backoff(attempts)).await;
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ timeline
+
+/// Query parameters of `GET /accounts/{id}/activities`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TimelineQuery {
+    /// 1..100, default 25.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// One activity type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub activity_type: Option<String>,
+}
+
+/// A page of activities, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ActivityPage {
+    pub items: Vec<Activity>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of an account's timeline, newest first, from after `after` (an activity id).
+pub async fn timeline_page(
+    app: &App,
+    account: Id,
+    kind: Option<ActivityType>,
+    after: Option<String>,
+    limit: usize,
+) -> Result<(Vec<Activity>, Option<String>), ApiError> {
+    let mut items: Vec<Activity> = Vec::new();
+    let mut start = after;
+    for _ in 0..20 {
+        let mut query = app
+            .dynamodb
+            .query()
+            .table_name(app.activities_table.as_str())
+            .key_condition_expression("pk = :pk AND sk < :end")
+            .expression_attribute_values(":pk", s(account.to_string()))
+            .expression_attribute_values(":end", s(TIMELINE_SK_END))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit - items.len() + 1).unwrap_or(101));
+        if let Some(kind) = kind {
+            query = query
+                .filter_expression("#t = :t")
+                .expression_attribute_names("#t", "type")
+                .expression_attribute_values(":t", s(kind.as_str()));
+        }
+        if let Some(sk) = &start {
+            query = query
+                .exclusive_start_key("pk", s(account.to_string()))
+                .exclusive_start_key("sk", s(sk.clone()));
+        }
+        let output = query.send().await?;
+        for item in output.items.unwrap_or_default() {
+            let activity = Activity::from_item(item)?;
+            if items.len() == limit {
+                let last = items[limit - 1].id.to_string();
+                return Ok((items, Some(last)));
+            }
+            items.push(activity);
+        }
+        match output
+            .last_evaluated_key
+            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        {
+            None => return Ok((items, None)),
+            Some(sk) => start = Some(sk),
+        }
+    }
+    Ok((items, start))
+}
+
+/// Parses `limit` (1..=max, default).
+fn parse_limit(v: &mut Validation, raw: Option<&str>, default: usize, max: usize) -> usize {
+    match raw {
+        None => default,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(limit) if (1..=max).contains(&limit) => limit,
+            _ => {
+                v.add("limit", format!("must be an integer from 1 to {max}"));
+                default
+            }
+        },
+    }
+}
+
+/// The timeline of an account, newest first.
+#[utoipa::path(get, path = "/accounts/{id}/activities", tag = "activities",
+    params(("id" = String, Path, description = "Account id (ULID)"), TimelineQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of activities, newest first", body = ActivityPage),
+        (status = 400, description = "Bad limit, type or cursor", body = shared::error::Problem),
+        (status = 404, description = "No such account, or not the agent's", body = shared::error::Problem)))]
+pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::ReadActivities)?;
+    let account_id: Id = path_param(req, "id")?;
+    let query: TimelineQuery = shared::http::query(req)?;
+    let mut v = Validation::new();
+    let limit = parse_limit(&mut v, query.limit.as_deref(), 25, 100);
+    let kind = query
+        .activity_type
+        .as_deref()
+        .and_then(|t| v.check("type", t.parse::<ActivityType>()));
+    v.finish()?;
+    let cursor_scope = format!(
+        "activities:{account_id}:{}",
+        kind.map(|k| k.as_str()).unwrap_or("")
+    );
+    let after: Option<String> = query
+        .cursor
+        .as_deref()
+        .map(|c| app.cursors.verify(&cursor_scope, c))
+        .transpose()?;
+    let account = app
+        .accounts
+        .get(account_id)
+        .await?
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(account_id))?;
+    if let Scope::Assigned(agent) = scope {
+        if account.assigned_agent_id != Some(agent) {
+            return Err(not_found(account_id));
+        }
+    }
+    let (items, next) = timeline_page(app, account_id, kind, after, limit).await?;
+    let next_cursor = next
+        .map(|sk| app.cursors.sign(&cursor_scope, &sk))
+        .transpose()?;
+    with_cache(json(StatusCode::OK, &ActivityPage { items, next_cursor })?)
+}
+
+// ------------------------------------------------------------------ batch
+
+/// The accounts whose latest activities to fetch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// 1 to 100 account ids (duplicates are answered once).
+    pub account_ids: Vec<String>,
+    /// Activities per account, 1..=50, default 10.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The latest activities of one account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    pub account_id: Id,
+    pub activities: Vec<Activity>,
+}
+
+/// An account the batch could not answer: `reason` is `not_found` or `forbidden`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchError {
+    pub account_id: Id,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The answer of a batch: results and per-id errors, each in request order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchResult>,
+    pub errors: Vec<BatchError>,
+}
+
+/// The latest activities of many accounts in one call.
+#[utoipa::path(post, path = "/activities/batch", tag = "activities", request_body = BatchBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Per account: its latest activities, or why not", body = BatchAnswer),
+        (status = 400, description = "No ids, more than 100, a malformed id, bad limit", body = shared::error::Problem)))]
+pub async fn batch(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::ReadActivities)?;
+    let body: BatchBody = shared::http::json_body(req)?;
+    let mut v = Validation::new();
+    if body.account_ids.is_empty() || body.account_ids.len() > MAX_BATCH_IDS {
+        v.add("account_ids", format!("must hold 1 to {MAX_BATCH_IDS} ids"));
+    }
+    let limit = body.limit.unwrap_or(10);
+    if !(1..=MAX_BATCH_LIMIT).contains(&limit) {
+        v.add(
+            "limit",
+            format!("must be an integer from 1 to {MAX_BATCH_LIMIT}"),
+        );
+    }
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, raw) in body.account_ids.iter().enumerate() {
+        if let Some(id) = v.check(&format!("account_ids[{i}]"), raw.trim().parse::<Id>()) {
+            if seen.insert(id) {
+                ids.push(id);
+            }
+        }
+    }
+    v.finish()?;
+    let answer = batch_timelines(app, &scope, &ids, limit).await?;
+    with_cache(json(StatusCode::OK, &answer)?)
+}
+
+/// The accounts of `ids` that exist and are live: id → assigned agent.
+async fn live_accounts(app: &App, ids: &[Id]) -> Result<HashMap<Id, Option<Id>>, ApiError> {
+    let mut found = HashMap::new();
+    let keys: Vec<HashMap<String, AttributeValue>> = ids
+        .iter()
+        .map(|id| HashMap::from([("pk".to_owned(), s(account_pk(*id)))]))
+        .collect();
+    let mut pending = Some(
+        KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .projection_expression("id, assigned_agent_id, deleted_at")
+            .consistent_read(true)
+            .build()
+            .map_err(ApiError::internal)?,
+    );
+    let mut rounds = 0_u32;
+    while let Some(request) = pending.take() {
+        let output = app
+            .dynamodb
+            .batch_get_item()
+            .request_items(app.accounts_table.as_str(), request)
+            .send()
+            .await?;
+        for item in output
+            .responses
+            .and_then(|mut r| r.remove(app.accounts_table.as_str()))
+            .unwrap_or_default()
+        {
+            if item.contains_key("deleted_at") {
+                continue;
+            }
+            let id = item
+                .get("id")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|v| v.parse::<Id>().ok());
+            let agent = item
+                .get("assigned_agent_id")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|v| v.parse::<Id>().ok());
+            if let Some(id) = id {
+                found.insert(id, agent);
+            }
+        }
+        pending = output
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(app.accounts_table.as_str()))
+            .filter(|k| !k.keys().is_empty());
+        if pending.is_some() {
+            rounds += 1;
+            if rounds > 8 {
+                return Err(ApiError::unavailable(
+                    "accounts are throttled; retry shortly",
+                ));
+            }
+            tokio::time::sleep(backoff(rounds)).await;
+        }
+    }
+    Ok(found)
+}
+
+/// The latest `limit` activities of each of `ids`, with per-id errors.
+pub async fn batch_timelines(
+    app: &App,
+    scope: &Scope,
+    ids: &[Id],
+    limit: usize,
+) -> Result<BatchAnswer, ApiError> {
+    let live = live_accounts(app, ids).await?;
+    let mut errors = Vec::new();
+    let mut readable = Vec::new();
+    for id in ids {
+        match live.get(id) {
+            None => errors.push(BatchError {
+                account_id: *id,
+                reason: "not_found".into(),
+                message: format!("no account {id}"),
+            }),
+            Some(agent) => match scope {
+                Scope::Assigned(me) if *agent != Some(*me) => errors.push(BatchError {
+                    account_id: *id,
+                    reason: "forbidden".into(),
+                    message: "not an account assigned to you".into(),
+                }),
+                _ => readable.push(*id),
+            },
+        }
+    }
+    let mut pages: HashMap<Id, Vec<Activity>> = HashMap::new();
+    let mut fetched = stream::iter(readable.iter().copied())
+        .map(|id| async move { (id, timeline_page(app, id, None, None, limit).await) })
+        .buffer_unordered(BATCH_PARALLELISM);
+    while let Some((id, page)) = fetched.next().await {
+        pages.insert(id, page?.0);
+    }
+    let results = readable
+        .iter()
+        .map(|id| BatchResult {
+            account_id: *id,
+            activities: pages.remove(id).unwrap_or_default(),
+        })
+        .collect();
+    Ok(BatchAnswer { results, errors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_log_counts_the_window_and_conversations() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        let log = CallLog {
+            attempts: (0..7).map(|i| now - 8 * day + i).collect(),
+            right_party_at: None,
+            version: 3,
+        };
+        // Old attempts fall out of the window.
+        let next = log.admit(now, None).unwrap();
+        assert_eq!(next.attempts, vec![now]);
+        assert_eq!(next.version, 4);
+        let full = CallLog {
+            attempts: (0..7).map(|i| now - day + i).collect(),
+            ..Default::default()
+        };
+        let err = full.admit(now, None).unwrap_err();
+        assert_eq!(err.code, "call-frequency-limit");
+        let talked = CallLog {
+            right_party_at: Some(now - 6 * day),
+            ..Default::default()
+        };
+        assert_eq!(
+            talked.admit(now, None).unwrap_err().code,
+            "call-after-conversation"
+        );
+        let later = CallLog {
+            right_party_at: Some(now - 8 * day),
+            ..Default::default()
+        };
+        assert!(
+            later
+                .admit(now, Some(CallOutcome::RightPartyContact))
+                .unwrap()
+                .right_party_at
+                == Some(now)
+        );
+    }
+
+    #[test]
+    fn system_types_and_misplaced_fields_are_refused() {
+        let body = |json: &str| validate_log(shared::http::parse_json(json.as_bytes()).unwrap());
+        assert!(body(r#"{"type":"payment"}"#).is_err());
+        assert!(body(r#"{"type":"status_change"}"#).is_err());
+        assert!(body(r#"{"type":"note","outcome":"no_answer"}"#).is_err());
+        assert!(body(r#"{"type":"promise_to_pay","promise_amount":5}"#).is_err());
+        assert!(body(
+            r#"{"type":"promise_to_pay","promise_amount":0,"promise_date":"2030-01-01"}"#
+        )
+        .is_err());
+        assert!(body(&format!(
+            r#"{{"type":"note","note":"{}"}}"#,
+            "x".repeat(2001)
+        ))
+        .is_err());
+        assert!(body(r#"{"type":"note","note":"line\nline"}"#).is_ok());
+        assert!(body(r#"{"type":"call","outcome":"left_message"}"#).is_ok());
+    }
+}

@@ -1,0 +1,655 @@
+//! Payments: `POST/GET /accounts/{id}/payments`, `PATCH /accounts/{id}/payments/{pid}`.
+//!
+//! - **Record** (`POST`, admin / manager / agent on its own accounts): `amount` in minor
+//!   units (a JSON integer, `1 ≤ amount ≤ balance`), `currency` equal to the account's,
+//!   `method` ∈ card, ach, check, cash, wire, optional `status` (`pending` or `completed`,
+//!   default `completed`), `reference` (≤ 100 characters), `received_at` (not in the future;
+//!   60 s of client clock skew tolerated; default now). A completed payment is one
+//!   `TransactWriteItems` (payment item, conditional balance decrement + version bump,
+//!   `status = paid` at 0, a `payment` activity): see `shared::payments`. A pending payment
+//!   writes the payment and its activity under a condition that the account exists.
+//! - **Idempotency-Key** header: required on `POST` (`400` without). Scoped to the caller
+//!   and route, hashed with the request, 24 h (see `shared::idempotency`). A retry with the
+//!   same key and body answers the first response (`Idempotent-Replayed: true`); another
+//!   body with the same key is a `422`; a retry while the first is still running is a `409`
+//!   with `Retry-After: 1`. **Only a successful (2xx) response is stored**: a request that
+//!   failed did nothing, so its key is released and the client may retry it.
+//! - **History** (`GET`, every role; agents only their accounts): newest first, signed
+//!   cursors, `limit` 1..100 (default 25), `status` filter.
+//! - **Status** (`PATCH`, admin / manager, `If-Match` = the payment's ETag): pending →
+//!   completed | failed, completed → refunded | reversed, anything else `409`. Completing
+//!   debits the balance as recording does; refunding or reversing credits it back and
+//!   reopens a paid account (`active`); each logs a `payment` activity in the same
+//!   transaction (plus a `status_change` activity when the account's status moves).
+//! - Invariant: `balance == original_balance − Σ completed payments`.
+//!
+//! Problems: `422` `amount-exceeds-balance`, `currency-mismatch`, `idempotency-key-reused`;
+//! `409` `conflict` (transition not allowed, key in progress, contention after retries);
+//! `412` stale `If-Match`; `428` missing `If-Match`.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
+use http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use shared::accounts::Account;
+use shared::auth::{
+    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, Scope,
+};
+use shared::config::Config;
+use shared::cursor::CursorSigner;
+use shared::domain::{Currency, Id, MinorUnits, Timestamp};
+use shared::http::{header, json, path_param, route_key, unknown_route, HttpResult, Validation};
+use shared::idempotency::{self, Claim, IdempotencyStore, StoredResponse};
+use shared::payments::{
+    BalanceChange, Ledger, LedgerRefusal, Payment, PaymentMethod, PaymentStatus, PaymentWrite,
+};
+use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::ApiError;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Client clock skew tolerated on `received_at`.
+pub const RECEIVED_AT_SKEW_SECS: i64 = 60;
+
+/// Configuration, clients and keys, built once per cold start.
+pub struct App {
+    pub ledger: Ledger,
+    pub idempotency: IdempotencyStore,
+    pub authenticator: Authenticator,
+    pub cursors: CursorSigner,
+    pub limiter: RateLimiter,
+    pub limits: RateLimits,
+}
+
+pub type InitError = Box<dyn std::error::Error + Send + Sync>;
+
+impl App {
+    pub fn new(
+        config: &Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        keys: &KeySet,
+        auth: &AuthSettings,
+        limits: RateLimits,
+    ) -> Self {
+        Self {
+            ledger: Ledger::new(
+                dynamodb.clone(),
+                config.tables.accounts.clone(),
+                config.tables.payments.clone(),
+                config.tables.activities.clone(),
+            ),
+            idempotency: IdempotencyStore::new(dynamodb.clone(), config.tables.idempotency.clone()),
+            authenticator: Authenticator::new(
+                keys,
+                auth,
+                dynamodb.clone(),
+                config.tables.users.clone(),
+            ),
+            cursors: CursorSigner::from_key_set(keys),
+            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
+            limits,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let lookup = shared::config::env_lookup;
+        let config = Config::from_lookup(&lookup)?;
+        let auth = AuthSettings::from_lookup(&lookup)?;
+        let limits = RateLimits::from_lookup(&lookup)?;
+        let sdk = shared::clients::sdk_config().await;
+        let clients = shared::clients::Clients::new(&sdk);
+        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.payments));
+        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits))
+    }
+}
+
+/// The HTTP API of this function, merged into `/openapi.json` by the docs function.
+#[derive(OpenApi)]
+#[openapi(
+    paths(record_payment, list_payments, change_payment_status),
+    components(schemas(RecordPaymentBody, ChangeStatusBody, PaymentPage, Payment, PaymentMethod, PaymentStatus)),
+    modifiers(&BearerSecurity),
+    tags((name = "payments", description = "Payments of an account"))
+)]
+pub struct ApiDoc;
+
+/// Authenticates the caller and routes the request.
+pub async fn handle(app: &App, req: Request) -> HttpResult {
+    let caller = app.authenticator.authenticate(&req).await?;
+    dispatch(app, &caller, req, Timestamp::now()).await
+}
+
+/// Routes a request of an authenticated caller; `now` is injectable for tests.
+pub async fn dispatch(app: &App, caller: &Caller, req: Request, now: Timestamp) -> HttpResult {
+    match route_key(&req).as_str() {
+        "POST /accounts/{id}/payments" => record_payment(app, caller, &req, now).await,
+        "GET /accounts/{id}/payments" => list_payments(app, caller, &req).await,
+        "PATCH /accounts/{id}/payments/{pid}" => {
+            change_payment_status(app, caller, &req, now).await
+        }
+        other => Err(unknown_route(other)),
+    }
+}
+
+fn not_found(id: Id) -> ApiError {
+    ApiError::not_found(format!("no account {id}"))
+}
+
+fn payment_response(status: StatusCode, payment: &Payment) -> HttpResult {
+    let mut response = json(status, payment)?;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&payment.etag()) {
+        headers.insert(ETAG, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(response)
+}
+
+fn refusal(refusal: LedgerRefusal, account: Id) -> ApiError {
+    match refusal {
+        LedgerRefusal::AccountGone => not_found(account),
+        LedgerRefusal::ExceedsBalance { balance } => ApiError::unprocessable(
+            "amount-exceeds-balance",
+            format!("the amount is more than the account's balance ({balance})"),
+        ),
+        LedgerRefusal::PaymentExists => ApiError::conflict("the payment already exists"),
+        LedgerRefusal::PaymentChanged => {
+            ApiError::precondition_failed("the payment changed since it was read; read it again")
+        }
+        LedgerRefusal::Contended => {
+            let mut err =
+                ApiError::conflict("the account is being updated by other requests; retry shortly");
+            err.retry_after = Some(1);
+            err
+        }
+    }
+}
+
+/// The account if the caller may write on it: `404` when absent or deleted, `403` when an
+/// agent's scope does not include it.
+fn writable(account: Option<Account>, scope: &Scope, id: Id) -> Result<Account, ApiError> {
+    let account = account
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    if let Scope::Assigned(agent) = scope {
+        if account.assigned_agent_id != Some(*agent) {
+            return Err(ApiError::forbidden(
+                "agents record payments only on accounts assigned to them",
+            ));
+        }
+    }
+    Ok(account)
+}
+
+// ------------------------------------------------------------------ record
+
+/// A payment to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordPaymentBody {
+    /// Minor units, a positive integer not above the balance.
+    #[schema(value_type = i64, example = 2500)]
+    pub amount: MinorUnits,
+    /// ISO 4217; must be the account's currency.
+    #[schema(value_type = String, example = "USD")]
+    pub currency: Currency,
+    pub method: PaymentMethod,
+    /// `pending` or `completed` (default).
+    pub status: Option<PaymentStatus>,
+    /// The payer's or processor's reference, ≤ 100 characters.
+    pub reference: Option<String>,
+    /// When the money was received (RFC 3339, not in the future; default now).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub received_at: Option<Timestamp>,
+}
+
+/// A validated payment request.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub amount: MinorUnits,
+    pub currency: Currency,
+    pub method: PaymentMethod,
+    pub status: PaymentStatus,
+    pub reference: Option<String>,
+    pub received_at: Timestamp,
+}
+
+/// Validates a record body (`400` listing every bad field).
+pub fn validate_record(body: RecordPaymentBody, now: Timestamp) -> Result<NewPayment, ApiError> {
+    let mut v = Validation::new();
+    if body.amount.0 < 1 {
+        v.add("amount", "must be a positive integer of minor units");
+    }
+    let status = body.status.unwrap_or(PaymentStatus::Completed);
+    if !matches!(status, PaymentStatus::Pending | PaymentStatus::Completed) {
+        v.add("status", "a new payment is pending or completed");
+    }
+    let reference = body.reference.map(|r| r.trim().to_owned());
+    if let Some(reference) = &reference {
+        if reference.is_empty() || reference.chars().count() > 100 {
+            v.add("reference", "must be 1 to 100 characters");
+        } else if reference.chars().any(char::is_control) {
+            v.add("reference", "must not contain control characters");
+        }
+    }
+    let received_at = body.received_at.unwrap_or(now);
+    if received_at.unix_seconds() > now.unix_seconds() + RECEIVED_AT_SKEW_SECS {
+        v.add("received_at", "must not be in the future");
+    }
+    v.finish()?;
+    Ok(NewPayment {
+        amount: body.amount,
+        currency: body.currency,
+        method: body.method,
+        status,
+        reference,
+        received_at,
+    })
+}
+
+/// Records a payment (`Idempotency-Key` required).
+#[utoipa::path(post, path = "/accounts/{id}/payments", tag = "payments", request_body = RecordPaymentBody,
+    params(("id" = String, Path, description = "Account id (ULID)"),
+           ("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body answers the first response")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Recorded; ETag and Location set", body = Payment),
+        (status = 400, description = "Invalid field or missing Idempotency-Key", body = shared::error::Problem),
+        (status = 403, description = "Role may not record, or not the agent's account", body = shared::error::Problem),
+        (status = 404, description = "No such account", body = shared::error::Problem),
+        (status = 409, description = "Same key still in progress, or contention", body = shared::error::Problem),
+        (status = 422, description = "Amount above balance, other currency, key reused with another body", body = shared::error::Problem)))]
+pub async fn record_payment(
+    app: &App,
+    caller: &Caller,
+    req: &Request,
+    now: Timestamp,
+) -> HttpResult {
+    let scope = authorize(caller, Action::RecordPayment)?;
+    let account_id: Id = path_param(req, "id")?;
+    let key = idempotency::key_from_header(header(req, idempotency::HEADER))?;
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let body: RecordPaymentBody = shared::http::json_body(req)?;
+    let new = validate_record(body, now)?;
+
+    let route = route_key(req);
+    let record_id = idempotency::record_key(caller.user_id, &route, &key);
+    let hash =
+        idempotency::request_hash(req.method().as_str(), req.uri().path(), req.body().as_ref());
+    let candidate = Id::generate();
+    let (claim_id, payment_id) = match app
+        .idempotency
+        .claim(&record_id, &hash, &candidate.to_string(), now)
+        .await?
+    {
+        Claim::Acquired {
+            claim_id,
+            resource_id,
+        } => (
+            claim_id,
+            resource_id.parse::<Id>().map_err(ApiError::internal)?,
+        ),
+        Claim::Replay(stored) => return replay(&stored),
+        Claim::InProgress => {
+            let mut err = ApiError::conflict(
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            );
+            err.retry_after = Some(1);
+            return Err(err);
+        }
+        Claim::Mismatch => {
+            return Err(ApiError::unprocessable(
+                "idempotency-key-reused",
+                "this Idempotency-Key was used with a different request; use a new key",
+            ))
+        }
+    };
+    let outcome = record(app, caller, &scope, account_id, new, payment_id, now).await;
+    match &outcome {
+        Ok(response) if response.status().is_success() => {
+            let stored = to_stored(response);
+            app.idempotency
+                .complete(&record_id, &claim_id, &stored)
+                .await?;
+        }
+        _ => {
+            if let Err(err) = app.idempotency.release(&record_id, &claim_id).await {
+                tracing::warn!(error = %err, "releasing an idempotency claim failed");
+            }
+        }
+    }
+    outcome
+}
+
+/// The response kept for replay: status, body and the headers that matter.
+fn to_stored(response: &Response<Body>) -> StoredResponse {
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Body::Empty => String::new(),
+        _ => String::new(),
+    };
+    let headers = [CONTENT_TYPE, ETAG, LOCATION]
+        .iter()
+        .filter_map(|name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (name.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    StoredResponse {
+        status: response.status().as_u16(),
+        body,
+        headers,
+    }
+}
+
+fn replay(stored: &StoredResponse) -> HttpResult {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(stored.status).map_err(ApiError::internal)?)
+        .header("idempotent-replayed", "true");
+    for (name, value) in &stored.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
+        .body(Body::Text(stored.body.clone()))
+        .map_err(ApiError::internal)
+}
+
+/// The recording itself, once the key is ours.
+pub async fn record(
+    app: &App,
+    caller: &Caller,
+    scope: &Scope,
+    account_id: Id,
+    new: NewPayment,
+    payment_id: Id,
+    now: Timestamp,
+) -> HttpResult {
+    let account = writable(app.ledger.account(account_id).await?, scope, account_id)?;
+    if new.currency != account.currency {
+        return Err(ApiError::unprocessable(
+            "currency-mismatch",
+            format!(
+                "the account is in {}; a payment in {} cannot be recorded on it",
+                account.currency, new.currency
+            ),
+        ));
+    }
+    if new.amount > account.balance {
+        return Err(refusal(
+            LedgerRefusal::ExceedsBalance {
+                balance: account.balance,
+            },
+            account_id,
+        ));
+    }
+    let payment = Payment {
+        id: payment_id,
+        account_id,
+        amount: new.amount,
+        currency: new.currency,
+        method: new.method,
+        status: new.status,
+        reference: new.reference,
+        received_at: new.received_at,
+        created_by: caller.user_id,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let change = match payment.status {
+        PaymentStatus::Completed => BalanceChange::Debit(payment.amount),
+        _ => BalanceChange::None,
+    };
+    let activity = payment.activity(
+        &format!("recorded ({})", payment.status),
+        caller.user_id,
+        now,
+    );
+    let written = app
+        .ledger
+        .apply(
+            &PaymentWrite::Record(payment.clone()),
+            change,
+            account,
+            &activity,
+            now,
+        )
+        .await?;
+    let payment = match written {
+        Ok(_) => payment,
+        // A crashed first attempt of this very request had committed it: answer that.
+        Err(LedgerRefusal::PaymentExists) => app
+            .ledger
+            .payment(account_id, payment_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("payment vanished after a conflict"))?,
+        Err(other) => return Err(refusal(other, account_id)),
+    };
+    let mut response = payment_response(StatusCode::CREATED, &payment)?;
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("/accounts/{account_id}/payments/{}", payment.id))
+    {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+// ------------------------------------------------------------------ history
+
+/// Query parameters of `GET /accounts/{id}/payments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// 1..100, default 25.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `pending`, `completed`, `failed`, `refunded`, `reversed`.
+    pub status: Option<String>,
+}
+
+/// A page of payments, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PaymentPage {
+    pub items: Vec<Payment>,
+    pub next_cursor: Option<String>,
+}
+
+/// Parses `limit` (1..=100, default 25).
+pub fn parse_limit(v: &mut Validation, raw: Option<&str>) -> usize {
+    match raw {
+        None => 25,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(limit) if (1..=100).contains(&limit) => limit,
+            _ => {
+                v.add("limit", "must be an integer from 1 to 100");
+                25
+            }
+        },
+    }
+}
+
+/// The payment history of an account, newest first.
+#[utoipa::path(get, path = "/accounts/{id}/payments", tag = "payments",
+    params(("id" = String, Path, description = "Account id (ULID)"), HistoryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of payments, newest first", body = PaymentPage),
+        (status = 400, description = "Bad limit, status or cursor", body = shared::error::Problem),
+        (status = 404, description = "No such account, or not the agent's", body = shared::error::Problem)))]
+pub async fn list_payments(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::ReadPayments)?;
+    let account_id: Id = path_param(req, "id")?;
+    let query: HistoryQuery = shared::http::query(req)?;
+    let mut v = Validation::new();
+    let limit = parse_limit(&mut v, query.limit.as_deref());
+    let status = query
+        .status
+        .as_deref()
+        .and_then(|s| v.check("status", s.parse::<PaymentStatus>()));
+    v.finish()?;
+    let cursor_scope = format!(
+        "payments:{account_id}:{}",
+        status.map(|s| s.as_str()).unwrap_or("")
+    );
+    let after: Option<String> = query
+        .cursor
+        .as_deref()
+        .map(|c| app.cursors.verify(&cursor_scope, c))
+        .transpose()?;
+    let account = app
+        .ledger
+        .account(account_id)
+        .await?
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(account_id))?;
+    if let Scope::Assigned(agent) = scope {
+        if account.assigned_agent_id != Some(agent) {
+            return Err(not_found(account_id));
+        }
+    }
+    let (items, next) = app.ledger.history(account_id, status, after, limit).await?;
+    let next_cursor = next
+        .map(|sk| app.cursors.sign(&cursor_scope, &sk))
+        .transpose()?;
+    let mut response = json(StatusCode::OK, &PaymentPage { items, next_cursor })?;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(response)
+}
+
+// ------------------------------------------------------------------ status
+
+/// The status a payment moves to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStatusBody {
+    /// `completed` or `failed` (from pending); `refunded` or `reversed` (from completed).
+    pub status: PaymentStatus,
+}
+
+/// The version an `If-Match` names (`428` without one).
+fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+    let value = header(req, IF_MATCH.as_str()).ok_or_else(|| {
+        ApiError::precondition_required("send If-Match with the ETag of the payment you read")
+    })?;
+    let value = value.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    value
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::invalid_field("If-Match", "must be an ETag of this API, e.g. \"3\""))
+}
+
+/// Moves a payment along its status machine, applying its balance effect.
+#[utoipa::path(patch, path = "/accounts/{id}/payments/{pid}", tag = "payments", request_body = ChangeStatusBody,
+    params(("id" = String, Path, description = "Account id (ULID)"),
+           ("pid" = String, Path, description = "Payment id (ULID)"),
+           ("If-Match" = String, Header, description = "ETag of the payment read")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed; new ETag", body = Payment),
+        (status = 403, description = "Only admins and managers change payment status", body = shared::error::Problem),
+        (status = 404, description = "No such payment or account", body = shared::error::Problem),
+        (status = 409, description = "The transition is not allowed", body = shared::error::Problem),
+        (status = 412, description = "Stale If-Match", body = shared::error::Problem),
+        (status = 422, description = "Completing would take the balance below 0", body = shared::error::Problem),
+        (status = 428, description = "If-Match missing", body = shared::error::Problem)))]
+pub async fn change_payment_status(
+    app: &App,
+    caller: &Caller,
+    req: &Request,
+    now: Timestamp,
+) -> HttpResult {
+    authorize(caller, Action::ChangePaymentStatus)?;
+    let account_id: Id = path_param(req, "id")?;
+    let payment_id: Id = path_param(req, "pid")?;
+    let expected = if_match(req)?;
+    app.limiter
+        .check_user_write(caller, app.limits.write_per_user)
+        .await?;
+    let body: ChangeStatusBody = shared::http::json_body(req)?;
+    let payment = app
+        .ledger
+        .payment(account_id, payment_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no payment {payment_id} on account {account_id}"))
+        })?;
+    if expected.is_some_and(|v| v != payment.version) {
+        return Err(refusal(LedgerRefusal::PaymentChanged, account_id));
+    }
+    transition(app, caller, payment, body.status, now).await
+}
+
+/// Applies `to` to `payment` (read at its current version).
+pub async fn transition(
+    app: &App,
+    caller: &Caller,
+    payment: Payment,
+    to: PaymentStatus,
+    now: Timestamp,
+) -> HttpResult {
+    let from = payment.status;
+    if !from.can_become(to) {
+        return Err(ApiError::conflict(format!(
+            "a {from} payment cannot become {to} (pending → completed | failed; completed → refunded | reversed)"
+        )));
+    }
+    let account_id = payment.account_id;
+    let account = app
+        .ledger
+        .account(account_id)
+        .await?
+        .filter(|a| a.deleted_at.is_none())
+        .ok_or_else(|| not_found(account_id))?;
+    let mut next = payment.clone();
+    next.status = to;
+    next.version = payment.version + 1;
+    next.updated_at = now;
+    let change = match to {
+        PaymentStatus::Completed => BalanceChange::Debit(payment.amount),
+        PaymentStatus::Refunded | PaymentStatus::Reversed => BalanceChange::Credit(payment.amount),
+        _ => BalanceChange::None,
+    };
+    let activity = next.activity(&format!("{from} → {to}"), caller.user_id, now);
+    let written = app
+        .ledger
+        .apply(
+            &PaymentWrite::Transition {
+                payment: next.clone(),
+                from,
+                expected_version: payment.version,
+            },
+            change,
+            account,
+            &activity,
+            now,
+        )
+        .await?;
+    match written {
+        Ok(_) => payment_response(StatusCode::OK, &next),
+        Err(LedgerRefusal::PaymentChanged) => {
+            // Either another request moved it (stale) or its status no longer allows this.
+            match app.ledger.payment(account_id, payment.id).await? {
+                Some(current) if current.status != from => Err(ApiError::conflict(format!(
+                    "the payment is now {}; a {} payment cannot become {to}",
+                    current.status, current.status
+                ))),
+                _ => Err(refusal(LedgerRefusal::PaymentChanged, account_id)),
+            }
+        }
+        Err(other) => Err(refusal(other, account_id)),
+    }
+}
