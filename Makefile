@@ -8,8 +8,10 @@ HTTP_PORT ?= 3000
 WS_PORT ?= 3001
 DYNAMODB_PORT ?= 8000
 SQS_PORT ?= 9324
-# Keep DynamoDB Local's data between `make run`s (unset for a fresh, in-memory store).
-DATA_DIR ?= $(CURDIR)/.local/data
+# `make run PERSIST=1` keeps DynamoDB Local's data in .local/data between runs (slower
+# writes: DynamoDB Local then stores to SQLite); by default every run starts empty, in memory.
+PERSIST ?= 0
+DATA_DIR := $(if $(filter 1,$(PERSIST)),$(CURDIR)/.local/data,)
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help setup build run test lint fmt-check clippy template-lint unit-and-integration invoke bench-gateway release
@@ -27,10 +29,13 @@ setup:
 build: setup
 	cargo build --workspace --bins
 
+# The seeded admin's password: COLLECTPRO_ADMIN_PASSWORD, else this local default (printed).
+export COLLECTPRO_ADMIN_PASSWORD ?= collectpro-local-admin
+DEMO ?= 0
+
 run: build
-	DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) DYNAMODB_DATA_DIR=$(DATA_DIR) \
-	  infra/stack.sh $(BIN_DIR)/local-gateway run --template template.yaml \
-	  --http-port $(HTTP_PORT) --ws-port $(WS_PORT) --bin-dir $(BIN_DIR)
+	DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) DYNAMODB_DATA_DIR=$(DATA_DIR) DEMO=$(DEMO) \
+	  infra/stack.sh infra/run-local.sh $(BIN_DIR) $(HTTP_PORT) $(WS_PORT)
 
 invoke: build
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=health EVENT=events/apigw-http-health.json"; exit 2; }
