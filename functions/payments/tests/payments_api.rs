@@ -1,0 +1,422 @@
+//! The payments handlers against DynamoDB Local (run under `infra/stack.sh`).
+
+mod support;
+
+use futures::future::join_all;
+use http::StatusCode;
+use serde_json::json;
+use shared::accounts::AccountStatus;
+use shared::auth::Role;
+use shared::domain::MinorUnits;
+use support::*;
+
+#[tokio::test]
+async fn bad_payments_are_problems_and_write_nothing() {
+    let f = fixture().await;
+    let account = f.account(5_000, "USD", None).await;
+    let bodies = [
+        json!({"amount": 0, "currency": "USD", "method": "card"}),
+        json!({"amount": -5, "currency": "USD", "method": "card"}),
+        json!({"amount": 10.5, "currency": "USD", "method": "card"}),
+        json!({"amount": 1_000_000_000_i64, "currency": "USD", "method": "card"}),
+        json!({"amount": 100, "currency": "EUR", "method": "card"}),
+        json!({"amount": 100, "currency": "XXY", "method": "card"}),
+        json!({"amount": 100, "currency": "USD", "method": "bitcoin"}),
+        json!({"amount": 100, "currency": "USD", "method": "card", "status": "refunded"}),
+        json!({"amount": 100, "currency": "USD", "method": "card", "received_at": "2999-01-01T00:00:00Z"}),
+        json!({"amount": "100", "currency": "USD", "method": "card"}),
+        json!({"amount": 100, "currency": "USD", "method": "card", "extra": 1}),
+    ];
+    for body in &bodies {
+        let answer = f.pay(&f.admin, account.id, body, &key()).await;
+        assert!(
+            answer.status.is_client_error(),
+            "{body}: {} {}",
+            answer.status,
+            answer.body
+        );
+        assert_eq!(
+            answer.headers["content-type"], "application/problem+json",
+            "{body}"
+        );
+        assert_eq!(answer.body["status"], answer.status.as_u16());
+    }
+    // Without an Idempotency-Key.
+    let answer = f
+        .call(
+            &f.admin,
+            record(
+                account.id,
+                &json!({"amount": 100, "currency": "USD", "method": "card"}),
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.body["errors"][0]["field"], "Idempotency-Key");
+
+    let stored = f.stored(account.id).await;
+    assert_eq!(stored.balance, MinorUnits(5_000));
+    assert_eq!(stored.version, 1);
+    assert!(f.history(account.id, "").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_debits_and_paying_off_sets_paid() {
+    let f = fixture().await;
+    let account = f.account(1_000, "USD", None).await;
+    let answer = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 400, "currency": "USD", "method": "ach", "reference": "chk 1"}),
+            &key(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.body["status"], "completed");
+    assert_eq!(answer.body["amount"], 400);
+    assert_eq!(answer.headers["etag"], "\"1\"");
+    assert!(answer.headers.contains_key("location"));
+    let stored = f.stored(account.id).await;
+    assert_eq!(
+        (stored.balance, stored.version, stored.status),
+        (MinorUnits(600), 2, AccountStatus::Active)
+    );
+
+    let answer = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 600, "currency": "USD", "method": "cash"}),
+            &key(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let stored = f.stored(account.id).await;
+    assert_eq!(
+        (stored.balance, stored.status),
+        (MinorUnits(0), AccountStatus::Paid)
+    );
+    // The balance index key follows the balance.
+    let item = f
+        .dynamodb
+        .get_item()
+        .table_name(f.config.tables.accounts.as_str())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("ACCOUNT#{}", account.id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(item["balance_sk"]
+        .as_s()
+        .unwrap()
+        .starts_with("0000000000000000000#"));
+    assert!(item["status_pk"].as_s().unwrap().starts_with("ST#paid#"));
+
+    let answer = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 1, "currency": "USD", "method": "cash"}),
+            &key(),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_other_bodies_and_hold_under_concurrency() {
+    let f = fixture().await;
+    let account = f.account(10_000, "USD", None).await;
+    let body = json!({"amount": 250, "currency": "USD", "method": "card"});
+    let k = key();
+    let first = f.pay(&f.admin, account.id, &body, &k).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = f.pay(&f.admin, account.id, &body, &k).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 251, "currency": "USD", "method": "card"}),
+            &k,
+        )
+        .await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        other.body
+    );
+    // The same key of another caller is another key.
+    let manager = caller(Role::Manager);
+    let theirs = f.pay(&manager, account.id, &body, &k).await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+    assert_ne!(theirs.body["id"], first.body["id"]);
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(9_500));
+
+    // 20 concurrent requests with one key: one payment.
+    let k = key();
+    let answers = join_all((0..20).map(|_| f.pay(&f.admin, account.id, &body, &k))).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for answer in &answers {
+        match answer.status {
+            StatusCode::CREATED => {
+                ids.insert(answer.body["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(answer.headers["retry-after"], "1"),
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(9_250));
+    assert_eq!(f.history(account.id, "").await.len(), 3);
+
+    // A failed request releases its key: after the error the same key works.
+    let k = key();
+    let too_much = json!({"amount": 1_000_000, "currency": "USD", "method": "card"});
+    assert_eq!(
+        f.pay(&f.admin, account.id, &too_much, &k).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        f.pay(&f.admin, account.id, &body, &k).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_payments_never_overdraw() {
+    let f = fixture().await;
+    let account = f.account(3_000, "USD", None).await;
+    let body = json!({"amount": 100, "currency": "USD", "method": "card"});
+    let keys: Vec<String> = (0..50).map(|_| key()).collect();
+    let answers = join_all(keys.iter().map(|k| f.pay(&f.admin, account.id, &body, k))).await;
+    let accepted = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count();
+    for answer in &answers {
+        assert!(
+            matches!(
+                answer.status,
+                StatusCode::CREATED | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
+            ),
+            "{}: {}",
+            answer.status,
+            answer.body
+        );
+    }
+    assert_eq!(accepted, 30);
+    let stored = f.stored(account.id).await;
+    assert_eq!(
+        (stored.balance, stored.status),
+        (MinorUnits(0), AccountStatus::Paid)
+    );
+    assert_eq!(stored.version, 31);
+    assert_eq!(
+        f.history(account.id, "status=completed&limit=7")
+            .await
+            .len(),
+        30
+    );
+}
+
+#[tokio::test]
+async fn the_status_machine_moves_balances_and_refuses_the_rest() {
+    let f = fixture().await;
+    let account = f.account(500, "USD", None).await;
+    let paid = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 500, "currency": "USD", "method": "wire"}),
+            &key(),
+        )
+        .await;
+    let pid = paid.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(f.stored(account.id).await.status, AccountStatus::Paid);
+
+    // If-Match is required and must be current.
+    let no_match = f
+        .call(
+            &f.admin,
+            patch(account.id, &pid, &json!({"status": "refunded"})),
+        )
+        .await;
+    assert_eq!(no_match.status, StatusCode::PRECONDITION_REQUIRED);
+    let stale = f
+        .call(
+            &f.admin,
+            patch(account.id, &pid, &json!({"status": "refunded"})).header("if-match", "\"7\""),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    // Agents and viewers may not.
+    let agent = caller(Role::Agent);
+    let denied = f
+        .call(
+            &agent,
+            patch(account.id, &pid, &json!({"status": "refunded"})).header("if-match", "\"1\""),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+
+    let refunded = f.set_status(account.id, &pid, "refunded").await;
+    assert_eq!(refunded.status, StatusCode::OK, "{}", refunded.body);
+    assert_eq!(refunded.body["status"], "refunded");
+    assert_eq!(refunded.headers["etag"], "\"2\"");
+    let stored = f.stored(account.id).await;
+    assert_eq!(
+        (stored.balance, stored.status),
+        (MinorUnits(500), AccountStatus::Active)
+    );
+
+    // refunded → completed is not a transition.
+    let again = f.set_status(account.id, &pid, "completed").await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(500));
+
+    // pending → completed debits; pending → failed does not; completed → reversed credits.
+    let pending = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 200, "currency": "USD", "method": "check", "status": "pending"}),
+            &key(),
+        )
+        .await;
+    assert_eq!(pending.body["status"], "pending");
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(500));
+    let pending_id = pending.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        f.set_status(account.id, &pending_id, "completed")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(300));
+    assert_eq!(
+        f.set_status(account.id, &pending_id, "reversed")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(500));
+    assert_eq!(
+        f.set_status(account.id, &pending_id, "refunded")
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    let failing = f
+        .pay(
+            &f.admin,
+            account.id,
+            &json!({"amount": 50, "currency": "USD", "method": "check", "status": "pending"}),
+            &key(),
+        )
+        .await;
+    let failing_id = failing.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        f.set_status(account.id, &failing_id, "failed").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(500));
+    assert_eq!(
+        f.set_status(account.id, &failing_id, "completed")
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+}
+
+#[tokio::test]
+async fn history_is_newest_first_paged_and_filtered() {
+    let f = fixture().await;
+    let account = f.account(100_000, "USD", None).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let status = if i % 3 == 0 { "pending" } else { "completed" };
+        let answer = f
+            .pay(
+                &f.admin,
+                account.id,
+                &json!({"amount": 10 + i, "currency": "USD", "method": "card", "status": status}),
+                &key(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+        ids.push(answer.body["id"].as_str().unwrap().to_owned());
+    }
+    let all = f.history(account.id, "limit=2").await;
+    let got: Vec<_> = all
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(got, newest_first);
+    assert_eq!(
+        f.history(account.id, "status=pending&limit=1").await.len(),
+        3
+    );
+    assert_eq!(f.history(account.id, "status=completed").await.len(), 4);
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "status=lost",
+        "cursor=abc",
+        "sort=x",
+    ] {
+        let answer = f.call(&f.admin, list(account.id).query(bad)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn agents_work_their_own_accounts_and_viewers_only_read() {
+    let f = fixture().await;
+    let agent = caller(Role::Agent);
+    let mine = f.account(1_000, "USD", Some(agent.user_id)).await;
+    let theirs = f
+        .account(1_000, "USD", Some(shared::domain::Id::generate()))
+        .await;
+    let body = json!({"amount": 100, "currency": "USD", "method": "card"});
+    assert_eq!(
+        f.pay(&agent, mine.id, &body, &key()).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        f.pay(&agent, theirs.id, &body, &key()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.call(&agent, list(theirs.id)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(f.call(&agent, list(mine.id)).await.status, StatusCode::OK);
+    let viewer = caller(Role::Viewer);
+    assert_eq!(
+        f.pay(&viewer, mine.id, &body, &key()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(f.call(&viewer, list(mine.id)).await.status, StatusCode::OK);
+    let unknown = shared::domain::Id::generate();
+    assert_eq!(
+        f.pay(&f.admin, unknown, &body, &key()).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -1,0 +1,191 @@
+//! Shared by the payments integration tests: an `App` on freshly provisioned tables,
+//! accounts written straight through the accounts repository, and requests through
+//! `dispatch` with an injected caller and clock.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use http::StatusCode;
+use payments::{dispatch, App};
+use serde_json::Value;
+use shared::accounts::{Account, AccountRepo, AccountStatus, DpdBucket};
+use shared::auth::{AuthSettings, Caller, KeySet, Role};
+use shared::config::Config;
+use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::rate_limit::RateLimits;
+use shared::testing::{body_json, TestRequest};
+
+pub struct Fixture {
+    pub app: App,
+    pub config: Config,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub repo: AccountRepo,
+    pub admin: Caller,
+}
+
+pub async fn fixture() -> Fixture {
+    let provisioned = local_gateway::provision_for_test().await.unwrap();
+    let env = provisioned.env.clone();
+    let config = Config::from_lookup(&|n| env.get(n).cloned()).unwrap();
+    let sdk = shared::clients::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
+    let auth = AuthSettings {
+        keys_parameter: "/unused".into(),
+        issuer: "collectpro".into(),
+        audience: "collectpro-api".into(),
+        cache_ttl: Duration::ZERO,
+    };
+    let app = App::new(&config, dynamodb.clone(), &keys, &auth, RateLimits::off());
+    let repo = AccountRepo::new(
+        dynamodb.clone(),
+        config.tables.accounts.clone(),
+        config.tables.activities.clone(),
+    );
+    Fixture {
+        app,
+        config,
+        dynamodb,
+        repo,
+        admin: caller(Role::Admin),
+    }
+}
+
+pub fn caller(role: Role) -> Caller {
+    Caller {
+        user_id: Id::generate(),
+        role,
+    }
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: http::HeaderMap,
+}
+
+impl Fixture {
+    /// A new account with `balance` in `currency`, optionally assigned to `agent`.
+    pub async fn account(&self, balance: i64, currency: &str, agent: Option<Id>) -> Account {
+        let now = Timestamp::now();
+        let id = Id::generate();
+        let account = Account {
+            id,
+            reference: format!("REF-{id}"),
+            debtor_name: "Dana Debtor".into(),
+            debtor_email: "dana@example.com".into(),
+            debtor_phone: "+14155550123".into(),
+            debtor_timezone: "America/New_York".into(),
+            currency: currency.parse().unwrap(),
+            original_balance: MinorUnits(balance),
+            balance: MinorUnits(balance),
+            status: AccountStatus::Active,
+            assigned_agent_id: agent,
+            due_date: time::macros::date!(2026 - 10 - 01),
+            days_past_due: 0,
+            dpd_bucket: DpdBucket::Current,
+            tags: vec![],
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        self.repo.create(&account).await.unwrap().unwrap();
+        account
+    }
+
+    pub async fn stored(&self, id: Id) -> Account {
+        self.repo.get(id).await.unwrap().unwrap()
+    }
+
+    pub async fn call(&self, caller: &Caller, req: TestRequest) -> Answer {
+        self.call_at(caller, req, Timestamp::now()).await
+    }
+
+    pub async fn call_at(&self, caller: &Caller, req: TestRequest, now: Timestamp) -> Answer {
+        let response =
+            shared::http::serve(req.build(), |req| dispatch(&self.app, caller, req, now)).await;
+        Answer {
+            status: response.status(),
+            body: body_json(&response),
+            headers: response.headers().clone(),
+        }
+    }
+
+    pub async fn pay(&self, caller: &Caller, account: Id, body: &Value, key: &str) -> Answer {
+        self.call(caller, record(account, body, Some(key))).await
+    }
+
+    /// Every payment of the account (all pages).
+    pub async fn history(&self, account: Id, query: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut q = query.to_owned();
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let answer = self
+                .call(&self.admin, list(account).query(q.trim_start_matches('&')))
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            items.extend(answer.body["items"].as_array().unwrap().clone());
+            match answer.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("paging did not end");
+    }
+
+    /// Moves a payment to `status` (reading its ETag first).
+    pub async fn set_status(&self, account: Id, payment: &str, status: &str) -> Answer {
+        let current = self
+            .history(account, "limit=100")
+            .await
+            .into_iter()
+            .find(|p| p["id"] == payment)
+            .unwrap();
+        let etag = format!("\"{}\"", current["version"]);
+        self.call(
+            &self.admin,
+            patch(account, payment, &serde_json::json!({ "status": status }))
+                .header("if-match", &etag),
+        )
+        .await
+    }
+}
+
+pub fn record(account: Id, body: &Value, key: Option<&str>) -> TestRequest {
+    let path = format!("/accounts/{account}/payments");
+    let mut req = TestRequest::new("POST /accounts/{id}/payments", &path)
+        .path_param("id", &account.to_string())
+        .json(body);
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    req
+}
+
+pub fn list(account: Id) -> TestRequest {
+    TestRequest::new(
+        "GET /accounts/{id}/payments",
+        &format!("/accounts/{account}/payments"),
+    )
+    .path_param("id", &account.to_string())
+}
+
+pub fn patch(account: Id, payment: &str, body: &Value) -> TestRequest {
+    TestRequest::new(
+        "PATCH /accounts/{id}/payments/{pid}",
+        &format!("/accounts/{account}/payments/{payment}"),
+    )
+    .path_param("id", &account.to_string())
+    .path_param("pid", payment)
+    .json(body)
+}
+
+pub fn key() -> String {
+    format!("key-{}", Id::generate())
+}
