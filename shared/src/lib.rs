@@ -25,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod payments;
+pub mod platform;
 pub mod rate_limit;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
