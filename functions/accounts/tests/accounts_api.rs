@@ -603,7 +603,7 @@ async fn soft_delete_hides_the_account_and_keeps_its_reference() {
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     for query in [
-        "limit=100",
+        "sort=-created_at",
         "sort=balance",
         "status=active",
         "q=debtor9",
