@@ -10,6 +10,40 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::auth::{AuthSettings, KeySet};
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::platform::Platform;
+use crate::rate_limit::RateLimits;
+
+/// Auth settings for tests: the template's issuer and audience, no per-instance user cache
+/// (a test that disables a user sees it at once).
+pub fn auth_settings() -> AuthSettings {
+    AuthSettings {
+        keys_parameter: "/unused-in-tests".into(),
+        issuer: "collectpro".into(),
+        audience: "collectpro-api".into(),
+        cache_ttl: std::time::Duration::ZERO,
+    }
+}
+
+/// A [`Platform`] on a fresh, isolated copy of the template's tables and queues (DynamoDB
+/// Local and moto, from `infra/stack.sh`), with a generated key set.
+pub async fn platform(limits: RateLimits) -> Platform {
+    let provisioned = local_gateway::provision_for_test()
+        .await
+        .unwrap_or_else(|err| {
+            panic!("provisioning test tables (run under infra/stack.sh): {err:#}")
+        });
+    let env = provisioned.env;
+    let config = Config::from_lookup(&|name| env.get(name).cloned())
+        .unwrap_or_else(|err| panic!("the provisioned environment is complete: {err}"));
+    let keys = KeySet::parse(&KeySet::generate_json())
+        .unwrap_or_else(|err| panic!("a generated key set parses: {err}"));
+    let sdk = crate::clients::sdk_config().await;
+    Platform::new(config, Clients::new(&sdk), &keys, &auth_settings(), limits)
+}
+
 /// A builder of an API Gateway v2 event, turned into a `lambda_http::Request`.
 #[derive(Debug, Clone)]
 pub struct TestRequest {

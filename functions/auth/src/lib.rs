@@ -38,13 +38,12 @@ use serde::{Deserialize, Serialize};
 use shared::auth::password::policy_errors;
 use shared::auth::token::ACCESS_TOKEN_TTL_SECS;
 use shared::auth::users::{NewUser, UserItem, UserRepo};
-use shared::auth::{
-    AuthSettings, Authenticator, BearerSecurity, KeySet, PasswordHasher, Role, User,
-};
-use shared::config::{optional_from, Config, Lookup};
+use shared::auth::{BearerSecurity, PasswordHasher, Role, User};
+use shared::config::{optional_from, Lookup};
 use shared::domain::Timestamp;
 use shared::http::{empty, json, route_key, source_ip, unknown_route, HttpResult};
-use shared::rate_limit::{hashed, RateLimiter, RateLimits};
+use shared::platform::{InitError, Platform};
+use shared::rate_limit::hashed;
 use shared::validation::{no_control, trimmed};
 use shared::{ApiError, FieldError};
 use utoipa::{OpenApi, ToSchema};
@@ -54,7 +53,6 @@ use refresh::{RefreshStore, Rotation};
 /// Settings of this function beyond the shared ones.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub limits: RateLimits,
     /// `MAX_FAILED_LOGINS`, default 5.
     pub max_failed_logins: u32,
     /// `LOCKOUT_SECONDS`, default 900.
@@ -66,7 +64,6 @@ pub struct Settings {
 impl Settings {
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, shared::config::ConfigError> {
         Ok(Self {
-            limits: RateLimits::from_lookup(lookup)?,
             max_failed_logins: optional_from(lookup, "MAX_FAILED_LOGINS", 5_u32)?,
             lockout: Duration::from_secs(optional_from(lookup, "LOCKOUT_SECONDS", 900_u64)?),
             refresh_ttl_secs: optional_from(lookup, "REFRESH_TOKEN_TTL_SECONDS", 30 * 86_400_i64)?,
@@ -74,61 +71,37 @@ impl Settings {
     }
 }
 
-/// Configuration, clients and keys, built once per cold start.
+/// The shared platform and this function's stores, built once per cold start.
 pub struct App {
+    pub platform: Platform,
     pub users: UserRepo,
     pub refresh: RefreshStore,
-    pub authenticator: Authenticator,
     pub hasher: PasswordHasher,
-    pub limiter: RateLimiter,
     pub settings: Settings,
 }
 
-pub type InitError = Box<dyn std::error::Error + Send + Sync>;
-
 impl App {
-    pub fn new(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        keys: &KeySet,
-        auth: &AuthSettings,
-        settings: Settings,
-    ) -> Result<Self, ApiError> {
+    pub fn new(platform: Platform, settings: Settings) -> Result<Self, ApiError> {
+        let dynamodb = &platform.clients.dynamodb;
+        let tables = &platform.config.tables;
         Ok(Self {
-            users: UserRepo::new(dynamodb.clone(), config.tables.users.clone()),
+            users: UserRepo::new(dynamodb.clone(), tables.users.clone()),
             refresh: RefreshStore::new(
                 dynamodb.clone(),
-                config.tables.refresh_tokens.clone(),
+                tables.refresh_tokens.clone(),
                 settings.refresh_ttl_secs,
             ),
-            authenticator: Authenticator::new(
-                keys,
-                auth,
-                dynamodb.clone(),
-                config.tables.users.clone(),
-            ),
             hasher: PasswordHasher::new()?,
-            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
             settings,
+            platform,
         })
     }
 
     /// Everything from the environment; the key set from SSM; the DynamoDB connection primed.
     pub async fn from_env() -> Result<Self, InitError> {
-        let lookup = shared::config::env_lookup;
-        let config = Config::from_lookup(&lookup)?;
-        let auth = AuthSettings::from_lookup(&lookup)?;
-        let settings = Settings::from_lookup(&lookup)?;
-        let sdk = shared::clients::sdk_config().await;
-        let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.users));
-        Ok(Self::new(
-            &config,
-            clients.dynamodb,
-            &keys?,
-            &auth,
-            settings,
-        )?)
+        let settings = Settings::from_lookup(&shared::config::env_lookup)?;
+        let platform = Platform::from_env(|tables| &tables.users).await?;
+        Ok(Self::new(platform, settings)?)
     }
 }
 
@@ -237,14 +210,16 @@ fn ip_key(req: &Request) -> String {
 async fn register(app: &App, req: Request) -> HttpResult {
     let body: RegisterBody = shared::validation::json(&req)?;
     check_password(&body.password, &body.email)?;
-    let limits = &app.settings.limits;
+    let limits = &app.platform.limits;
     let (ip, email) = (
         format!("register-ip:{}", ip_key(&req)),
         hashed("register-email", &body.email),
     );
     let (by_ip, by_email) = tokio::join!(
-        app.limiter.check(&ip, limits.register_per_ip),
-        app.limiter.check(&email, limits.register_per_email)
+        app.platform.limiter.check(&ip, limits.register_per_ip),
+        app.platform
+            .limiter
+            .check(&email, limits.register_per_email)
     );
     by_ip?;
     by_email?;
@@ -282,14 +257,14 @@ fn bad_credentials() -> ApiError {
         (status = 429, description = "Too many attempts; Retry-After", body = shared::error::Problem)))]
 async fn login(app: &App, req: Request) -> HttpResult {
     let body: LoginBody = shared::validation::json(&req)?;
-    let limits = &app.settings.limits;
+    let limits = &app.platform.limits;
     let (ip, email) = (
         format!("login-ip:{}", ip_key(&req)),
         hashed("login-email", &body.email),
     );
     let (by_ip, by_email) = tokio::join!(
-        app.limiter.check(&ip, limits.login_per_ip),
-        app.limiter.check(&email, limits.login_per_email)
+        app.platform.limiter.check(&ip, limits.login_per_ip),
+        app.platform.limiter.check(&email, limits.login_per_email)
     );
     by_ip?;
     by_email?;
@@ -345,7 +320,8 @@ async fn login(app: &App, req: Request) -> HttpResult {
 
 fn token_response(app: &App, user: &UserItem, refresh_token: String) -> HttpResult {
     let (access_token, _) =
-        app.authenticator
+        app.platform
+            .authenticator
             .tokens()
             .issue(user.id, user.role, user.token_version)?;
     json(
@@ -399,10 +375,11 @@ async fn refresh_tokens(app: &App, req: Request) -> HttpResult {
         (status = 204, description = "Revoked (also when the token was unknown or already revoked)"),
         (status = 401, description = "Not signed in", body = shared::error::Problem)))]
 async fn logout(app: &App, req: Request) -> HttpResult {
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     let body: RefreshBody = shared::validation::json(&req)?;
-    app.limiter
-        .check_user_write(&caller, app.settings.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(&caller, app.platform.limits.write_per_user)
         .await?;
     if let Some(stored) = app.refresh.find(&body.refresh_token).await? {
         if stored.user_id == caller.user_id {
@@ -418,7 +395,7 @@ async fn logout(app: &App, req: Request) -> HttpResult {
         (status = 200, description = "The caller", body = User),
         (status = 401, description = "Not signed in", body = shared::error::Problem)))]
 async fn me(app: &App, req: Request) -> HttpResult {
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     match app.users.get(caller.user_id).await? {
         Some(user) => json(StatusCode::OK, &User::from(&user)).map(no_store),
         None => Err(ApiError::unauthorized("the user no longer exists")),

@@ -5,39 +5,18 @@ use std::time::Duration;
 use auth::{handle, App, Settings};
 use http::StatusCode;
 use serde_json::{json, Value};
-use shared::auth::{AuthSettings, KeySet};
-use shared::config::Config;
 use shared::rate_limit::{Limit, RateLimits};
 use shared::testing::{body_json, TestRequest};
 
 const PASSWORD: &str = "a long and unusual passphrase";
 
 async fn app_with(limits: RateLimits) -> App {
-    let provisioned = local_gateway::provision_for_test().await.unwrap();
-    let env = provisioned.env.clone();
-    let config = Config::from_lookup(&|n| env.get(n).cloned()).unwrap();
-    let sdk = shared::clients::sdk_config().await;
-    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
-    let auth = AuthSettings {
-        keys_parameter: "/unused".into(),
-        issuer: "collectpro".into(),
-        audience: "collectpro-api".into(),
-        cache_ttl: Duration::ZERO,
-    };
     let settings = Settings {
-        limits,
         max_failed_logins: 5,
         lockout: Duration::from_secs(900),
         refresh_ttl_secs: 3600,
     };
-    App::new(
-        &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &keys,
-        &auth,
-        settings,
-    )
-    .unwrap()
+    App::new(shared::testing::platform(limits).await, settings).unwrap()
 }
 
 async fn app() -> App {

@@ -17,63 +17,37 @@ use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 use shared::auth::password::policy_errors;
 use shared::auth::users::{NewUser, UserChanges, UserItem, UserRepo};
-use shared::auth::{
-    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, PasswordHasher,
-    Role, User,
-};
-use shared::config::Config;
-use shared::cursor::CursorSigner;
+use shared::auth::{authorize, Action, BearerSecurity, Caller, PasswordHasher, Role, User};
 use shared::domain::Id;
 use shared::http::{header, json, path_param, route_key, unknown_route, HttpResult};
-use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::platform::{InitError, Platform};
 use shared::validation::{no_control, trimmed, trimmed_opt};
 use shared::{ApiError, FieldError};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// Configuration, clients and keys, built once per cold start.
+/// The shared platform and this function's repository, built once per cold start.
 pub struct App {
+    pub platform: Platform,
     pub users: UserRepo,
-    pub authenticator: Authenticator,
-    pub cursors: CursorSigner,
     pub hasher: PasswordHasher,
-    pub limiter: RateLimiter,
-    pub limits: RateLimits,
 }
 
-pub type InitError = Box<dyn std::error::Error + Send + Sync>;
-
 impl App {
-    pub fn new(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        keys: &KeySet,
-        auth: &AuthSettings,
-        limits: RateLimits,
-    ) -> Result<Self, ApiError> {
+    pub fn new(platform: Platform) -> Result<Self, ApiError> {
         Ok(Self {
-            users: UserRepo::new(dynamodb.clone(), config.tables.users.clone()),
-            authenticator: Authenticator::new(
-                keys,
-                auth,
-                dynamodb.clone(),
-                config.tables.users.clone(),
+            users: UserRepo::new(
+                platform.clients.dynamodb.clone(),
+                platform.config.tables.users.clone(),
             ),
-            cursors: CursorSigner::from_key_set(keys),
             hasher: PasswordHasher::new()?,
-            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
-            limits,
+            platform,
         })
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let lookup = shared::config::env_lookup;
-        let config = Config::from_lookup(&lookup)?;
-        let auth = AuthSettings::from_lookup(&lookup)?;
-        let limits = RateLimits::from_lookup(&lookup)?;
-        let sdk = shared::clients::sdk_config().await;
-        let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.users));
-        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits)?)
+        Ok(Self::new(
+            Platform::from_env(|tables| &tables.users).await?,
+        )?)
     }
 }
 
@@ -90,7 +64,7 @@ pub struct ApiDoc;
 /// Routes a request by the route key API Gateway matched. Every route is admin-only.
 pub async fn handle(app: &App, req: Request) -> HttpResult {
     let route = route_key(&req);
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     authorize(&caller, Action::ManageUsers)?;
     match route.as_str() {
         "GET /users" => list_users(app, req).await,
@@ -136,12 +110,12 @@ const CURSOR_SCOPE: &str = "users";
 async fn list_users(app: &App, req: Request) -> HttpResult {
     let query: ListQuery = shared::validation::query(&req)?;
     let after: Option<String> = match &query.cursor {
-        Some(cursor) => Some(app.cursors.verify(CURSOR_SCOPE, cursor)?),
+        Some(cursor) => Some(app.platform.cursors.verify(CURSOR_SCOPE, cursor)?),
         None => None,
     };
     let (items, last) = app.users.list(query.limit, after.as_deref()).await?;
     let next_cursor = match last {
-        Some(last) => Some(app.cursors.sign(CURSOR_SCOPE, &last)?),
+        Some(last) => Some(app.platform.cursors.sign(CURSOR_SCOPE, &last)?),
         None => None,
     };
     json(
@@ -197,8 +171,9 @@ async fn create_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
                 .collect(),
         ));
     }
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let password_hash = app.hasher.hash_blocking(body.password).await?;
     let user = app
@@ -267,8 +242,9 @@ async fn update_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
     if body.unlock == Some(false) {
         return Err(ApiError::invalid_field("unlock", "only true is meaningful"));
     }
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let current = app
         .users
@@ -289,7 +265,7 @@ async fn update_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
         unlock: body.unlock == Some(true),
     };
     let updated = app.users.update(&current, &changes).await?;
-    app.authenticator.forget(id);
+    app.platform.authenticator.forget(id);
     tracing::info!(admin = %caller.user_id, user = %id, ?changes, "user updated");
     Ok(with_etag(
         json(StatusCode::OK, &User::from(&updated))?,

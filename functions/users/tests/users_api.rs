@@ -1,12 +1,9 @@
 //! The users handlers against DynamoDB Local (run under `infra/stack.sh`).
 
-use std::time::Duration;
-
 use http::StatusCode;
 use serde_json::{json, Value};
 use shared::auth::users::{NewUser, UserItem, UserRepo};
-use shared::auth::{AuthSettings, KeySet, Role};
-use shared::config::Config;
+use shared::auth::Role;
 use shared::rate_limit::RateLimits;
 use shared::testing::{body_json, TestRequest};
 use users::{handle, App};
@@ -19,23 +16,12 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let provisioned = local_gateway::provision_for_test().await.unwrap();
-    let env = provisioned.env.clone();
-    let config = Config::from_lookup(&|n| env.get(n).cloned()).unwrap();
-    let sdk = shared::clients::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
-    let auth = AuthSettings {
-        keys_parameter: "/unused".into(),
-        issuer: "collectpro".into(),
-        audience: "collectpro-api".into(),
-        cache_ttl: Duration::ZERO,
-    };
-    let app = App::new(&config, dynamodb.clone(), &keys, &auth, RateLimits::off()).unwrap();
-    Fixture {
-        app,
-        repo: UserRepo::new(dynamodb, config.tables.users.clone()),
-    }
+    let app = App::new(shared::testing::platform(RateLimits::off()).await).unwrap();
+    let repo = UserRepo::new(
+        app.platform.clients.dynamodb.clone(),
+        app.platform.config.tables.users.clone(),
+    );
+    Fixture { app, repo }
 }
 
 impl Fixture {
@@ -57,6 +43,7 @@ impl Fixture {
 
     fn token(&self, user: &UserItem) -> String {
         self.app
+            .platform
             .authenticator
             .tokens()
             .issue(user.id, user.role, user.token_version)
@@ -166,7 +153,13 @@ async fn disabling_a_user_retires_their_tokens_and_the_last_admin_stays() {
     let req = TestRequest::new("GET /users", "/users")
         .bearer(&agent_token)
         .build();
-    assert!(f.app.authenticator.authenticate(&req).await.is_ok());
+    assert!(f
+        .app
+        .platform
+        .authenticator
+        .authenticate(&req)
+        .await
+        .is_ok());
     let (status, body) = f
         .call(patch(&agent.id.to_string(), json!({"disabled": true})).bearer(&token))
         .await;
@@ -177,6 +170,7 @@ async fn disabling_a_user_retires_their_tokens_and_the_last_admin_stays() {
         .build();
     assert_eq!(
         f.app
+            .platform
             .authenticator
             .authenticate(&req)
             .await
