@@ -384,13 +384,14 @@ async fn plan_filter(app: &App, job_id: Id, partition: u32, seq: u32) -> Result<
         .expression_attribute_names("#plan", &attribute)
         .expression_attribute_values(":seq", n(seq))
         .expression_attribute_values(":next", n(seq + 1))
+        .expression_attribute_names("#total", "total")
         .expression_attribute_values(":count", n(page.ids.len()));
     update = if last {
         update
-            .update_expression("SET #plan = :next ADD total :count, plans_pending :minus")
+            .update_expression("SET #plan = :next ADD #total :count, plans_pending :minus")
             .expression_attribute_values(":minus", n(-1))
     } else {
-        update.update_expression("SET #plan = :next ADD total :count")
+        update.update_expression("SET #plan = :next ADD #total :count")
     };
     let advanced = match update.send().await {
         Ok(_) => true,

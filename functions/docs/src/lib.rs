@@ -40,6 +40,7 @@ pub fn openapi() -> OpenApiDocument {
     document.merge(accounts::ApiDoc::openapi());
     document.merge(payments::ApiDoc::openapi());
     document.merge(activities::ApiDoc::openapi());
+    document.merge(bulk_api::ApiDoc::openapi());
     document
 }
 

@@ -1,0 +1,708 @@
+//! The bulk API and worker against DynamoDB Local and moto (run under `infra/stack.sh`).
+//!
+//! Jobs are created through `bulk_api::dispatch`; the queue is pumped by receiving real
+//! messages from moto and handing the worker a real `SqsEvent` built from them, deleting
+//! what it did not report as failed (like the event source mapping). Duplicate deliveries,
+//! a worker killed mid-batch, a poison message that reaches the DLQ, cancel, and a filter
+//! job.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_sqs::types::Message;
+use http::StatusCode;
+use serde_json::{json, Value};
+use shared::accounts::{Account, AccountStatus, DpdBucket};
+use shared::auth::{AuthSettings, Caller, KeySet, Role};
+use shared::clients::Clients;
+use shared::config::Config;
+use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::rate_limit::RateLimits;
+use shared::testing::{body_json, TestRequest};
+
+struct Env {
+    config: Config,
+    clients: Clients,
+    api: bulk_api::App,
+    worker: bulk_worker::App,
+    queue_arn: String,
+    dlq_arn: String,
+    admin: Caller,
+}
+
+async fn env() -> Env {
+    shared::telemetry::init();
+    let provisioned = local_gateway::provision::provision_for_test()
+        .await
+        .unwrap();
+    let vars = provisioned.env.clone();
+    let lookup = move |name: &str| vars.get(name).cloned();
+    let config = Config::from_lookup(&lookup).unwrap();
+    let clients = Clients::from_env().await;
+    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
+    let auth = AuthSettings::from_lookup(&lookup).unwrap();
+    let api = bulk_api::App::new(&config, &clients, &keys, &auth, RateLimits::off());
+    let worker = bulk_worker::App::new(&config, &clients);
+    Env {
+        queue_arn: provisioned.queues["BulkQueue"].arn.clone(),
+        dlq_arn: provisioned.queues["BulkDeadLetterQueue"].arn.clone(),
+        config,
+        clients,
+        api,
+        worker,
+        admin: Caller {
+            user_id: Id::generate(),
+            role: Role::Admin,
+        },
+    }
+}
+
+fn account(status: AccountStatus, balance: i64) -> Account {
+    let now = Timestamp::now();
+    let id = Id::generate();
+    Account {
+        id,
+        reference: format!("REF-{id}"),
+        debtor_name: "Dana Debtor".into(),
+        debtor_email: "dana@example.com".into(),
+        debtor_phone: "+14155550123".into(),
+        debtor_timezone: "America/New_York".into(),
+        currency: "USD".parse().unwrap(),
+        original_balance: MinorUnits(balance),
+        balance: MinorUnits(balance),
+        status,
+        assigned_agent_id: None,
+        due_date: time::macros::date!(2026 - 01 - 15),
+        days_past_due: 0,
+        dpd_bucket: DpdBucket::Current,
+        tags: vec!["seed".into()],
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    }
+    .fresh()
+}
+
+async fn put_accounts(e: &Env, accounts: &[Account]) {
+    let writes: Vec<_> = accounts
+        .chunks(25)
+        .map(|chunk| {
+            let requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|a| {
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(a.to_item().unwrap()))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                })
+                .collect();
+            let client = e.clients.dynamodb.clone();
+            let table = e.config.tables.accounts.as_str().to_owned();
+            async move {
+                let mut pending = HashMap::from([(table, requests)]);
+                while !pending.is_empty() {
+                    let out = client
+                        .batch_write_item()
+                        .set_request_items(Some(pending))
+                        .send()
+                        .await
+                        .unwrap();
+                    pending = out.unprocessed_items.unwrap_or_default();
+                }
+            }
+        })
+        .collect();
+    futures::future::join_all(writes).await;
+}
+
+async fn raw_account(e: &Env, id: Id) -> HashMap<String, AttributeValue> {
+    e.clients
+        .dynamodb
+        .get_item()
+        .table_name(e.config.tables.accounts.as_str())
+        .key("pk", AttributeValue::S(format!("ACCOUNT#{id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
+
+async fn call(e: &Env, caller: &Caller, req: TestRequest) -> (StatusCode, Value) {
+    match bulk_api::dispatch(&e.api, caller, req.build()).await {
+        Ok(response) => (response.status(), body_json(&response)),
+        Err(err) => {
+            let response = shared::http::problem_response(&err);
+            (response.status(), body_json(&response))
+        }
+    }
+}
+
+async fn create(e: &Env, caller: &Caller, body: Value) -> (StatusCode, Value) {
+    call(
+        e,
+        caller,
+        TestRequest::new("POST /bulk/accounts", "/bulk/accounts").json(&body),
+    )
+    .await
+}
+
+async fn job(e: &Env, id: &str) -> Value {
+    let (status, body) = call(
+        e,
+        &e.admin,
+        TestRequest::new("GET /bulk/jobs/{id}", &format!("/bulk/jobs/{id}")).path_param("id", id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn event_of(messages: &[Message], arn: &str) -> SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+async fn receive(e: &Env, url: &str) -> Vec<Message> {
+    e.clients
+        .sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages()
+        .to_vec()
+}
+
+/// Hands one received batch to `worker` like the event source mapping: deletes what did
+/// not fail, makes failures visible again.
+async fn deliver(
+    e: &Env,
+    worker: &bulk_worker::App,
+    url: &str,
+    arn: &str,
+    batch: &[Message],
+) -> usize {
+    let response = bulk_worker::handle(worker, event_of(batch, arn)).await;
+    let failed: BTreeSet<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    for m in batch {
+        let handle = m.receipt_handle().unwrap();
+        if failed.contains(m.message_id().unwrap()) {
+            e.clients
+                .sqs
+                .change_message_visibility()
+                .queue_url(url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            e.clients
+                .sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    failed.len()
+}
+
+/// Pumps the bulk queue until the job is final and the queue is drained.
+async fn pump(e: &Env, job_id: &str) -> Value {
+    let started = Instant::now();
+    let mut idle = 0;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job did not finish"
+        );
+        let batch = receive(e, &e.config.queues.bulk).await;
+        if batch.is_empty() {
+            let j = job(e, job_id).await;
+            if j["finished_at"].is_string() && j["processed"] == j["total"] {
+                idle += 1;
+                if idle >= 2 {
+                    return j;
+                }
+            }
+            continue;
+        }
+        idle = 0;
+        deliver(e, &e.worker, &e.config.queues.bulk, &e.queue_arn, &batch).await;
+    }
+}
+
+fn tags(item: &HashMap<String, AttributeValue>) -> Vec<String> {
+    item["tags"]
+        .as_l()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_s().unwrap().clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn ids_job_is_exactly_once_under_duplicates_and_a_killed_worker() {
+    let e = env().await;
+    let accounts: Vec<Account> = (0..500)
+        .map(|_| account(AccountStatus::Active, 10_000))
+        .collect();
+    put_accounts(&e, &accounts).await;
+    let missing: Vec<Id> = (0..20).map(|_| Id::generate()).collect();
+    let mut ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
+    ids.extend(missing.iter().map(Id::to_string));
+    let started = Instant::now();
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": ids, "changes": {"add_tags": ["Bulk-X"]}}),
+    )
+    .await;
+    println!(
+        "FIGURE POST /bulk/accounts (520 ids, lib): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let queued = job(&e, &job_id).await;
+    assert_eq!(
+        (queued["state"].as_str(), queued["total"].as_u64()),
+        (Some("queued"), Some(520))
+    );
+
+    // Plans first (2 planner messages), then chunks. The first chunk batch: its first
+    // message is sent again (a duplicate chunk) and a worker is killed mid-batch.
+    let mut duplicated = false;
+    let mut killed = false;
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(120));
+        let batch = receive(&e, &e.config.queues.bulk).await;
+        if batch.is_empty() {
+            let j = job(&e, &job_id).await;
+            if j["finished_at"].is_string() {
+                break;
+            }
+            continue;
+        }
+        let is_chunk = batch[0].body().unwrap().contains("\"kind\":\"chunk\"");
+        if is_chunk && !duplicated {
+            duplicated = true;
+            e.clients
+                .sqs
+                .send_message()
+                .queue_url(&e.config.queues.bulk)
+                .message_body(batch[0].body().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        if is_chunk && !killed {
+            killed = true;
+            // The worker dies part-way through: its batch is neither deleted nor failed.
+            let worker = &e.worker;
+            let event = event_of(&batch, &e.queue_arn);
+            let _ = tokio::time::timeout(
+                Duration::from_millis(60),
+                bulk_worker::handle(worker, event),
+            )
+            .await;
+            for m in &batch {
+                e.clients
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&e.config.queues.bulk)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            continue;
+        }
+        deliver(&e, &e.worker, &e.config.queues.bulk, &e.queue_arn, &batch).await;
+    }
+    assert!(duplicated && killed);
+    let done = job(&e, &job_id).await;
+    assert_eq!(done["state"], "completed_with_errors", "{done}");
+    assert_eq!(
+        (
+            done["total"].as_u64(),
+            done["processed"].as_u64(),
+            done["succeeded"].as_u64(),
+            done["failed"].as_u64()
+        ),
+        (Some(520), Some(520), Some(500), Some(20)),
+        "{done}"
+    );
+    // Every account: version bumped exactly once, the tag added once.
+    for a in &accounts {
+        let item = raw_account(&e, a.id).await;
+        assert_eq!(item["version"].as_n().unwrap(), "2", "{}", a.id);
+        let t = tags(&item);
+        assert_eq!(t.iter().filter(|t| *t == "bulk-x").count(), 1, "{t:?}");
+    }
+    // The failures, paged with signed cursors: exactly the 20 missing ids.
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit=7&cursor={c}"),
+            None => "limit=7".to_owned(),
+        };
+        let (status, page) = call(
+            &e,
+            &e.admin,
+            TestRequest::new(
+                "GET /bulk/jobs/{id}/failures",
+                &format!("/bulk/jobs/{job_id}/failures"),
+            )
+            .path_param("id", &job_id)
+            .query(&query),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for f in page["items"].as_array().unwrap() {
+            assert_eq!(f["reason"], "not_found");
+            assert!(seen.insert(f["account_id"].as_str().unwrap().to_owned()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let expected: BTreeSet<String> = missing.iter().map(Id::to_string).collect();
+    assert_eq!(seen, expected);
+    // A tampered cursor is a 400.
+    let (status, _) = call(
+        &e,
+        &e.admin,
+        TestRequest::new(
+            "GET /bulk/jobs/{id}/failures",
+            &format!("/bulk/jobs/{job_id}/failures"),
+        )
+        .path_param("id", &job_id)
+        .query("cursor=abc.def"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_poison_message_reaches_the_dlq_and_its_accounts_are_reported() {
+    let e = env().await;
+    let accounts: Vec<Account> = (0..30)
+        .map(|_| account(AccountStatus::Active, 500))
+        .collect();
+    put_accounts(&e, &accounts).await;
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": ids, "changes": {"status": "disputed"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    // A worker whose Accounts table is gone: every chunk fails transiently.
+    let mut broken_config = e.config.clone();
+    broken_config.tables.accounts = shared::config::TableName::new("no-such-accounts-table");
+    let broken = bulk_worker::App::new(&broken_config, &e.clients);
+    let started = Instant::now();
+    let mut failures = 0;
+    let mut dead: Vec<Message> = Vec::new();
+    while dead.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "never dead-lettered"
+        );
+        let batch = receive(&e, &e.config.queues.bulk).await;
+        if !batch.is_empty() {
+            failures += deliver(&e, &broken, &e.config.queues.bulk, &e.queue_arn, &batch).await;
+        }
+        dead = receive(&e, &e.config.queues.bulk_dlq).await;
+    }
+    assert!(
+        failures >= 5,
+        "retried by SQS before dead-lettering ({failures})"
+    );
+    // The DLQ mapping: the same handler, messages from the DLQ's ARN.
+    deliver(&e, &e.worker, &e.config.queues.bulk_dlq, &e.dlq_arn, &dead).await;
+    let done = job(&e, &job_id).await;
+    assert_eq!(done["processed"], 30, "{done}");
+    assert_eq!(done["failed"], 30, "{done}");
+    assert_eq!(done["state"], "failed", "{done}");
+    let (_, page) = call(
+        &e,
+        &e.admin,
+        TestRequest::new(
+            "GET /bulk/jobs/{id}/failures",
+            &format!("/bulk/jobs/{job_id}/failures"),
+        )
+        .path_param("id", &job_id)
+        .query("limit=100"),
+    )
+    .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 30);
+    assert!(
+        items.iter().all(|f| f["reason"] == "dead_lettered"),
+        "{page}"
+    );
+    for a in &accounts {
+        assert_eq!(raw_account(&e, a.id).await["version"].as_n().unwrap(), "1");
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_the_remaining_accounts() {
+    let e = env().await;
+    let accounts: Vec<Account> = (0..200)
+        .map(|_| account(AccountStatus::Active, 500))
+        .collect();
+    put_accounts(&e, &accounts).await;
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
+    let (_, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": ids, "changes": {"add_tags": ["late"]}}),
+    )
+    .await;
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let (status, cancelled) = call(
+        &e,
+        &e.admin,
+        TestRequest::new(
+            "POST /bulk/jobs/{id}/cancel",
+            &format!("/bulk/jobs/{job_id}/cancel"),
+        )
+        .path_param("id", &job_id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(cancelled["finished_at"].is_string());
+    let done = pump(&e, &job_id).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert_eq!(
+        (
+            done["processed"].as_u64(),
+            done["cancelled"].as_u64(),
+            done["succeeded"].as_u64(),
+            done["failed"].as_u64()
+        ),
+        (Some(200), Some(200), Some(0), Some(0)),
+        "{done}"
+    );
+    for a in accounts.iter().take(20) {
+        assert_eq!(raw_account(&e, a.id).await["version"].as_n().unwrap(), "1");
+    }
+    // A second cancel: the job already finished.
+    let (status, _) = call(
+        &e,
+        &e.admin,
+        TestRequest::new(
+            "POST /bulk/jobs/{id}/cancel",
+            &format!("/bulk/jobs/{job_id}/cancel"),
+        )
+        .path_param("id", &job_id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_filter_job_changes_exactly_the_matching_accounts() {
+    let e = env().await;
+    let disputed: Vec<Account> = (0..45)
+        .map(|i| account(AccountStatus::Disputed, 1_000 + i))
+        .collect();
+    let small: Vec<Account> = (0..5)
+        .map(|_| account(AccountStatus::Disputed, 10))
+        .collect();
+    let others: Vec<Account> = (0..30)
+        .map(|_| account(AccountStatus::Active, 5_000))
+        .collect();
+    let mut deleted = account(AccountStatus::Disputed, 5_000);
+    deleted.deleted_at = Some(Timestamp::now());
+    put_accounts(
+        &e,
+        &[
+            disputed.clone(),
+            small.clone(),
+            others.clone(),
+            vec![deleted.clone()],
+        ]
+        .concat(),
+    )
+    .await;
+    let manager = Caller {
+        user_id: Id::generate(),
+        role: Role::Manager,
+    };
+    let (status, body) = create(
+        &e,
+        &manager,
+        json!({"filter": {"status": "disputed", "min_balance": 100}, "changes": {"status": "payment_plan", "add_tags": ["plan-offered"], "remove_tags": ["seed"]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let done = pump(&e, &job_id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(
+        (done["total"].as_u64(), done["succeeded"].as_u64()),
+        (Some(45), Some(45)),
+        "{done}"
+    );
+    assert_eq!(done["source"], "filter");
+    for a in &disputed {
+        let item = raw_account(&e, a.id).await;
+        assert_eq!(item["status"].as_s().unwrap(), "payment_plan");
+        assert_eq!(item["version"].as_n().unwrap(), "2");
+        assert_eq!(tags(&item), vec!["plan-offered"]);
+        // The status change logged its activity.
+        let activities = e
+            .clients
+            .dynamodb
+            .query()
+            .table_name(e.config.tables.activities.as_str())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(a.id.to_string()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(activities.items().len(), 1);
+        assert_eq!(
+            activities.items()[0]["type"].as_s().unwrap(),
+            "status_change"
+        );
+    }
+    for a in small.iter().chain(&others).chain([&deleted]) {
+        assert_eq!(raw_account(&e, a.id).await["version"].as_n().unwrap(), "1");
+    }
+    // Lists: the manager sees its own job; another manager sees none; the admin sees it.
+    let list = |caller: Caller| {
+        let e = &e;
+        async move {
+            call(e, &caller, TestRequest::new("GET /bulk/jobs", "/bulk/jobs"))
+                .await
+                .1
+        }
+    };
+    assert_eq!(
+        list(manager.clone()).await["items"][0]["id"],
+        job_id.as_str()
+    );
+    let other = Caller {
+        user_id: Id::generate(),
+        role: Role::Manager,
+    };
+    assert_eq!(
+        list(other.clone()).await["items"].as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(
+        list(e.admin.clone()).await["items"][0]["id"],
+        job_id.as_str()
+    );
+    let (status, _) = call(
+        &e,
+        &other,
+        TestRequest::new("GET /bulk/jobs/{id}", &format!("/bulk/jobs/{job_id}"))
+            .path_param("id", &job_id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_creates_no_job() {
+    let e = env().await;
+    let id = Id::generate().to_string();
+    let too_many: Vec<String> = (0..100_001).map(|_| id.clone()).collect();
+    let cases = [
+        json!({"account_ids": [], "changes": {"status": "paid"}}),
+        json!({"account_ids": too_many, "changes": {"status": "paid"}}),
+        json!({"account_ids": ["not-a-ulid", id], "changes": {"status": "paid"}}),
+        json!({"account_ids": [id], "changes": {}}),
+        json!({"account_ids": [id]}),
+        json!({"account_ids": [id], "changes": {"status": "bogus"}}),
+        json!({"account_ids": [id], "filter": {"status": "active"}, "changes": {"status": "paid"}}),
+        json!({"account_ids": [id], "changes": {"assigned_agent_id": Id::generate().to_string()}}),
+        json!({"account_ids": [id], "changes": {"add_tags": [""]}}),
+        json!({"filter": {"min_balance": 10, "max_balance": 5}, "changes": {"status": "paid"}}),
+    ];
+    for body in cases {
+        let (status, problem) = create(&e, &e.admin, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {problem}");
+        assert!(
+            problem["errors"].as_array().is_some_and(|e| !e.is_empty()),
+            "{problem}"
+        );
+    }
+    for role in [Role::Viewer, Role::Agent] {
+        let caller = Caller {
+            user_id: Id::generate(),
+            role,
+        };
+        let (status, _) = create(
+            &e,
+            &caller,
+            json!({"account_ids": [id], "changes": {"status": "paid"}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            &e,
+            &caller,
+            TestRequest::new("GET /bulk/jobs", "/bulk/jobs"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (_, list) = call(
+        &e,
+        &e.admin,
+        TestRequest::new("GET /bulk/jobs", "/bulk/jobs"),
+    )
+    .await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "no job was created"
+    );
+}
