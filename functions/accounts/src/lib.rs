@@ -30,63 +30,38 @@ use shared::accounts::{
     Account, AccountRepo, AccountStatus, DpdBucket, ListRequest, Sort, WriteConflict,
 };
 use shared::activities::status_change;
-use shared::auth::{authorize, Action, AuthSettings, Authenticator, Caller, KeySet, Scope};
-use shared::config::Config;
-use shared::cursor::CursorSigner;
+use shared::auth::{authorize, Action, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{
     empty, header, json, path_param, route_key, unknown_route, HttpResult, Validation,
 };
-use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::platform::{InitError, Platform};
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// Configuration, clients and keys, built once per cold start.
+/// The shared platform and the account repository, built once per cold start.
 pub struct App {
+    pub platform: Platform,
     pub repo: AccountRepo,
-    pub authenticator: Authenticator,
-    pub cursors: CursorSigner,
-    pub limiter: RateLimiter,
-    pub limits: RateLimits,
 }
 
-pub type InitError = Box<dyn std::error::Error + Send + Sync>;
-
 impl App {
-    pub fn new(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        keys: &KeySet,
-        auth: &AuthSettings,
-        limits: RateLimits,
-    ) -> Self {
+    pub fn new(platform: Platform) -> Self {
+        let tables = &platform.config.tables;
         Self {
             repo: AccountRepo::new(
-                dynamodb.clone(),
-                config.tables.accounts.clone(),
-                config.tables.activities.clone(),
+                platform.clients.dynamodb.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
             ),
-            authenticator: Authenticator::new(
-                keys,
-                auth,
-                dynamodb.clone(),
-                config.tables.users.clone(),
-            ),
-            cursors: CursorSigner::from_key_set(keys),
-            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
-            limits,
+            platform,
         }
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let lookup = shared::config::env_lookup;
-        let config = Config::from_lookup(&lookup)?;
-        let auth = AuthSettings::from_lookup(&lookup)?;
-        let limits = RateLimits::from_lookup(&lookup)?;
-        let sdk = shared::clients::sdk_config().await;
-        let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.accounts));
-        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits))
+        Ok(Self::new(
+            Platform::from_env(|tables| &tables.accounts).await?,
+        ))
     }
 }
 
@@ -101,7 +76,7 @@ pub struct ApiDoc;
 
 /// Authenticates the caller and routes the request.
 pub async fn handle(app: &App, req: Request) -> HttpResult {
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     dispatch(app, &caller, req).await
 }
 
@@ -376,7 +351,12 @@ async fn list_accounts(app: &App, caller: &Caller, req: &Request) -> HttpResult 
     let (request, cursor) = list_request(query, &scope)?;
     let page = app
         .repo
-        .list(&request, cursor.as_deref(), &app.cursors, today_utc())
+        .list(
+            &request,
+            cursor.as_deref(),
+            &app.platform.cursors,
+            today_utc(),
+        )
         .await?;
     tracing::debug!(
         items = page.items.len(),
@@ -490,8 +470,9 @@ pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, A
         (status = 409, description = "Reference taken", body = shared::error::Problem)))]
 async fn create_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     authorize(caller, Action::CreateAccount)?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: CreateAccountBody = shared::http::json_body(req)?;
     let account = new_account(body, Timestamp::now())?;
@@ -680,8 +661,9 @@ async fn update_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
     let scope = authorize(caller, Action::UpdateAccount)?;
     let id: Id = path_param(req, "id")?;
     let expected = if_match(req)?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let (body, fields) = parse_update(req.body().as_ref())?;
     let account = app
@@ -759,8 +741,9 @@ async fn delete_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
         Some(_) => if_match(req)?,
         None => None,
     };
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let account = app
         .repo

@@ -2,12 +2,11 @@
 //! is called with a `Caller` directly, so these tests are about the handler logic.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
 use accounts::{dispatch, App};
 use http::StatusCode;
 use serde_json::{json, Value};
-use shared::auth::{AuthSettings, Caller, KeySet, Role};
+use shared::auth::{Caller, Role};
 use shared::config::Config;
 use shared::domain::Id;
 use shared::rate_limit::RateLimits;
@@ -21,19 +20,9 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let provisioned = local_gateway::provision_for_test().await.unwrap();
-    let env = provisioned.env.clone();
-    let config = Config::from_lookup(&|n| env.get(n).cloned()).unwrap();
-    let sdk = shared::clients::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
-    let auth = AuthSettings {
-        keys_parameter: "/unused".into(),
-        issuer: "collectpro".into(),
-        audience: "collectpro-api".into(),
-        cache_ttl: Duration::ZERO,
-    };
-    let app = App::new(&config, dynamodb.clone(), &keys, &auth, RateLimits::off());
+    let app = App::new(shared::testing::platform(RateLimits::off()).await);
+    let config = app.platform.config.clone();
+    let dynamodb = app.platform.clients.dynamodb.clone();
     Fixture {
         app,
         config,
