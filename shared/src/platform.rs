@@ -40,10 +40,7 @@ impl Platform {
                 config.tables.users.clone(),
             ),
             cursors: CursorSigner::from_key_set(keys),
-            limiter: RateLimiter::new(
-                clients.dynamodb.clone(),
-                config.tables.rate_limits.clone(),
-            ),
+            limiter: RateLimiter::new(clients.dynamodb.clone(), config.tables.rate_limits.clone()),
             limits,
             config,
             clients,
@@ -62,10 +59,7 @@ impl Platform {
         let auth = AuthSettings::from_lookup(lookup)?;
         let limits = RateLimits::from_lookup(lookup)?;
         let clients = Clients::new(sdk);
-        let (keys, ()) = tokio::join!(
-            auth.load_keys(sdk),
-            clients.prime(prime(&config.tables))
-        );
+        let (keys, ()) = tokio::join!(auth.load_keys(sdk), clients.prime(prime(&config.tables)));
         Ok(Self::new(config, clients, &keys?, &auth, limits))
     }
 
