@@ -85,3 +85,9 @@ seed: build
 # at BENCH_ACCOUNTS accounts (default 100000; e.g. BENCH_ACCOUNTS=20000 for a quick run).
 bench-accounts: build
 	infra/stack.sh $(BIN_DIR)/bench-accounts
+
+# Bulk job of N accounts (202 -> completed, real bulk-worker via the gateway's SQS source)
+# against a raw parallel UpdateItem loop on the same DynamoDB Local; prints the ratio.
+N ?= 10000
+bench-bulk: build
+	infra/stack.sh cargo run --quiet -p bulk-worker --example bench-bulk -- $(N)

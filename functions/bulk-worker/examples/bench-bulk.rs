@@ -1,0 +1,221 @@
+//! `make bench-bulk N=10000`: in one run on the same DynamoDB Local, the time of a bulk job
+//! of N accounts from `202` to `completed` (the real bulk-worker binary driven by the local
+//! gateway's SQS event source; progress polled every 50 ms) against a raw, parallel
+//! `UpdateItem` loop over the same N accounts. Prints figures and the ratio; never fails
+//! on a timer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use futures::stream::{self, StreamExt};
+use shared::accounts::{Account, AccountStatus, DpdBucket};
+use shared::auth::{AuthSettings, Caller, KeySet, Role};
+use shared::clients::Clients;
+use shared::config::Config;
+use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::rate_limit::RateLimits;
+use shared::testing::TestRequest;
+
+fn account() -> Account {
+    let now = Timestamp::now();
+    let id = Id::generate();
+    Account {
+        id,
+        reference: format!("BENCH-{id}"),
+        debtor_name: "Bench Debtor".into(),
+        debtor_email: "bench@example.com".into(),
+        debtor_phone: "+14155550123".into(),
+        debtor_timezone: "America/New_York".into(),
+        currency: "USD".parse().expect("USD"),
+        original_balance: MinorUnits(10_000),
+        balance: MinorUnits(10_000),
+        status: AccountStatus::Active,
+        assigned_agent_id: None,
+        due_date: time::macros::date!(2026 - 01 - 15),
+        days_past_due: 0,
+        dpd_bucket: DpdBucket::Current,
+        tags: vec!["seed".into()],
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    }
+    .fresh()
+}
+
+async fn raw_updates(clients: &Clients, table: &str, ids: &[Id], tag: &str) -> Duration {
+    let started = Instant::now();
+    stream::iter(ids.iter().copied())
+        .map(|id| {
+            let client = clients.dynamodb.clone();
+            let table = table.to_owned();
+            let tag = tag.to_owned();
+            async move {
+                let result = client
+                    .update_item()
+                    .table_name(table)
+                    .key("pk", AttributeValue::S(format!("ACCOUNT#{id}")))
+                    .update_expression("SET #v = #v + :one, tags = list_append(tags, :tag)")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .expression_attribute_values(
+                        ":tag",
+                        AttributeValue::L(vec![AttributeValue::S(tag)]),
+                    )
+                    .send()
+                    .await;
+                if let Err(err) = result {
+                    eprintln!("raw update failed: {err}");
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gw = local_gateway::Gateway::start(local_gateway::GatewayOptions {
+        template_path: workspace.join("template.yaml"),
+        http_port: 0,
+        ws_port: 0,
+        bin_dir: Some(local_gateway::gateway::default_bin_dir(&workspace)),
+        prefix: local_gateway::provision::random_prefix(),
+        logs: local_gateway::runtime::LogSink::None,
+        event_sources: true,
+        ..Default::default()
+    })
+    .await?;
+    let env = gw.env().clone();
+    let lookup = move |name: &str| env.get(name).cloned();
+    let config = Config::from_lookup(&lookup)?;
+    let clients = Clients::from_env().await;
+    let keys = KeySet::parse(&KeySet::generate_json())?;
+    let auth = AuthSettings::from_lookup(&lookup)?;
+    let api = bulk_api::App::new(&config, &clients, &keys, &auth, RateLimits::off());
+    let table = config.tables.accounts.as_str().to_owned();
+
+    println!("bench-bulk: writing {n} accounts ...");
+    let accounts: Vec<Account> = (0..n).map(|_| account()).collect();
+    stream::iter(accounts.chunks(25))
+        .map(|chunk| {
+            let requests: Vec<WriteRequest> = chunk
+                .iter()
+                .filter_map(|a| {
+                    let item = a.to_item().ok()?;
+                    Some(
+                        WriteRequest::builder()
+                            .put_request(PutRequest::builder().set_item(Some(item)).build().ok()?)
+                            .build(),
+                    )
+                })
+                .collect();
+            let client = clients.dynamodb.clone();
+            let table = table.clone();
+            async move {
+                let mut pending = HashMap::from([(table, requests)]);
+                while !pending.is_empty() {
+                    match client
+                        .batch_write_item()
+                        .set_request_items(Some(pending.clone()))
+                        .send()
+                        .await
+                    {
+                        Ok(out) => pending = out.unprocessed_items.unwrap_or_default(),
+                        Err(err) => eprintln!("batch write failed, retrying: {err}"),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+    let ids: Vec<Id> = accounts.iter().map(|a| a.id).collect();
+
+    // Warm DynamoDB Local's JIT on the same kind of write first.
+    let warm = raw_updates(&clients, &table, &ids[..n.min(3000)], "warm").await;
+    println!(
+        "warm-up: {} raw UpdateItems in {:.2} s",
+        n.min(3000),
+        warm.as_secs_f64()
+    );
+
+    let admin = Caller {
+        user_id: Id::generate(),
+        role: Role::Admin,
+    };
+    let body = serde_json::json!({
+        "account_ids": ids.iter().map(Id::to_string).collect::<Vec<_>>(),
+        "changes": {"add_tags": ["bench"]},
+    });
+    let started = Instant::now();
+    let response = bulk_api::dispatch(
+        &api,
+        &admin,
+        TestRequest::new("POST /bulk/accounts", "/bulk/accounts")
+            .json(&body)
+            .build(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let accepted = started.elapsed();
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+    let job_id: Id = body["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut progress = BTreeSet::new();
+    let job = loop {
+        let Some(job) = api
+            .store
+            .get(job_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        else {
+            anyhow::bail!("job vanished");
+        };
+        progress.insert(job.processed);
+        if job.finished_at.is_some() || started.elapsed() > Duration::from_secs(1800) {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let bulk = started.elapsed();
+
+    let raw = raw_updates(&clients, &table, &ids, "raw").await;
+    println!("N = {n}");
+    println!(
+        "POST /bulk/accounts -> 202: {:.1} ms",
+        accepted.as_secs_f64() * 1000.0
+    );
+    println!(
+        "bulk job 202 -> {}: {:.2} s ({:.0} accounts/s), succeeded {}, failed {}, {} distinct progress values seen (polling every 50 ms)",
+        job.state,
+        bulk.as_secs_f64(),
+        n as f64 / bulk.as_secs_f64(),
+        job.succeeded,
+        job.failed,
+        progress.len()
+    );
+    println!(
+        "raw parallel UpdateItem loop (64 in flight): {:.2} s ({:.0} updates/s)",
+        raw.as_secs_f64(),
+        n as f64 / raw.as_secs_f64()
+    );
+    println!(
+        "ratio bulk / raw: {:.2}x",
+        bulk.as_secs_f64() / raw.as_secs_f64()
+    );
+    gw.shutdown().await;
+    Ok(())
+}
