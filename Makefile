@@ -86,6 +86,13 @@ seed: build
 bench-accounts: build
 	infra/stack.sh $(BIN_DIR)/bench-accounts
 
+# Recording a payment through the gateway vs the raw TransactWriteItems it issues (p50/p99),
+# and accepted payments per second on one account under 16-way contention. Prints figures;
+# never fails on a timer.
+.PHONY: bench-payments
+bench-payments: build
+	infra/stack.sh cargo test --quiet -p e2e --test payments_bench -- --ignored --nocapture
+
 # Bulk job of N accounts (202 -> completed, real bulk-worker via the gateway's SQS source)
 # against a raw parallel UpdateItem loop on the same DynamoDB Local; prints the ratio.
 N ?= 10000

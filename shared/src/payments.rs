@@ -200,6 +200,14 @@ impl Payment {
     }
 }
 
+/// A transaction ready to send, the account status move it makes, and whether `balance_sk`
+/// needs a refresh after it.
+type Prepared = (
+    aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
+    Option<(AccountStatus, AccountStatus)>,
+    bool,
+);
+
 /// What a balance change does to the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalanceChange {
@@ -522,6 +530,89 @@ impl Ledger {
         })
     }
 
+    /// The one `TransactWriteItems` of a write: the payment item, the account update (or a
+    /// condition that the account is live), the activity, and a `status_change` activity when
+    /// the account's status moves. Answers it unsent, with the status move and whether
+    /// `balance_sk` needs a refresh afterwards.
+    fn transaction(
+        &self,
+        write: &PaymentWrite,
+        update: Option<AccountUpdate>,
+        observed: &Account,
+        activity: &Activity,
+        now: Timestamp,
+    ) -> Result<Prepared, ApiError> {
+        let mut transaction = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(self.payment_item(write)?);
+        let refresh = update.as_ref().is_some_and(|u| u.refresh_balance_key);
+        let mut status_moved = None;
+        match update {
+            Some(update) => {
+                status_moved = update.status_change;
+                transaction = transaction
+                    .transact_items(TransactWriteItem::builder().update(update.update).build());
+            }
+            None => {
+                transaction = transaction.transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(
+                            ConditionCheck::builder()
+                                .table_name(self.accounts.as_str())
+                                .key("pk", s(account_pk(observed.id)))
+                                .condition_expression(
+                                    "attribute_exists(pk) AND attribute_not_exists(deleted_at)",
+                                )
+                                .return_values_on_condition_check_failure(
+                                    ReturnValuesOnConditionCheckFailure::None,
+                                )
+                                .build()
+                                .map_err(ApiError::internal)?,
+                        )
+                        .build(),
+                );
+            }
+        }
+        transaction = transaction.transact_items(activity_put(&self.activities, activity)?);
+        if let Some((from, to)) = status_moved {
+            let mut logged = status_change(observed.id, from, to, activity.actor_id, now);
+            logged.note = format!("{} (payment)", logged.note);
+            transaction = transaction.transact_items(activity_put(&self.activities, &logged)?);
+        }
+        Ok((transaction, status_moved, refresh))
+    }
+
+    /// Sends the transaction of recording `payment` (completed) once, as [`Ledger::apply`]
+    /// would on its first try, with nothing around it (no retries, no re-read, no key
+    /// refresh): the raw call benchmarks compare the handler with. `Ok(false)` when
+    /// DynamoDB refused it.
+    pub async fn send_record_once(
+        &self,
+        payment: &Payment,
+        observed: &Account,
+        activity: &Activity,
+        now: Timestamp,
+    ) -> Result<bool, ApiError> {
+        let update = match balance_update(
+            &self.accounts,
+            observed,
+            BalanceChange::Debit(payment.amount),
+            now,
+        )? {
+            Ok(update) => update,
+            Err(_) => return Ok(false),
+        };
+        let (transaction, _, _) = self.transaction(
+            &PaymentWrite::Record(payment.clone()),
+            update,
+            observed,
+            activity,
+            now,
+        )?;
+        Ok(transaction.send().await.is_ok())
+    }
+
     /// Writes `write` with `change` applied to the account and `activity` logged, in one
     /// transaction; re-reads the account and chooses again when its observation was stale.
     /// `observed` is the account as the caller read it.
@@ -544,44 +635,8 @@ impl Ledger {
                 Ok(update) => update,
                 Err(refusal) => return Ok(Err(refusal)),
             };
-            let mut transaction = self
-                .dynamodb
-                .transact_write_items()
-                .transact_items(self.payment_item(write)?);
-            let refresh = update.as_ref().is_some_and(|u| u.refresh_balance_key);
-            let mut status_moved = None;
-            match update {
-                Some(update) => {
-                    status_moved = update.status_change;
-                    transaction = transaction
-                        .transact_items(TransactWriteItem::builder().update(update.update).build());
-                }
-                None => {
-                    transaction = transaction.transact_items(
-                        TransactWriteItem::builder()
-                            .condition_check(
-                                ConditionCheck::builder()
-                                    .table_name(self.accounts.as_str())
-                                    .key("pk", s(account_pk(observed.id)))
-                                    .condition_expression(
-                                        "attribute_exists(pk) AND attribute_not_exists(deleted_at)",
-                                    )
-                                    .return_values_on_condition_check_failure(
-                                        ReturnValuesOnConditionCheckFailure::None,
-                                    )
-                                    .build()
-                                    .map_err(ApiError::internal)?,
-                            )
-                            .build(),
-                    );
-                }
-            }
-            transaction = transaction.transact_items(activity_put(&self.activities, activity)?);
-            if let Some((from, to)) = status_moved {
-                let mut logged = status_change(observed.id, from, to, activity.actor_id, now);
-                logged.note = format!("{} (payment)", logged.note);
-                transaction = transaction.transact_items(activity_put(&self.activities, &logged)?);
-            }
+            let (transaction, status_moved, refresh) =
+                self.transaction(write, update, &observed, activity, now)?;
             match transaction.send().await {
                 Ok(_) => {
                     let mut account = observed.clone();

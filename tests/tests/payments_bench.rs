@@ -1,0 +1,207 @@
+//! `make bench-payments`: recording a payment through the local gateway against the raw
+//! `TransactWriteItems` it issues, measured in the same run on the same DynamoDB Local, and
+//! accepted payments per second on one account under 16-way contention.
+//!
+//! `#[ignore]`d, so `make test` does not run it; it prints figures and never fails on a
+//! timer (only on a wrong answer). DynamoDB Local runs transactions one at a time (about
+//! 250–300/s on 2 cores) and its JIT warms up over minutes: the warm-up here is short, so
+//! treat the absolute numbers as an upper bound and the ratio as the signal.
+
+use std::time::{Duration, Instant};
+
+use e2e::{Stack, StackOptions};
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use shared::config::TableName;
+use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::payments::{Ledger, Payment, PaymentMethod, PaymentStatus};
+
+const WARM_UP: usize = 150;
+const SAMPLES: usize = 300;
+const CONTENTION_WORKERS: usize = 16;
+const CONTENTION_SECONDS: u64 = 10;
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+async fn account(s: &Stack, balance: i64) -> String {
+    let (status, body) = s
+        .send(
+            "POST",
+            "/accounts",
+            Some(s.admin()),
+            Some(json!({
+                "reference": format!("BENCH-{}", ulid::Ulid::new()),
+                "debtor_name": "Bench Debtor",
+                "debtor_email": "bench@example.com",
+                "debtor_phone": "+14155550123",
+                "debtor_timezone": "America/New_York",
+                "currency": "USD",
+                "original_balance": balance,
+                "due_date": "2026-10-01",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn pay(s: &Stack, account: &str) -> StatusCode {
+    s.request(
+        "POST",
+        &format!("/accounts/{account}/payments"),
+        Some(s.admin()),
+        Some(json!({"amount": 1, "currency": "USD", "method": "card"})),
+    )
+    .header("idempotency-key", ulid::Ulid::new().to_string())
+    .send()
+    .await
+    .map(|r| r.status())
+    .unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+/// The transaction one completed payment issues (payment put, conditional balance update,
+/// payment activity), sent once by the same ledger code the handler uses.
+async fn raw_transaction(ledger: &Ledger, observed: &shared::accounts::Account) -> bool {
+    let now = Timestamp::now();
+    let payment = Payment {
+        id: Id::generate(),
+        account_id: observed.id,
+        amount: MinorUnits(1),
+        currency: observed.currency,
+        method: PaymentMethod::Card,
+        status: PaymentStatus::Completed,
+        reference: None,
+        received_at: now,
+        created_by: Id::generate(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let activity = payment.activity("recorded (completed)", payment.created_by, now);
+    ledger
+        .send_record_once(&payment, observed, &activity, now)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "benchmark: make bench-payments"]
+async fn bench_payments() {
+    let s = Stack::start(StackOptions {
+        params: vec![("WriteLimitPerUser".into(), "off".into())],
+        ..Default::default()
+    })
+    .await;
+    let env = s.gateway.env().clone();
+    let table = |name: &str| TableName::new(env.get(name).cloned().unwrap());
+    let sdk = shared::clients::sdk_config().await;
+    let dynamodb = shared::clients::Clients::new(&sdk).dynamodb;
+    let ledger = Ledger::new(
+        dynamodb.clone(),
+        table("ACCOUNTS_TABLE"),
+        table("PAYMENTS_TABLE"),
+        table("ACTIVITIES_TABLE"),
+    );
+    let repo = shared::accounts::AccountRepo::new(
+        dynamodb,
+        table("ACCOUNTS_TABLE"),
+        table("ACTIVITIES_TABLE"),
+    );
+
+    let gateway_account = account(&s, 1_000_000_000_000).await;
+    let raw_account = account(&s, 1_000_000_000_000).await;
+    let observed = repo
+        .get(raw_account.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Warm up both paths (instances, connections, DynamoDB Local's JIT), interleaved.
+    for _ in 0..WARM_UP {
+        assert_eq!(pay(&s, &gateway_account).await, StatusCode::CREATED);
+        assert!(raw_transaction(&ledger, &observed).await);
+    }
+
+    // Sequential latencies, interleaved so both see the same engine state.
+    let mut through_gateway = Vec::with_capacity(SAMPLES);
+    let mut raw = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        assert_eq!(pay(&s, &gateway_account).await, StatusCode::CREATED);
+        through_gateway.push(started.elapsed());
+        let started = Instant::now();
+        assert!(raw_transaction(&ledger, &observed).await);
+        raw.push(started.elapsed());
+    }
+    through_gateway.sort();
+    raw.sort();
+    let (g50, g99) = (
+        percentile(&through_gateway, 0.5),
+        percentile(&through_gateway, 0.99),
+    );
+    let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+    println!(
+        "FIGURE record a payment through the gateway: p50 {g50:.2} ms, p99 {g99:.2} ms (n={SAMPLES}, sequential, warm)"
+    );
+    println!(
+        "FIGURE raw TransactWriteItems (payment put + conditional balance update + activity put): p50 {r50:.2} ms, p99 {r99:.2} ms"
+    );
+    println!(
+        "FIGURE ratio gateway/raw: p50 {:.2}x, p99 {:.2}x (the handler also does: token check (cached), idempotency claim + completion, account GetItem, balance_sk refresh GetItem + UpdateItem)",
+        g50 / r50,
+        g99 / r99
+    );
+
+    // 16-way contention on one account.
+    let contended = account(&s, 1_000_000_000_000).await;
+    let deadline = Instant::now() + Duration::from_secs(CONTENTION_SECONDS);
+    let started = Instant::now();
+    let workers = (0..CONTENTION_WORKERS).map(|_| {
+        let s = &s;
+        let contended = &contended;
+        async move {
+            let (mut accepted, mut conflicts, mut other) = (0_u64, 0_u64, 0_u64);
+            while Instant::now() < deadline {
+                match pay(s, contended).await {
+                    StatusCode::CREATED => accepted += 1,
+                    StatusCode::CONFLICT => conflicts += 1,
+                    _ => other += 1,
+                }
+            }
+            (accepted, conflicts, other)
+        }
+    });
+    let results = join_all(workers).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted: u64 = results.iter().map(|r| r.0).sum();
+    let conflicts: u64 = results.iter().map(|r| r.1).sum();
+    let other: u64 = results.iter().map(|r| r.2).sum();
+    let (_, stored) = s
+        .send(
+            "GET",
+            &format!("/accounts/{contended}"),
+            Some(s.admin()),
+            None,
+        )
+        .await;
+    let balance = stored["balance"].as_i64().unwrap();
+    assert_eq!(
+        balance,
+        1_000_000_000_000 - accepted as i64,
+        "every accepted payment debited once"
+    );
+    assert_eq!(other, 0, "no 5xx or other answers under contention");
+    let instances = s
+        .gateway
+        .pool("PaymentsFunction")
+        .map(|p| p.instances())
+        .unwrap_or(0);
+    println!(
+        "FIGURE contention: {CONTENTION_WORKERS} concurrent clients on one account for {elapsed:.1} s: {:.1} accepted payments/s, {conflicts} × 409 after retries, {instances} function instances; balance exact",
+        accepted as f64 / elapsed
+    );
+}
