@@ -17,7 +17,7 @@ use shared::domain::{Id, MinorUnits, Timestamp};
 use shared::rate_limit::RateLimits;
 use shared::testing::TestRequest;
 
-fn account() -> Account {
+fn account(currency: shared::domain::Currency) -> Account {
     let now = Timestamp::now();
     let id = Id::generate();
     Account {
@@ -27,7 +27,7 @@ fn account() -> Account {
         debtor_email: "bench@example.com".into(),
         debtor_phone: "+14155550123".into(),
         debtor_timezone: "America/New_York".into(),
-        currency: "USD".parse().expect("USD"),
+        currency,
         original_balance: MinorUnits(10_000),
         balance: MinorUnits(10_000),
         status: AccountStatus::Active,
@@ -105,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
     let table = config.tables.accounts.as_str().to_owned();
 
     println!("bench-bulk: writing {n} accounts ...");
-    let accounts: Vec<Account> = (0..n).map(|_| account()).collect();
+    let usd: shared::domain::Currency = "USD".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let accounts: Vec<Account> = (0..n).map(|_| account(usd)).collect();
     stream::iter(accounts.chunks(25))
         .map(|chunk| {
             let requests: Vec<WriteRequest> = chunk
