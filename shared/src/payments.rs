@@ -661,6 +661,7 @@ impl Ledger {
                 }
                 Err(err) if is_conflict(&err) => {
                     conflicts += 1;
+                    tracing::debug!(account = %observed.id, conflicts, "transaction conflict; retrying");
                     if conflicts > CONFLICT_RETRIES {
                         tracing::info!(account = %observed.id, "transaction conflicts exhausted");
                         return Ok(Err(LedgerRefusal::Contended));
@@ -681,6 +682,7 @@ impl Ledger {
                     }
                     if failed(1) {
                         stale += 1;
+                        tracing::debug!(account = %observed.id, stale, "stale account observation; reading again");
                         if stale > CONFLICT_RETRIES {
                             return Ok(Err(LedgerRefusal::Contended));
                         }
