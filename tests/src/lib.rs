@@ -61,6 +61,8 @@ pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
     pub prefix: String,
+    /// What `collectpro-admin seed-admin` printed when the stack started.
+    pub seed_output: String,
     admin_token: String,
 }
 
@@ -75,7 +77,7 @@ const TEST_PARAMS: [(&str, &str); 4] = [
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
         let prefix = random_prefix();
-        let key_parameter = format!("/collectpro/test/{prefix}jwt-keys");
+        let key_parameter = format!("/collectpro/test/{prefix}jwt-keys"); // = key_parameter()
         let mut params: Vec<(String, String)> = TEST_PARAMS
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -117,10 +119,26 @@ impl Stack {
             gateway,
             http: reqwest::Client::new(),
             prefix,
+            seed_output: String::from_utf8_lossy(&output.stdout).into_owned(),
             admin_token: String::new(),
         };
         stack.admin_token = stack.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         stack
+    }
+
+    /// Runs `collectpro-admin seed-admin` against this stack again (without a password).
+    pub async fn seed_admin_again(&self) -> std::process::Output {
+        tokio::process::Command::new(bin_dir().join("collectpro-admin"))
+            .args(["seed-admin", "--table-prefix", &self.prefix])
+            .env("JWT_KEYS_PARAMETER", self.key_parameter())
+            .env_remove("COLLECTPRO_ADMIN_PASSWORD")
+            .output()
+            .await
+            .expect("collectpro-admin is built")
+    }
+
+    fn key_parameter(&self) -> String {
+        format!("/collectpro/test/{}jwt-keys", self.prefix)
     }
 
     /// The seeded admin's access token.

@@ -3,142 +3,26 @@
 //!
 //! Prints the login p50 through the gateway (argon2id m=19 MiB, t=2, p=1 included).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use local_gateway::provision::random_prefix;
-use local_gateway::runtime::LogSink;
-use local_gateway::{Gateway, GatewayOptions, RunningGateway};
+use e2e::{unique_email, Stack, StackOptions, ADMIN_PASSWORD, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const ADMIN_PASSWORD: &str = "an admin passphrase for tests";
-const PASSWORD: &str = "a long and unusual passphrase";
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn bin_dir() -> PathBuf {
-    local_gateway::gateway::default_bin_dir(&workspace())
-}
-
-struct Stack {
-    gw: RunningGateway,
-    base: String,
-    http: reqwest::Client,
-}
-
-/// A gateway on its own tables and its own key-set parameter, with the admin seeded by
-/// `collectpro-admin seed-admin` (the same command `make run` uses).
+/// The seeded admin exists once: `seed-admin` never prints the password it was given, and a
+/// second run leaves the admin alone.
 async fn stack() -> Stack {
-    let prefix = random_prefix();
-    let parameter = format!("/collectpro/test/{}jwt-keys", prefix);
-    let gw = Gateway::start(GatewayOptions {
-        template_path: workspace().join("template.yaml"),
-        http_port: 0,
-        ws_port: 0,
-        bin_dir: Some(bin_dir()),
-        prefix: prefix.clone(),
-        params: [
-            ("JwtKeysParameterName", parameter.as_str()),
-            ("LoginLimitPerIp", "off"),
-            ("LoginLimitPerEmail", "off"),
-            ("RegisterLimitPerIp", "off"),
-            ("RegisterLimitPerEmail", "off"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        logs: LogSink::None,
-        event_sources: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let output = tokio::process::Command::new(bin_dir().join("collectpro-admin"))
-        .args(["seed-admin", "--table-prefix", &prefix])
-        .env("JWT_KEYS_PARAMETER", &parameter)
-        .env("COLLECTPRO_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .await
-        .expect("collectpro-admin is built (cargo build --workspace --bins)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stack = Stack::start(StackOptions::default()).await;
     assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        !stdout.contains(ADMIN_PASSWORD),
+        !stack.seed_output.contains(ADMIN_PASSWORD),
         "the given password is never printed"
     );
-    // Idempotent.
-    let again = tokio::process::Command::new(bin_dir().join("collectpro-admin"))
-        .args(["seed-admin", "--table-prefix", &prefix])
-        .env("JWT_KEYS_PARAMETER", &parameter)
-        .output()
-        .await
-        .unwrap();
+    let again = stack.seed_admin_again().await;
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("exists"));
-    Stack {
-        base: format!("http://{}", gw.http_addr()),
-        gw,
-        http: reqwest::Client::new(),
-    }
-}
-
-impl Stack {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let response = req.send().await.unwrap();
-        let status = response.status();
-        let body = response.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body)
-    }
-
-    async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
-        self.send(
-            "POST",
-            "/auth/login",
-            None,
-            Some(json!({"email": email, "password": password})),
-        )
-        .await
-    }
-
-    async fn token(&self, email: &str, password: &str) -> String {
-        let (status, body) = self.login(email, password).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
-fn email() -> String {
-    format!(
-        "e2e-{}@example.com",
-        ulid::Ulid::new().to_string().to_lowercase()
-    )
+    stack
 }
 
 #[tokio::test]
@@ -165,7 +49,7 @@ async fn auth_and_users_end_to_end() {
 
     // Register, then the admin promotes the user to each role in turn: the RBAC matrix
     // over every auth and users route.
-    let user_email = email();
+    let user_email = unique_email();
     let (status, user) = s
         .send(
             "POST",
@@ -196,7 +80,7 @@ async fn auth_and_users_end_to_end() {
                 "/users",
                 Some(&token),
                 Some(
-                    json!({"email": email(), "name": "N", "password": PASSWORD, "role": "viewer"}),
+                    json!({"email": unique_email(), "name": "N", "password": PASSWORD, "role": "viewer"}),
                 ),
             )
             .await
@@ -293,7 +177,7 @@ async fn auth_and_users_end_to_end() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Unknown email vs wrong password: identical.
-    let a = s.login(&email(), "some wrong password").await;
+    let a = s.login(&unique_email(), "some wrong password").await;
     let b = s
         .login("admin@collectpro.local", "some wrong password")
         .await;
@@ -314,5 +198,5 @@ async fn auth_and_users_end_to_end() {
         .send("POST", "/auth/login", None, Some(json!("not an object")))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    s.gw.shutdown().await;
+    s.gateway.shutdown().await;
 }
