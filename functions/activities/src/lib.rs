@@ -43,15 +43,12 @@ use shared::accounts::{Account, AccountRepo, AccountStatus};
 use shared::activities::{
     promise_keys, status_change, Activity, ActivityType, CallOutcome, CALL_LOG_SK, TIMELINE_SK_END,
 };
-use shared::auth::{
-    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, Scope,
-};
-use shared::config::{Config, TableName};
-use shared::cursor::CursorSigner;
+use shared::auth::{authorize, Action, BearerSecurity, Caller, Scope};
+use shared::config::TableName;
 use shared::domain::{Id, MinorUnits, Timestamp};
 use shared::http::{json, path_param, route_key, unknown_route, HttpResult, Validation};
 use shared::payments::{activity_put, backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
-use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::platform::{InitError, Platform};
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -70,61 +67,37 @@ pub const MAX_BATCH_IDS: usize = 100;
 pub const MAX_BATCH_LIMIT: usize = 50;
 pub const BATCH_PARALLELISM: usize = 16;
 
-/// Configuration, clients and keys, built once per cold start.
+/// The shared platform (config, clients, authenticator, cursors, rate limits) and the
+/// tables this function writes, built once per cold start.
 pub struct App {
+    pub platform: Platform,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub accounts: AccountRepo,
     pub accounts_table: TableName,
     pub activities_table: TableName,
-    pub authenticator: Authenticator,
-    pub cursors: CursorSigner,
-    pub limiter: RateLimiter,
-    pub limits: RateLimits,
 }
 
-pub type InitError = Box<dyn std::error::Error + Send + Sync>;
-
 impl App {
-    pub fn new(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        keys: &KeySet,
-        auth: &AuthSettings,
-        limits: RateLimits,
-    ) -> Self {
+    pub fn new(platform: Platform) -> Self {
+        let tables = &platform.config.tables;
+        let dynamodb = platform.clients.dynamodb.clone();
         Self {
             accounts: AccountRepo::new(
                 dynamodb.clone(),
-                config.tables.accounts.clone(),
-                config.tables.activities.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
             ),
-            accounts_table: config.tables.accounts.clone(),
-            activities_table: config.tables.activities.clone(),
-            authenticator: Authenticator::new(
-                keys,
-                auth,
-                dynamodb.clone(),
-                config.tables.users.clone(),
-            ),
-            cursors: CursorSigner::from_key_set(keys),
-            limiter: RateLimiter::new(dynamodb.clone(), config.tables.rate_limits.clone()),
-            limits,
+            accounts_table: tables.accounts.clone(),
+            activities_table: tables.activities.clone(),
             dynamodb,
+            platform,
         }
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let lookup = shared::config::env_lookup;
-        let config = Config::from_lookup(&lookup)?;
-        let auth = AuthSettings::from_lookup(&lookup)?;
-        let limits = RateLimits::from_lookup(&lookup)?;
-        let sdk = shared::clients::sdk_config().await;
-        let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(
-            auth.load_keys(&sdk),
-            clients.prime(&config.tables.activities)
-        );
-        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits))
+        Ok(Self::new(
+            Platform::from_env(|tables| &tables.activities).await?,
+        ))
     }
 }
 
@@ -140,7 +113,7 @@ pub struct ApiDoc;
 
 /// Authenticates the caller and routes the request.
 pub async fn handle(app: &App, req: Request) -> HttpResult {
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     dispatch(app, &caller, req, Timestamp::now()).await
 }
 
@@ -399,8 +372,9 @@ fn writable(account: Option<Account>, scope: &Scope, id: Id) -> Result<Account, 
 pub async fn log_activity(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
     let scope = authorize(caller, Action::LogActivity)?;
     let account_id: Id = path_param(req, "id")?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: LogActivityBody = shared::http::json_body(req)?;
     let new = validate_log(body)?;
@@ -824,7 +798,7 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let after: Option<String> = query
         .cursor
         .as_deref()
-        .map(|c| app.cursors.verify(&cursor_scope, c))
+        .map(|c| app.platform.cursors.verify(&cursor_scope, c))
         .transpose()?;
     let account = app
         .accounts
@@ -839,7 +813,7 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     }
     let (items, next) = timeline_page(app, account_id, kind, after, limit).await?;
     let next_cursor = next
-        .map(|sk| app.cursors.sign(&cursor_scope, &sk))
+        .map(|sk| app.platform.cursors.sign(&cursor_scope, &sk))
         .transpose()?;
     with_cache(json(StatusCode::OK, &ActivityPage { items, next_cursor })?)
 }

@@ -32,73 +32,48 @@ use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::accounts::Account;
-use shared::auth::{
-    authorize, Action, AuthSettings, Authenticator, BearerSecurity, Caller, KeySet, Scope,
-};
-use shared::config::Config;
-use shared::cursor::CursorSigner;
+use shared::auth::{authorize, Action, BearerSecurity, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{header, json, path_param, route_key, unknown_route, HttpResult, Validation};
 use shared::idempotency::{self, Claim, IdempotencyStore, StoredResponse};
 use shared::payments::{
     BalanceChange, Ledger, LedgerRefusal, Payment, PaymentMethod, PaymentStatus, PaymentWrite,
 };
-use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::platform::{InitError, Platform};
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// Client clock skew tolerated on `received_at`.
 pub const RECEIVED_AT_SKEW_SECS: i64 = 60;
 
-/// Configuration, clients and keys, built once per cold start.
+/// The shared platform (config, clients, authenticator, cursors, rate limits) and this
+/// function's stores, built once per cold start.
 pub struct App {
+    pub platform: Platform,
     pub ledger: Ledger,
     pub idempotency: IdempotencyStore,
-    pub authenticator: Authenticator,
-    pub cursors: CursorSigner,
-    pub limiter: RateLimiter,
-    pub limits: RateLimits,
 }
 
-pub type InitError = Box<dyn std::error::Error + Send + Sync>;
-
 impl App {
-    pub fn new(
-        config: &Config,
-        dynamodb: aws_sdk_dynamodb::Client,
-        keys: &KeySet,
-        auth: &AuthSettings,
-        limits: RateLimits,
-    ) -> Self {
+    pub fn new(platform: Platform) -> Self {
+        let tables = &platform.config.tables;
+        let dynamodb = platform.clients.dynamodb.clone();
         Self {
             ledger: Ledger::new(
                 dynamodb.clone(),
-                config.tables.accounts.clone(),
-                config.tables.payments.clone(),
-                config.tables.activities.clone(),
+                tables.accounts.clone(),
+                tables.payments.clone(),
+                tables.activities.clone(),
             ),
-            idempotency: IdempotencyStore::new(dynamodb.clone(), config.tables.idempotency.clone()),
-            authenticator: Authenticator::new(
-                keys,
-                auth,
-                dynamodb.clone(),
-                config.tables.users.clone(),
-            ),
-            cursors: CursorSigner::from_key_set(keys),
-            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
-            limits,
+            idempotency: IdempotencyStore::new(dynamodb, tables.idempotency.clone()),
+            platform,
         }
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let lookup = shared::config::env_lookup;
-        let config = Config::from_lookup(&lookup)?;
-        let auth = AuthSettings::from_lookup(&lookup)?;
-        let limits = RateLimits::from_lookup(&lookup)?;
-        let sdk = shared::clients::sdk_config().await;
-        let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.payments));
-        Ok(Self::new(&config, clients.dynamodb, &keys?, &auth, limits))
+        Ok(Self::new(
+            Platform::from_env(|tables| &tables.payments).await?,
+        ))
     }
 }
 
@@ -114,7 +89,7 @@ pub struct ApiDoc;
 
 /// Authenticates the caller and routes the request.
 pub async fn handle(app: &App, req: Request) -> HttpResult {
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     dispatch(app, &caller, req, Timestamp::now()).await
 }
 
@@ -267,8 +242,9 @@ pub async fn record_payment(
     let scope = authorize(caller, Action::RecordPayment)?;
     let account_id: Id = path_param(req, "id")?;
     let key = idempotency::key_from_header(header(req, idempotency::HEADER))?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: RecordPaymentBody = shared::http::json_body(req)?;
     let new = validate_record(body, now)?;
@@ -501,7 +477,7 @@ pub async fn list_payments(app: &App, caller: &Caller, req: &Request) -> HttpRes
     let after: Option<String> = query
         .cursor
         .as_deref()
-        .map(|c| app.cursors.verify(&cursor_scope, c))
+        .map(|c| app.platform.cursors.verify(&cursor_scope, c))
         .transpose()?;
     let account = app
         .ledger
@@ -516,7 +492,7 @@ pub async fn list_payments(app: &App, caller: &Caller, req: &Request) -> HttpRes
     }
     let (items, next) = app.ledger.history(account_id, status, after, limit).await?;
     let next_cursor = next
-        .map(|sk| app.cursors.sign(&cursor_scope, &sk))
+        .map(|sk| app.platform.cursors.sign(&cursor_scope, &sk))
         .transpose()?;
     let mut response = json(StatusCode::OK, &PaymentPage { items, next_cursor })?;
     response
@@ -576,8 +552,9 @@ pub async fn change_payment_status(
     let account_id: Id = path_param(req, "id")?;
     let payment_id: Id = path_param(req, "pid")?;
     let expected = if_match(req)?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: ChangeStatusBody = shared::http::json_body(req)?;
     let payment = app

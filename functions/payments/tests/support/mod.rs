@@ -4,13 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
-
 use http::StatusCode;
 use payments::{dispatch, App};
 use serde_json::Value;
 use shared::accounts::{Account, AccountRepo, AccountStatus, DpdBucket};
-use shared::auth::{AuthSettings, Caller, KeySet, Role};
+use shared::auth::{Caller, Role};
 use shared::config::Config;
 use shared::domain::{Id, MinorUnits, Timestamp};
 use shared::rate_limit::RateLimits;
@@ -25,19 +23,10 @@ pub struct Fixture {
 }
 
 pub async fn fixture() -> Fixture {
-    let provisioned = local_gateway::provision_for_test().await.unwrap();
-    let env = provisioned.env.clone();
-    let config = Config::from_lookup(&|n| env.get(n).cloned()).unwrap();
-    let sdk = shared::clients::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
-    let auth = AuthSettings {
-        keys_parameter: "/unused".into(),
-        issuer: "collectpro".into(),
-        audience: "collectpro-api".into(),
-        cache_ttl: Duration::ZERO,
-    };
-    let app = App::new(&config, dynamodb.clone(), &keys, &auth, RateLimits::off());
+    let platform = shared::testing::platform(RateLimits::off()).await;
+    let config = platform.config.clone();
+    let dynamodb = platform.clients.dynamodb.clone();
+    let app = App::new(platform);
     let repo = AccountRepo::new(
         dynamodb.clone(),
         config.tables.accounts.clone(),
