@@ -284,10 +284,17 @@ pub async fn record_payment(
     let outcome = record(app, caller, &scope, account_id, new, payment_id, now).await;
     match &outcome {
         Ok(response) if response.status().is_success() => {
+            // The payment is recorded whatever happens to the record: a failure to store
+            // the response only means a retry waits for the lock to lapse, takes the claim
+            // over with the same payment id and answers the stored payment.
             let stored = to_stored(response);
-            app.idempotency
+            if let Err(err) = app
+                .idempotency
                 .complete(&record_id, &claim_id, &stored)
-                .await?;
+                .await
+            {
+                tracing::warn!(error = %err, "storing the idempotent response failed");
+            }
         }
         _ => {
             if let Err(err) = app.idempotency.release(&record_id, &claim_id).await {

@@ -420,3 +420,97 @@ async fn agents_work_their_own_accounts_and_viewers_only_read() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn crashed_claims_are_taken_over_and_expired_keys_are_new() {
+    use shared::idempotency::{record_key, request_hash, Claim, StoredResponse};
+    let f = fixture().await;
+    let account = f.account(10_000, "USD", None).await;
+    let body = json!({"amount": 100, "currency": "USD", "method": "card"});
+    let path = format!("/accounts/{}/payments", account.id);
+    let hash = request_hash("POST", &path, body.to_string().as_bytes());
+    let route = "POST /accounts/{id}/payments";
+    let past = shared::domain::Timestamp::now().plus(time::Duration::seconds(-20));
+
+    // A claim whose request died before recording: after the lock lapses the retry takes it
+    // over, with the payment id the first claim chose.
+    let k = key();
+    let chosen = shared::domain::Id::generate();
+    let claim = f
+        .app
+        .idempotency
+        .claim(
+            &record_key(f.admin.user_id, route, &k),
+            &hash,
+            &chosen.to_string(),
+            past,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Acquired { .. }));
+    let answer = f.pay(&f.admin, account.id, &body, &k).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.body["id"], chosen.to_string());
+
+    // A claim whose request died *after* committing: the retry answers that payment and
+    // debits nothing more.
+    let k = key();
+    let first = f.pay(&f.admin, account.id, &body, &key()).await;
+    let committed = first.body["id"].as_str().unwrap().to_owned();
+    f.app
+        .idempotency
+        .claim(
+            &record_key(f.admin.user_id, route, &k),
+            &hash,
+            &committed,
+            past,
+        )
+        .await
+        .unwrap();
+    let balance = f.stored(account.id).await.balance;
+    let answer = f.pay(&f.admin, account.id, &body, &k).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.body["id"], committed.as_str());
+    assert_eq!(f.stored(account.id).await.balance, balance);
+
+    // A claim still locked answers 409; a completed record past its 24 h is a new key.
+    let k = key();
+    let now = shared::domain::Timestamp::now();
+    f.app
+        .idempotency
+        .claim(
+            &record_key(f.admin.user_id, route, &k),
+            &hash,
+            "01JD3Q2W5Z8X9Y0A1B2C3D4E5F",
+            now,
+        )
+        .await
+        .unwrap();
+    let answer = f.pay(&f.admin, account.id, &body, &k).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    let k = key();
+    let day_ago = now.plus(time::Duration::hours(-25));
+    let record = record_key(f.admin.user_id, route, &k);
+    let Claim::Acquired { claim_id, .. } = f
+        .app
+        .idempotency
+        .claim(&record, &hash, "01JD3Q2W5Z8X9Y0A1B2C3D4E5F", day_ago)
+        .await
+        .unwrap()
+    else {
+        panic!("claim")
+    };
+    let stale = StoredResponse {
+        status: 201,
+        body: "{\"id\":\"stale\"}".into(),
+        headers: vec![],
+    };
+    f.app
+        .idempotency
+        .complete(&record, &claim_id, &stale)
+        .await
+        .unwrap();
+    let answer = f.pay(&f.admin, account.id, &body, &k).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert_ne!(answer.body["id"], "stale");
+}
