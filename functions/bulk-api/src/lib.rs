@@ -12,73 +12,47 @@ use http::{HeaderValue, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 use shared::auth::users::UserRepo;
-use shared::auth::{authorize, Action, AuthSettings, Authenticator, Caller, KeySet, Role, Scope};
+use shared::auth::{authorize, Action, Caller, Role, Scope};
 use shared::bulk::{
     clean_tag, plan_ids, AgentChange, BulkMessage, Changes, ChangesBody, Failure, FailureReason,
     Filter, FilterQuery, Job, JobRecord, JobSpec, JobState, JobStore, INDEX_BY_CREATED,
     INDEX_BY_CREATOR, LIST_PK, MAX_IDS, MAX_TAGS,
 };
-use shared::config::Config;
-use shared::cursor::CursorSigner;
 use shared::domain::{Id, Timestamp};
 use shared::http::{json, path_param, route_key, unknown_route, HttpResult, Validation};
-use shared::rate_limit::{RateLimiter, RateLimits};
+use shared::platform::{InitError, Platform};
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{HashMap, HashSet};
 
-/// Configuration, clients and keys, built once per cold start.
+/// The shared platform, the job store and the users (agents) repository, built once per
+/// cold start.
 pub struct App {
+    pub platform: Platform,
     pub store: JobStore,
     pub users: UserRepo,
-    pub authenticator: Authenticator,
-    pub cursors: CursorSigner,
-    pub limiter: RateLimiter,
-    pub limits: RateLimits,
 }
 
-pub type InitError = Box<dyn std::error::Error + Send + Sync>;
-
 impl App {
-    pub fn new(
-        config: &Config,
-        clients: &shared::clients::Clients,
-        keys: &KeySet,
-        auth: &AuthSettings,
-        limits: RateLimits,
-    ) -> Self {
-        let dynamodb = clients.dynamodb.clone();
+    pub fn new(platform: Platform) -> Self {
+        let clients = &platform.clients;
+        let config = &platform.config;
         Self {
             store: JobStore::new(
-                dynamodb.clone(),
+                clients.dynamodb.clone(),
                 clients.sqs.clone(),
                 config.tables.jobs.clone(),
                 config.queues.bulk.clone(),
             ),
-            users: UserRepo::new(dynamodb.clone(), config.tables.users.clone()),
-            authenticator: Authenticator::new(
-                keys,
-                auth,
-                dynamodb.clone(),
-                config.tables.users.clone(),
-            ),
-            cursors: CursorSigner::from_key_set(keys),
-            limiter: RateLimiter::new(dynamodb, config.tables.rate_limits.clone()),
-            limits,
+            users: UserRepo::new(clients.dynamodb.clone(), config.tables.users.clone()),
+            platform,
         }
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let lookup = shared::config::env_lookup;
-        let config = Config::from_lookup(&lookup)?;
-        let auth = AuthSettings::from_lookup(&lookup)?;
-        let limits = RateLimits::from_lookup(&lookup)?;
-        let sdk = shared::clients::sdk_config().await;
-        let clients = shared::clients::Clients::new(&sdk);
-        let (keys, ()) = tokio::join!(auth.load_keys(&sdk), clients.prime(&config.tables.jobs));
-        Ok(Self::new(&config, &clients, &keys?, &auth, limits))
+        Ok(Self::new(Platform::from_env(|tables| &tables.jobs).await?))
     }
 }
 
@@ -93,7 +67,7 @@ pub struct ApiDoc;
 
 /// Authenticates the caller and routes the request.
 pub async fn handle(app: &App, req: Request) -> HttpResult {
-    let caller = app.authenticator.authenticate(&req).await?;
+    let caller = app.platform.authenticator.authenticate(&req).await?;
     dispatch(app, &caller, req).await
 }
 
@@ -268,8 +242,9 @@ pub fn validate(body: CreateJobBody) -> Result<(Target, Changes), ApiError> {
         (status = 503, description = "The queue did not take the job; nothing will run", body = shared::error::Problem)))]
 async fn create_job(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     authorize(caller, Action::ManageBulkJobs)?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: CreateJobBody = shared::http::json_body(req)?;
     let (target, changes) = validate(body)?;
@@ -416,7 +391,7 @@ async fn list_jobs(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let start = query
         .cursor
         .as_deref()
-        .map(|c| app.cursors.verify::<Key>(&cursor_scope, c))
+        .map(|c| app.platform.cursors.verify::<Key>(&cursor_scope, c))
         .transpose()?;
     let output = app
         .store
@@ -438,7 +413,7 @@ async fn list_jobs(app: &App, caller: &Caller, req: &Request) -> HttpResult {
         .map(|item| JobRecord::from_item(item.clone())?.to_job())
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = key_to_strings(output.last_evaluated_key())
-        .map(|k| app.cursors.sign(&cursor_scope, &k))
+        .map(|k| app.platform.cursors.sign(&cursor_scope, &k))
         .transpose()?;
     json(StatusCode::OK, &JobPage { items, next_cursor })
 }
@@ -482,7 +457,7 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
     let start = query
         .cursor
         .as_deref()
-        .map(|c| app.cursors.verify::<Key>(&cursor_scope, c))
+        .map(|c| app.platform.cursors.verify::<Key>(&cursor_scope, c))
         .transpose()?;
     let output = app
         .store
@@ -502,7 +477,7 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
         .map(|item| serde_dynamo::from_item::<_, Failure>(item.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = key_to_strings(output.last_evaluated_key())
-        .map(|k| app.cursors.sign(&cursor_scope, &k))
+        .map(|k| app.platform.cursors.sign(&cursor_scope, &k))
         .transpose()?;
     json(StatusCode::OK, &FailurePage { items, next_cursor })
 }
@@ -517,8 +492,9 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
 async fn cancel_job(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let scope = authorize(caller, Action::ManageBulkJobs)?;
     let id: Id = path_param(req, "id")?;
-    app.limiter
-        .check_user_write(caller, app.limits.write_per_user)
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let job = visible(app, &scope, id).await?;
     if !app.store.end(id, JobState::Cancelled).await? {

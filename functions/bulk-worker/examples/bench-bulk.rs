@@ -101,7 +101,13 @@ async fn main() -> anyhow::Result<()> {
     let clients = Clients::from_env().await;
     let keys = KeySet::parse(&KeySet::generate_json())?;
     let auth = AuthSettings::from_lookup(&lookup)?;
-    let api = bulk_api::App::new(&config, &clients, &keys, &auth, RateLimits::off());
+    let api = bulk_api::App::new(shared::platform::Platform::new(
+        config.clone(),
+        clients.clone(),
+        &keys,
+        &auth,
+        RateLimits::off(),
+    ));
     let table = config.tables.accounts.as_str().to_owned();
 
     println!("bench-bulk: writing {n} accounts ...");

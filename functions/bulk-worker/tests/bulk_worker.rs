@@ -43,7 +43,13 @@ async fn env() -> Env {
     let clients = Clients::from_env().await;
     let keys = KeySet::parse(&KeySet::generate_json()).unwrap();
     let auth = AuthSettings::from_lookup(&lookup).unwrap();
-    let api = bulk_api::App::new(&config, &clients, &keys, &auth, RateLimits::off());
+    let api = bulk_api::App::new(shared::platform::Platform::new(
+        config.clone(),
+        clients.clone(),
+        &keys,
+        &auth,
+        RateLimits::off(),
+    ));
     let worker = bulk_worker::App::new(&config, &clients);
     Env {
         queue_arn: provisioned.queues["BulkQueue"].arn.clone(),
