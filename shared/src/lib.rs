@@ -27,6 +27,7 @@ pub mod idempotency;
 pub mod payments;
 pub mod platform;
 pub mod rate_limit;
+pub mod realtime;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
