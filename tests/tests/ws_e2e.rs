@@ -1,0 +1,100 @@
+//! The WebSocket API through the local gateway, as `make run` serves it: `$connect` refuses
+//! the upgrade without a valid access token, `subscribe` is answered on the socket, an
+//! unknown action gets an error message and the socket stays open.
+
+use std::time::Duration;
+
+use e2e::{Stack, StackOptions};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends `body` and waits for the one text answer.
+async fn ask(socket: &mut Socket, body: Value) -> Value {
+    socket
+        .send(Message::Text(body.to_string().into()))
+        .await
+        .expect("the socket takes a message");
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("an answer within 20 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        match next {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+fn refused_status(result: Result<(Socket, impl std::fmt::Debug), WsError>) -> u16 {
+    match result {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other:?}"),
+        Ok(_) => panic!("the upgrade was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn connect_subscribe_and_unknown_actions_through_the_gateway() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let ws = format!("ws://{}", stack.gateway.ws_addr());
+
+    // No token, a bad token: the upgrade is refused with 401.
+    assert_eq!(refused_status(connect_async(format!("{ws}/")).await), 401);
+    assert_eq!(
+        refused_status(connect_async(format!("{ws}/?token=not.a.token")).await),
+        401
+    );
+
+    // A viewer connects and subscribes.
+    let (_, viewer) = stack.user_with_role("viewer").await;
+    let (mut socket, response) = connect_async(format!("{ws}/?token={viewer}"))
+        .await
+        .expect("the upgrade is accepted with a valid token");
+    assert_eq!(response.status().as_u16(), 101);
+
+    let answer = ask(
+        &mut socket,
+        json!({"action": "subscribe", "topics": ["payments", "dashboard"]}),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        json!({"type": "subscribed", "data": {"topics": ["payments", "dashboard"]}})
+    );
+
+    // Forbidden and unknown topics are answered, not disconnected.
+    let answer = ask(
+        &mut socket,
+        json!({"action": "subscribe", "topics": [format!("job:{}", ulid::Ulid::new())]}),
+    )
+    .await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["data"]["code"], "forbidden");
+    let answer = ask(&mut socket, json!({"action": "subscribe", "topics": ["weather"]})).await;
+    assert_eq!(answer["data"]["code"], "unknown_topic", "{answer}");
+
+    // An unknown action goes to $default: an error naming it, and the socket stays open.
+    let answer = ask(&mut socket, json!({"action": "dance", "topics": []})).await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["data"]["code"], "unknown_action");
+    assert!(answer["data"]["message"].as_str().unwrap().contains("dance"));
+
+    let answer = ask(
+        &mut socket,
+        json!({"action": "unsubscribe", "topics": ["dashboard"]}),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        json!({"type": "unsubscribed", "data": {"topics": ["dashboard"]}})
+    );
+
+    socket.close(None).await.expect("a clean close");
+}
