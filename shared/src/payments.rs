@@ -624,6 +624,31 @@ impl Ledger {
         activity: &Activity,
         now: Timestamp,
     ) -> Result<Result<Account, LedgerRefusal>, ApiError> {
+        let applied = self
+            .apply_deferred(write, change, observed, activity, now)
+            .await?;
+        Ok(match applied {
+            Ok((account, refresh)) => {
+                if let Some(id) = refresh {
+                    self.refresh_balance_key(id).await;
+                }
+                Ok(account)
+            }
+            Err(refusal) => Err(refusal),
+        })
+    }
+
+    /// [`Ledger::apply`] without the `balance_sk` refresh: answers the account to refresh
+    /// (if any), so the caller can run [`Ledger::refresh_balance_key`] next to its other
+    /// post-write calls instead of after them.
+    pub async fn apply_deferred(
+        &self,
+        write: &PaymentWrite,
+        change: BalanceChange,
+        observed: Account,
+        activity: &Activity,
+        now: Timestamp,
+    ) -> Result<Result<(Account, Option<Id>), LedgerRefusal>, ApiError> {
         let mut observed = observed;
         let mut conflicts = 0_u32;
         let mut stale = 0_u32;
@@ -654,10 +679,7 @@ impl Ledger {
                     if let Some((_, to)) = status_moved {
                         account.status = to;
                     }
-                    if refresh {
-                        self.refresh_balance_key(observed.id).await;
-                    }
-                    return Ok(Ok(account));
+                    return Ok(Ok((account, refresh.then_some(observed.id))));
                 }
                 Err(err) if is_conflict(&err) => {
                     conflicts += 1;

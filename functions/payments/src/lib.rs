@@ -253,12 +253,13 @@ pub async fn record_payment(
     let record_id = idempotency::record_key(caller.user_id, &route, &key);
     let hash =
         idempotency::request_hash(req.method().as_str(), req.uri().path(), req.body().as_ref());
-    let candidate = Id::generate();
-    let (claim_id, payment_id) = match app
-        .idempotency
-        .claim(&record_id, &hash, &candidate.to_string(), now)
-        .await?
-    {
+    let candidate = Id::generate().to_string();
+    // The claim and the account read are independent: one round trip for both.
+    let (claim, account) = tokio::join!(
+        app.idempotency.claim(&record_id, &hash, &candidate, now),
+        app.ledger.account(account_id)
+    );
+    let (claim_id, payment_id) = match claim? {
         Claim::Acquired {
             claim_id,
             resource_id,
@@ -281,28 +282,41 @@ pub async fn record_payment(
             ))
         }
     };
-    let outcome = record(app, caller, &scope, account_id, new, payment_id, now).await;
-    match &outcome {
-        Ok(response) if response.status().is_success() => {
+    let outcome = match account {
+        Ok(account) => {
+            record(
+                app, caller, &scope, account_id, account, new, payment_id, now,
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok((response, refresh)) => {
             // The payment is recorded whatever happens to the record: a failure to store
             // the response only means a retry waits for the lock to lapse, takes the claim
             // over with the same payment id and answers the stored payment.
-            let stored = to_stored(response);
-            if let Err(err) = app
-                .idempotency
-                .complete(&record_id, &claim_id, &stored)
-                .await
-            {
+            let stored = to_stored(&response);
+            let (completed, ()) = tokio::join!(
+                app.idempotency.complete(&record_id, &claim_id, &stored),
+                async {
+                    if let Some(id) = refresh {
+                        app.ledger.refresh_balance_key(id).await;
+                    }
+                }
+            );
+            if let Err(err) = completed {
                 tracing::warn!(error = %err, "storing the idempotent response failed");
             }
+            Ok(response)
         }
-        _ => {
-            if let Err(err) = app.idempotency.release(&record_id, &claim_id).await {
-                tracing::warn!(error = %err, "releasing an idempotency claim failed");
+        Err(err) => {
+            if let Err(release) = app.idempotency.release(&record_id, &claim_id).await {
+                tracing::warn!(error = %release, "releasing an idempotency claim failed");
             }
+            Err(err)
         }
     }
-    outcome
 }
 
 /// The response kept for replay: status, body and the headers that matter.
@@ -342,17 +356,20 @@ fn replay(stored: &StoredResponse) -> HttpResult {
         .map_err(ApiError::internal)
 }
 
-/// The recording itself, once the key is ours.
+/// The recording itself, once the key is ours (`account` as read next to the claim):
+/// answers the `201` and the account whose `balance_sk` to refresh.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     app: &App,
     caller: &Caller,
     scope: &Scope,
     account_id: Id,
+    account: Option<Account>,
     new: NewPayment,
     payment_id: Id,
     now: Timestamp,
-) -> HttpResult {
-    let account = writable(app.ledger.account(account_id).await?, scope, account_id)?;
+) -> Result<(Response<Body>, Option<Id>), ApiError> {
+    let account = writable(account, scope, account_id)?;
     if new.currency != account.currency {
         return Err(ApiError::unprocessable(
             "currency-mismatch",
@@ -395,7 +412,7 @@ pub async fn record(
     );
     let written = app
         .ledger
-        .apply(
+        .apply_deferred(
             &PaymentWrite::Record(payment.clone()),
             change,
             account,
@@ -403,8 +420,12 @@ pub async fn record(
             now,
         )
         .await?;
+    let mut refresh = None;
     let payment = match written {
-        Ok(_) => payment,
+        Ok((_, account)) => {
+            refresh = account;
+            payment
+        }
         // A crashed first attempt of this very request had committed it: answer that.
         Err(LedgerRefusal::PaymentExists) => app
             .ledger
@@ -419,7 +440,7 @@ pub async fn record(
     {
         response.headers_mut().insert(LOCATION, location);
     }
-    Ok(response)
+    Ok((response, refresh))
 }
 
 // ------------------------------------------------------------------ history
