@@ -7,6 +7,9 @@ use std::time::Duration;
 use e2e::{Stack, StackOptions};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use shared::auth::Role;
+use shared::config::TableName;
+use shared::realtime::{ConnectionRepo, Topic};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
@@ -53,7 +56,7 @@ async fn connect_subscribe_and_unknown_actions_through_the_gateway() {
     );
 
     // A viewer connects and subscribes.
-    let (_, viewer) = stack.user_with_role("viewer").await;
+    let (viewer_id, viewer) = stack.user_with_role("viewer").await;
     let (mut socket, response) = connect_async(format!("{ws}/?token={viewer}"))
         .await
         .expect("the upgrade is accepted with a valid token");
@@ -77,14 +80,21 @@ async fn connect_subscribe_and_unknown_actions_through_the_gateway() {
     .await;
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["data"]["code"], "forbidden");
-    let answer = ask(&mut socket, json!({"action": "subscribe", "topics": ["weather"]})).await;
+    let answer = ask(
+        &mut socket,
+        json!({"action": "subscribe", "topics": ["weather"]}),
+    )
+    .await;
     assert_eq!(answer["data"]["code"], "unknown_topic", "{answer}");
 
     // An unknown action goes to $default: an error naming it, and the socket stays open.
     let answer = ask(&mut socket, json!({"action": "dance", "topics": []})).await;
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["data"]["code"], "unknown_action");
-    assert!(answer["data"]["message"].as_str().unwrap().contains("dance"));
+    assert!(answer["data"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("dance"));
 
     let answer = ask(
         &mut socket,
@@ -96,5 +106,45 @@ async fn connect_subscribe_and_unknown_actions_through_the_gateway() {
         json!({"type": "unsubscribed", "data": {"topics": ["dashboard"]}})
     );
 
+    // What the notifier will Query: the subscription by topic, with the user and role.
+    let env = stack.gateway.env().clone();
+    let table = TableName::new(env.get("CONNECTIONS_TABLE").cloned().unwrap());
+    let sdk = shared::clients::sdk_config().await;
+    let repo = ConnectionRepo::new(shared::clients::Clients::new(&sdk).dynamodb, table);
+    let subscription = repo
+        .subscribers(&Topic::Payments)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.user_id.to_string() == viewer_id)
+        .expect("the viewer's payments subscription");
+    assert_eq!(subscription.role, Role::Viewer);
+    let connection = subscription.connection_id;
+    assert_eq!(
+        repo.topics_of(&connection).await.unwrap(),
+        vec![Topic::Payments]
+    );
+    assert!(repo.connection(&connection).await.unwrap().is_some());
+
+    // Closing runs $disconnect: the connection and its subscriptions go.
     socket.close(None).await.expect("a clean close");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let gone = repo.connection(&connection).await.unwrap().is_none()
+            && repo.topics_of(&connection).await.unwrap().is_empty()
+            && repo
+                .subscribers(&Topic::Payments)
+                .await
+                .unwrap()
+                .iter()
+                .all(|s| s.connection_id != connection);
+        if gone {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "$disconnect did not clean up within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -336,9 +336,12 @@ async fn on_message(
         return Ok(message("unsubscribed", json!({"topics": names})));
     }
     let caller = connection.caller();
-    for topic in &topics {
-        check_topic(app, &caller, topic).await?;
-    }
+    // Independent checks (an account GetItem each) run concurrently; the first refusal in
+    // the message's order is the answer.
+    futures::future::join_all(topics.iter().map(|topic| check_topic(app, &caller, topic)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, WsError>>()?;
     if !app.connections.subscribe(&connection, &topics).await? {
         return Err(WsError::new(
             "not_connected",
