@@ -155,36 +155,34 @@ fn unknown_action(body: Option<&str>) -> WsError {
 
 // ------------------------------------------------------------------ $connect
 
-/// The token and the protocol to echo back: `?token=` first, else `Sec-WebSocket-Protocol`
-/// (a comma-separated list: the entry that looks like a JWT is the token; the echoed
-/// protocol is the first other entry, e.g. `bearer`, or the token entry when alone).
+/// The token and the protocol to echo back. The token is `?token=` when present, else the
+/// entry of `Sec-WebSocket-Protocol` (a comma-separated list) that looks like a JWT. A
+/// client that offers protocols must get one back or it fails the handshake: the echoed one
+/// is the first offered entry that is not the token (e.g. `bearer`), else the token entry.
 pub fn connect_token(event: &ApiGatewayWebsocketProxyRequest) -> Option<(String, Option<String>)> {
-    if let Some(token) = event
+    let offered: Vec<&str> = event
+        .headers
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let in_protocol = offered.iter().find(|e| e.split('.').count() == 3).copied();
+    let token = event
         .query_string_parameters
         .first("token")
         .filter(|t| !t.is_empty())
-    {
-        return Some((token.to_owned(), None));
-    }
-    let offered = event
-        .headers
-        .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())?;
-    let entries: Vec<&str> = offered
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .collect();
-    let token = entries
+        .or(in_protocol)?;
+    let protocol = offered
         .iter()
-        .find(|e| e.split('.').count() == 3)
-        .copied()?;
-    let protocol = entries
-        .iter()
-        .find(|e| **e != token)
-        .copied()
-        .unwrap_or(token);
-    Some((token.to_owned(), Some(protocol.to_owned())))
+        .find(|e| Some(**e) != in_protocol)
+        .or(in_protocol.as_ref())
+        .map(|p| (*p).to_owned());
+    Some((token.to_owned(), protocol))
 }
 
 fn unauthorized() -> ApiGatewayProxyResponse {
@@ -349,4 +347,46 @@ async fn on_message(
         ));
     }
     Ok(message("subscribed", json!({"topics": names})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(query: Option<&str>, protocol: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+        let mut value = json!({"headers": {}, "requestContext": {
+            "routeKey": "$connect", "connectedAt": 1, "requestTimeEpoch": 1}});
+        if let Some(q) = query {
+            value["queryStringParameters"] = json!({"token": q});
+        }
+        if let Some(p) = protocol {
+            value["headers"]["Sec-WebSocket-Protocol"] = json!(p);
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_token_comes_from_the_query_or_the_offered_protocols() {
+        let jwt = "aaa.bbb.ccc";
+        assert_eq!(connect_token(&event(None, None)), None);
+        assert_eq!(connect_token(&event(Some(""), None)), None);
+        assert_eq!(connect_token(&event(None, Some("bearer"))), None);
+        assert_eq!(
+            connect_token(&event(Some(jwt), None)),
+            Some((jwt.into(), None))
+        );
+        assert_eq!(
+            connect_token(&event(None, Some(&format!("bearer, {jwt}")))),
+            Some((jwt.into(), Some("bearer".into())))
+        );
+        assert_eq!(
+            connect_token(&event(None, Some(jwt))),
+            Some((jwt.into(), Some(jwt.into())))
+        );
+        // A query token with offered protocols still echoes one of them.
+        assert_eq!(
+            connect_token(&event(Some(jwt), Some("collectpro.v1"))),
+            Some((jwt.into(), Some("collectpro.v1".into())))
+        );
+    }
 }
