@@ -244,6 +244,27 @@ where
     .await
 }
 
+/// The page size of every list when `limit` is absent.
+pub const DEFAULT_PAGE_LIMIT: usize = 25;
+/// The largest `limit` a list accepts.
+pub const MAX_PAGE_LIMIT: usize = 100;
+
+/// A list's `limit` query parameter: an integer in `1..=max`, else [`DEFAULT_PAGE_LIMIT`]
+/// (or `max` when that is smaller). A bad value is recorded in `v` under `limit`.
+pub fn page_limit(v: &mut Validation, raw: Option<&str>, max: usize) -> usize {
+    let default = DEFAULT_PAGE_LIMIT.min(max);
+    match raw {
+        None => default,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(limit) if (1..=max).contains(&limit) => limit,
+            _ => {
+                v.add("limit", format!("must be an integer from 1 to {max}"));
+                default
+            }
+        },
+    }
+}
+
 /// Field errors gathered while validating a request, turned into one 400 at the end.
 #[derive(Debug, Default)]
 pub struct Validation {
@@ -341,6 +362,21 @@ mod tests {
         assert_eq!(body["status"], 429);
         assert_eq!(body["type"], "https://collectpro.dev/problems/rate-limited");
         assert!(body.get("errors").is_none());
+    }
+
+    #[test]
+    fn page_limits_are_bounded() {
+        let mut v = Validation::new();
+        assert_eq!(page_limit(&mut v, None, MAX_PAGE_LIMIT), 25);
+        assert_eq!(page_limit(&mut v, Some("100"), MAX_PAGE_LIMIT), 100);
+        assert_eq!(page_limit(&mut v, None, 10), 10);
+        assert!(v.finish().is_ok());
+        for bad in ["0", "101", "x", "-1", "2.5"] {
+            let mut v = Validation::new();
+            page_limit(&mut v, Some(bad), MAX_PAGE_LIMIT);
+            let err = v.finish().unwrap_err();
+            assert_eq!(err.errors[0].field, "limit", "{bad}");
+        }
     }
 
     #[test]

@@ -27,13 +27,14 @@ use sha2::{Digest, Sha256};
 use shared::accounts::dpd::today_utc;
 use shared::accounts::model::parse_date;
 use shared::accounts::{
-    Account, AccountRepo, AccountStatus, DpdBucket, ListRequest, Sort, WriteConflict,
+    not_found, Account, AccountRepo, AccountStatus, DpdBucket, ListRequest, Sort, WriteConflict,
 };
 use shared::activities::status_change;
 use shared::auth::{authorize, Action, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{
-    empty, header, json, path_param, route_key, unknown_route, HttpResult, Validation,
+    empty, header, json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation,
+    MAX_PAGE_LIMIT,
 };
 use shared::platform::{InitError, Platform};
 use shared::ApiError;
@@ -257,16 +258,7 @@ pub fn list_request(
     scope: &Scope,
 ) -> Result<(ListRequest, Option<String>), ApiError> {
     let mut v = Validation::new();
-    let limit = match query.limit.as_deref() {
-        None => 25,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                v.add("limit", "must be an integer from 1 to 100");
-                25
-            }
-        },
-    };
+    let limit = page_limit(&mut v, query.limit.as_deref(), MAX_PAGE_LIMIT);
     let status = query
         .status
         .as_deref()
@@ -492,10 +484,6 @@ async fn create_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
 }
 
 // ------------------------------------------------------------------ read
-
-fn not_found(id: Id) -> ApiError {
-    ApiError::not_found(format!("no account {id}"))
-}
 
 /// The live account `id` the caller may see.
 async fn visible(app: &App, scope: &Scope, id: Id) -> Result<Account, ApiError> {

@@ -18,5 +18,11 @@ pub mod repo;
 pub mod search;
 
 pub use list::{ListRequest, Page, Sort};
+
+/// The 404 for an account that does not exist, is deleted, or is not the caller's to see:
+/// the same answer for all three, so ids of other agents' accounts reveal nothing.
+pub fn not_found(id: crate::domain::Id) -> crate::ApiError {
+    crate::ApiError::not_found(format!("no account {id}"))
+}
 pub use model::{Account, AccountStatus, DpdBucket};
 pub use repo::{AccountRepo, WriteConflict};
