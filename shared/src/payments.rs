@@ -820,3 +820,62 @@ impl Ledger {
         Ok((items, start))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_machine_is_the_designs() {
+        use PaymentStatus::*;
+        let allowed: Vec<(PaymentStatus, PaymentStatus)> = PaymentStatus::ALL
+            .into_iter()
+            .flat_map(|from| PaymentStatus::ALL.into_iter().map(move |to| (from, to)))
+            .filter(|(from, to)| from.can_become(*to))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Pending, Completed),
+                (Pending, Failed),
+                (Completed, Refunded),
+                (Completed, Reversed)
+            ]
+        );
+        assert_eq!("refunded".parse::<PaymentStatus>(), Ok(Refunded));
+        assert!("lost".parse::<PaymentStatus>().is_err());
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_bounded() {
+        for attempt in 0..20 {
+            let wait = backoff(attempt);
+            assert!(wait <= Duration::from_millis(400), "{attempt}: {wait:?}");
+            assert!(wait >= Duration::from_millis(5), "{attempt}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn payments_round_trip_through_their_item() {
+        let now = Timestamp::now();
+        let payment = Payment {
+            id: Id::generate(),
+            account_id: Id::generate(),
+            amount: MinorUnits(1234),
+            currency: "USD".parse().unwrap(),
+            method: PaymentMethod::Ach,
+            status: PaymentStatus::Pending,
+            reference: None,
+            received_at: now,
+            created_by: Id::generate(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let item = payment.to_item().unwrap();
+        assert_eq!(item["pk"].as_s().unwrap(), &payment.account_id.to_string());
+        assert_eq!(item["sk"].as_s().unwrap(), &payment.id.to_string());
+        assert!(!item.contains_key("reference"));
+        assert_eq!(Payment::from_item(item).unwrap(), payment);
+    }
+}
