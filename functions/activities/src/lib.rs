@@ -39,14 +39,16 @@ use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 use shared::accounts::keys::{account_pk, index_keys};
 use shared::accounts::model::{format_date, parse_date};
-use shared::accounts::{Account, AccountRepo, AccountStatus};
+use shared::accounts::{not_found, Account, AccountRepo, AccountStatus};
 use shared::activities::{
     promise_keys, status_change, Activity, ActivityType, CallOutcome, CALL_LOG_SK, TIMELINE_SK_END,
 };
 use shared::auth::{authorize, Action, BearerSecurity, Caller, Scope};
 use shared::config::TableName;
 use shared::domain::{Id, MinorUnits, Timestamp};
-use shared::http::{json, path_param, route_key, unknown_route, HttpResult, Validation};
+use shared::http::{
+    json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation, MAX_PAGE_LIMIT,
+};
 use shared::payments::{activity_put, backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
 use shared::platform::{InitError, Platform};
 use shared::ApiError;
@@ -125,10 +127,6 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request, now: Timestamp) 
         "POST /activities/batch" => batch(app, caller, &req).await,
         other => Err(unknown_route(other)),
     }
-}
-
-fn not_found(id: Id) -> ApiError {
-    ApiError::not_found(format!("no account {id}"))
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -758,20 +756,6 @@ pub async fn timeline_page(
     Ok((items, start))
 }
 
-/// Parses `limit` (1..=max, default).
-fn parse_limit(v: &mut Validation, raw: Option<&str>, default: usize, max: usize) -> usize {
-    match raw {
-        None => default,
-        Some(raw) => match raw.trim().parse::<usize>() {
-            Ok(limit) if (1..=max).contains(&limit) => limit,
-            _ => {
-                v.add("limit", format!("must be an integer from 1 to {max}"));
-                default
-            }
-        },
-    }
-}
-
 /// The timeline of an account, newest first.
 #[utoipa::path(get, path = "/accounts/{id}/activities", tag = "activities",
     params(("id" = String, Path, description = "Account id (ULID)"), TimelineQuery),
@@ -785,7 +769,7 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let account_id: Id = path_param(req, "id")?;
     let query: TimelineQuery = shared::http::query(req)?;
     let mut v = Validation::new();
-    let limit = parse_limit(&mut v, query.limit.as_deref(), 25, 100);
+    let limit = page_limit(&mut v, query.limit.as_deref(), MAX_PAGE_LIMIT);
     let kind = query
         .activity_type
         .as_deref()

@@ -31,10 +31,13 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
-use shared::accounts::Account;
+use shared::accounts::{not_found, Account};
 use shared::auth::{authorize, Action, BearerSecurity, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
-use shared::http::{header, json, path_param, route_key, unknown_route, HttpResult, Validation};
+use shared::http::{
+    header, json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation,
+    MAX_PAGE_LIMIT,
+};
 use shared::idempotency::{self, Claim, IdempotencyStore, StoredResponse};
 use shared::payments::{
     BalanceChange, Ledger, LedgerRefusal, Payment, PaymentMethod, PaymentStatus, PaymentWrite,
@@ -103,10 +106,6 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request, now: Timestamp) 
         }
         other => Err(unknown_route(other)),
     }
-}
-
-fn not_found(id: Id) -> ApiError {
-    ApiError::not_found(format!("no account {id}"))
 }
 
 fn payment_response(status: StatusCode, payment: &Payment) -> HttpResult {
@@ -465,20 +464,6 @@ pub struct PaymentPage {
     pub next_cursor: Option<String>,
 }
 
-/// Parses `limit` (1..=100, default 25).
-pub fn parse_limit(v: &mut Validation, raw: Option<&str>) -> usize {
-    match raw {
-        None => 25,
-        Some(raw) => match raw.trim().parse::<usize>() {
-            Ok(limit) if (1..=100).contains(&limit) => limit,
-            _ => {
-                v.add("limit", "must be an integer from 1 to 100");
-                25
-            }
-        },
-    }
-}
-
 /// The payment history of an account, newest first.
 #[utoipa::path(get, path = "/accounts/{id}/payments", tag = "payments",
     params(("id" = String, Path, description = "Account id (ULID)"), HistoryQuery),
@@ -492,7 +477,7 @@ pub async fn list_payments(app: &App, caller: &Caller, req: &Request) -> HttpRes
     let account_id: Id = path_param(req, "id")?;
     let query: HistoryQuery = shared::http::query(req)?;
     let mut v = Validation::new();
-    let limit = parse_limit(&mut v, query.limit.as_deref());
+    let limit = page_limit(&mut v, query.limit.as_deref(), MAX_PAGE_LIMIT);
     let status = query
         .status
         .as_deref()
