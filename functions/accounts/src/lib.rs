@@ -449,6 +449,7 @@ pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, A
         created_at: now,
         updated_at: now,
         deleted_at: None,
+        applied_bulk_jobs: Default::default(),
     }
     .fresh())
 }

@@ -90,6 +90,7 @@ impl Fixture {
             created_at: now,
             updated_at: now,
             deleted_at: None,
+            applied_bulk_jobs: Default::default(),
         };
         self.repo.create(&account).await.unwrap().unwrap();
         account

@@ -40,6 +40,7 @@ fn account(currency: shared::domain::Currency) -> Account {
         created_at: now,
         updated_at: now,
         deleted_at: None,
+        applied_bulk_jobs: Default::default(),
     }
     .fresh()
 }

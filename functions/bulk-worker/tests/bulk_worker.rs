@@ -88,6 +88,7 @@ fn account(status: AccountStatus, balance: i64) -> Account {
         created_at: now,
         updated_at: now,
         deleted_at: None,
+        applied_bulk_jobs: Default::default(),
     }
     .fresh()
 }
@@ -711,4 +712,78 @@ async fn bad_input_is_refused_and_creates_no_job() {
         0,
         "no job was created"
     );
+}
+
+#[tokio::test]
+async fn a_patch_between_two_deliveries_does_not_let_the_chunk_apply_twice() {
+    let e = env().await;
+    // Several chunks, so the job is still running when the first one comes again.
+    let accounts: Vec<Account> = (0..100)
+        .map(|_| account(AccountStatus::Active, 10_000))
+        .collect();
+    put_accounts(&e, &accounts).await;
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": ids, "changes": {"add_tags": ["Once"]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let repo = shared::accounts::AccountRepo::new(
+        e.clients.dynamodb.clone(),
+        e.config.tables.accounts.clone(),
+        e.config.tables.activities.clone(),
+    );
+
+    let mut patched: Option<Id> = None;
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(120));
+        let batch = receive(&e, &e.config.queues.bulk).await;
+        if batch.is_empty() {
+            if job(&e, &job_id).await["finished_at"].is_string() {
+                break;
+            }
+            continue;
+        }
+        let body: Value = serde_json::from_str(batch[0].body().unwrap()).unwrap();
+        if patched.is_some() || body["kind"] != "chunk" {
+            deliver(&e, &e.worker, &e.config.queues.bulk, &e.queue_arn, &batch).await;
+            continue;
+        }
+        // The first chunk of the batch is applied once ...
+        bulk_worker::handle(&e.worker, event_of(&batch[..1], &e.queue_arn)).await;
+        // ... a PATCH then rewrites one of its accounts (the accounts function's path) ...
+        let id: Id = body["ids"][0].as_str().unwrap().parse().unwrap();
+        let current = repo.get(id).await.unwrap().unwrap();
+        assert_eq!(current.version, 2);
+        let mut next = current.clone();
+        next.debtor_name = "Renamed Debtor".into();
+        next.version = current.version + 1;
+        next.updated_at = Timestamp::now();
+        repo.replace(&current, &next, current.version, None)
+            .await
+            .unwrap()
+            .unwrap();
+        patched = Some(id);
+        // ... and SQS delivers it again (with the rest) while the job still runs.
+        assert_eq!(job(&e, &job_id).await["state"], "running");
+        deliver(&e, &e.worker, &e.config.queues.bulk, &e.queue_arn, &batch).await;
+    }
+    let item = raw_account(&e, patched.unwrap()).await;
+    assert_eq!(
+        item["version"].as_n().unwrap(),
+        "3",
+        "bulk once, PATCH once"
+    );
+    assert_eq!(
+        tags(&item).iter().filter(|t| *t == "once").count(),
+        1,
+        "{:?}",
+        tags(&item)
+    );
+    let finished = job(&e, &job_id).await;
+    assert_eq!(finished["succeeded"], 100, "{finished}");
 }

@@ -154,6 +154,7 @@ pub fn account(rng: &mut impl Rng, run: &str, n: u64, agents: &[Id]) -> Account 
         created_at: Timestamp::from(created),
         updated_at: Timestamp::from(updated),
         deleted_at: None,
+        applied_bulk_jobs: Default::default(),
     };
     account.refresh_dpd(now.date());
     account

@@ -205,6 +205,12 @@ pub struct Account {
     pub updated_at: Timestamp,
     #[serde(default)]
     pub deleted_at: Option<Timestamp>,
+    /// The bulk jobs already applied to this account (`shared::bulk`'s exactly-once
+    /// markers). Stored with the item and carried through every rewrite of it, so a PATCH
+    /// between two deliveries of a bulk chunk cannot make the chunk apply twice; never sent
+    /// to clients.
+    #[serde(skip)]
+    pub applied_bulk_jobs: std::collections::BTreeSet<String>,
 }
 
 impl Account {
@@ -227,6 +233,12 @@ impl Account {
         // Absent optional values are not stored as NULL: `attribute_not_exists` works on them.
         item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
         item.insert("pk".into(), AttributeValue::S(keys::account_pk(self.id)));
+        if !self.applied_bulk_jobs.is_empty() {
+            item.insert(
+                crate::bulk::MARKER_ATTRIBUTE.into(),
+                AttributeValue::Ss(self.applied_bulk_jobs.iter().cloned().collect()),
+            );
+        }
         if self.deleted_at.is_none() {
             for (name, value) in keys::index_keys(self) {
                 item.insert(name.to_owned(), AttributeValue::S(value));
@@ -237,12 +249,72 @@ impl Account {
 
     /// The account of a stored item, with fresh aging.
     pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+        let applied_bulk_jobs = match item.get(crate::bulk::MARKER_ATTRIBUTE) {
+            Some(AttributeValue::Ss(jobs)) => jobs.iter().cloned().collect(),
+            _ => Default::default(),
+        };
         let account: Account = serde_dynamo::from_item(item)?;
-        Ok(account.fresh())
+        Ok(Account {
+            applied_bulk_jobs,
+            ..account
+        }
+        .fresh())
     }
 
     /// The strong `ETag` of this version.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> Account {
+        let now = Timestamp::now();
+        Account {
+            id: Id::generate(),
+            reference: "REF-1".into(),
+            debtor_name: "Dana Debtor".into(),
+            debtor_email: "dana@example.com".into(),
+            debtor_phone: "+14155550123".into(),
+            debtor_timezone: "America/New_York".into(),
+            currency: "USD".parse().unwrap(),
+            original_balance: MinorUnits(10_000),
+            balance: MinorUnits(10_000),
+            status: AccountStatus::Active,
+            assigned_agent_id: None,
+            due_date: time::macros::date!(2026 - 01 - 15),
+            days_past_due: 0,
+            dpd_bucket: DpdBucket::Current,
+            tags: vec![],
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            applied_bulk_jobs: ["01JOB".to_owned()].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn bulk_markers_survive_a_rewrite_and_stay_out_of_the_api() {
+        let stored = account();
+        let item = stored.to_item().unwrap();
+        assert!(matches!(
+            item.get(crate::bulk::MARKER_ATTRIBUTE),
+            Some(AttributeValue::Ss(jobs)) if jobs == &vec!["01JOB".to_owned()]
+        ));
+        // A PATCH reads the item, changes a clone and writes the clone back.
+        let read = Account::from_item(item).unwrap();
+        let mut next = read.clone();
+        next.debtor_name = "Renamed".into();
+        assert!(next
+            .to_item()
+            .unwrap()
+            .contains_key(crate::bulk::MARKER_ATTRIBUTE));
+        let json = serde_json::to_value(&next).unwrap();
+        assert!(json.get("applied_bulk_jobs").is_none());
+        assert!(json.get(crate::bulk::MARKER_ATTRIBUTE).is_none());
     }
 }
