@@ -24,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod paging;
 pub mod payments;
 pub mod platform;
 pub mod rate_limit;

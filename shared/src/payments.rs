@@ -778,46 +778,16 @@ impl Ledger {
         after: Option<String>,
         limit: usize,
     ) -> Result<(Vec<Payment>, Option<String>), ApiError> {
-        let mut items: Vec<Payment> = Vec::new();
-        let mut start = after;
-        for _ in 0..20 {
-            let mut query = self
-                .dynamodb
-                .query()
-                .table_name(self.payments.as_str())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(account.to_string()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - items.len() + 1).unwrap_or(101));
-            if let Some(status) = status {
-                query = query
-                    .filter_expression("#s = :s")
-                    .expression_attribute_names("#s", "status")
-                    .expression_attribute_values(":s", s(status.as_str()));
-            }
-            if let Some(sk) = &start {
-                query = query
-                    .exclusive_start_key("pk", s(account.to_string()))
-                    .exclusive_start_key("sk", s(sk.clone()));
-            }
-            let output = query.send().await?;
-            for item in output.items.unwrap_or_default() {
-                let payment = Payment::from_item(item)?;
-                if items.len() == limit {
-                    let last = items[limit - 1].id.to_string();
-                    return Ok((items, Some(last)));
-                }
-                items.push(payment);
-            }
-            match output
-                .last_evaluated_key
-                .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
-            {
-                None => return Ok((items, None)),
-                Some(sk) => start = Some(sk),
-            }
+        let status = status.map(|status| status.as_str());
+        crate::paging::NewestFirst {
+            dynamodb: &self.dynamodb,
+            table: &self.payments,
+            partition: account.to_string(),
+            below: None,
+            only: status.map(|status| ("status", status)),
         }
-        Ok((items, start))
+        .page(after, limit, Payment::from_item)
+        .await
     }
 }
 

@@ -713,47 +713,15 @@ pub async fn timeline_page(
     after: Option<String>,
     limit: usize,
 ) -> Result<(Vec<Activity>, Option<String>), ApiError> {
-    let mut items: Vec<Activity> = Vec::new();
-    let mut start = after;
-    for _ in 0..20 {
-        let mut query = app
-            .dynamodb
-            .query()
-            .table_name(app.activities_table.as_str())
-            .key_condition_expression("pk = :pk AND sk < :end")
-            .expression_attribute_values(":pk", s(account.to_string()))
-            .expression_attribute_values(":end", s(TIMELINE_SK_END))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit - items.len() + 1).unwrap_or(101));
-        if let Some(kind) = kind {
-            query = query
-                .filter_expression("#t = :t")
-                .expression_attribute_names("#t", "type")
-                .expression_attribute_values(":t", s(kind.as_str()));
-        }
-        if let Some(sk) = &start {
-            query = query
-                .exclusive_start_key("pk", s(account.to_string()))
-                .exclusive_start_key("sk", s(sk.clone()));
-        }
-        let output = query.send().await?;
-        for item in output.items.unwrap_or_default() {
-            let activity = Activity::from_item(item)?;
-            if items.len() == limit {
-                let last = items[limit - 1].id.to_string();
-                return Ok((items, Some(last)));
-            }
-            items.push(activity);
-        }
-        match output
-            .last_evaluated_key
-            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
-        {
-            None => return Ok((items, None)),
-            Some(sk) => start = Some(sk),
-        }
+    shared::paging::NewestFirst {
+        dynamodb: &app.dynamodb,
+        table: &app.activities_table,
+        partition: account.to_string(),
+        below: Some(TIMELINE_SK_END),
+        only: kind.map(|kind| ("type", kind.as_str())),
     }
-    Ok((items, start))
+    .page(after, limit, Activity::from_item)
+    .await
 }
 
 /// The timeline of an account, newest first.
