@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 use shared::accounts::dpd::today_utc;
 use shared::accounts::model::parse_date;
 use shared::accounts::{
-    not_found, Account, AccountRepo, AccountStatus, DpdBucket, ListRequest, Sort, WriteConflict,
+    not_found, readable, writable, Account, AccountRepo, AccountStatus, DpdBucket, ListRequest,
+    Sort, WriteConflict,
 };
 use shared::activities::status_change;
 use shared::auth::{authorize, Action, Caller, Scope};
@@ -488,18 +489,7 @@ async fn create_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
 
 /// The live account `id` the caller may see.
 async fn visible(app: &App, scope: &Scope, id: Id) -> Result<Account, ApiError> {
-    let account = app
-        .repo
-        .get(id)
-        .await?
-        .filter(|a| a.deleted_at.is_none())
-        .ok_or_else(|| not_found(id))?;
-    if let Scope::Assigned(agent) = scope {
-        if account.assigned_agent_id != Some(*agent) {
-            return Err(not_found(id));
-        }
-    }
-    Ok(account)
+    readable(app.repo.get(id).await?, scope, id)
 }
 
 /// One account, with its ETag.
@@ -655,18 +645,8 @@ async fn update_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
         .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let (body, fields) = parse_update(req.body().as_ref())?;
-    let account = app
-        .repo
-        .get(id)
-        .await?
-        .filter(|a| a.deleted_at.is_none())
-        .ok_or_else(|| not_found(id))?;
-    if let Scope::Assigned(agent) = &scope {
-        if account.assigned_agent_id != Some(*agent) {
-            return Err(ApiError::forbidden(
-                "an agent may change only the accounts assigned to it",
-            ));
-        }
+    let account = writable(app.repo.get(id).await?, &scope, id)?;
+    if let Scope::Assigned(_) = &scope {
         let refused: Vec<&String> = fields
             .iter()
             .filter(|f| !AGENT_FIELDS.contains(&f.as_str()))

@@ -39,7 +39,7 @@ use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 use shared::accounts::keys::{account_pk, index_keys};
 use shared::accounts::model::{format_date, parse_date};
-use shared::accounts::{not_found, Account, AccountRepo, AccountStatus};
+use shared::accounts::{not_found, readable, writable, Account, AccountRepo, AccountStatus};
 use shared::activities::{
     promise_keys, status_change, Activity, ActivityType, CallOutcome, CALL_LOG_SK, TIMELINE_SK_END,
 };
@@ -339,21 +339,6 @@ impl CallLog {
             version: self.version + 1,
         })
     }
-}
-
-/// The account if the caller may log on it: `404` absent or deleted, `403` not the agent's.
-fn writable(account: Option<Account>, scope: &Scope, id: Id) -> Result<Account, ApiError> {
-    let account = account
-        .filter(|a| a.deleted_at.is_none())
-        .ok_or_else(|| not_found(id))?;
-    if let Scope::Assigned(agent) = scope {
-        if account.assigned_agent_id != Some(*agent) {
-            return Err(ApiError::forbidden(
-                "agents log activities only on accounts assigned to them",
-            ));
-        }
-    }
-    Ok(account)
 }
 
 /// Logs an activity.
@@ -752,17 +737,7 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
         .as_deref()
         .map(|c| app.platform.cursors.verify(&cursor_scope, c))
         .transpose()?;
-    let account = app
-        .accounts
-        .get(account_id)
-        .await?
-        .filter(|a| a.deleted_at.is_none())
-        .ok_or_else(|| not_found(account_id))?;
-    if let Scope::Assigned(agent) = scope {
-        if account.assigned_agent_id != Some(agent) {
-            return Err(not_found(account_id));
-        }
-    }
+    readable(app.accounts.get(account_id).await?, &scope, account_id)?;
     let (items, next) = timeline_page(app, account_id, kind, after, limit).await?;
     let next_cursor = next
         .map(|sk| app.platform.cursors.sign(&cursor_scope, &sk))

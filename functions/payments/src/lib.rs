@@ -31,7 +31,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
-use shared::accounts::{not_found, Account};
+use shared::accounts::{not_found, readable, writable, Account};
 use shared::auth::{authorize, Action, BearerSecurity, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{
@@ -136,22 +136,6 @@ fn refusal(refusal: LedgerRefusal, account: Id) -> ApiError {
             err
         }
     }
-}
-
-/// The account if the caller may write on it: `404` when absent or deleted, `403` when an
-/// agent's scope does not include it.
-fn writable(account: Option<Account>, scope: &Scope, id: Id) -> Result<Account, ApiError> {
-    let account = account
-        .filter(|a| a.deleted_at.is_none())
-        .ok_or_else(|| not_found(id))?;
-    if let Scope::Assigned(agent) = scope {
-        if account.assigned_agent_id != Some(*agent) {
-            return Err(ApiError::forbidden(
-                "agents record payments only on accounts assigned to them",
-            ));
-        }
-    }
-    Ok(account)
 }
 
 // ------------------------------------------------------------------ record
@@ -492,17 +476,7 @@ pub async fn list_payments(app: &App, caller: &Caller, req: &Request) -> HttpRes
         .as_deref()
         .map(|c| app.platform.cursors.verify(&cursor_scope, c))
         .transpose()?;
-    let account = app
-        .ledger
-        .account(account_id)
-        .await?
-        .filter(|a| a.deleted_at.is_none())
-        .ok_or_else(|| not_found(account_id))?;
-    if let Scope::Assigned(agent) = scope {
-        if account.assigned_agent_id != Some(agent) {
-            return Err(not_found(account_id));
-        }
-    }
+    readable(app.ledger.account(account_id).await?, &scope, account_id)?;
     let (items, next) = app.ledger.history(account_id, status, after, limit).await?;
     let next_cursor = next
         .map(|sk| app.platform.cursors.sign(&cursor_scope, &sk))

@@ -19,6 +19,43 @@ pub mod search;
 
 pub use list::{ListRequest, Page, Sort};
 
+/// The live account a caller may read: `404` when it is absent, deleted, or (for an
+/// agent) not assigned to the caller, so other agents' account ids reveal nothing.
+pub fn readable(
+    account: Option<Account>,
+    scope: &crate::auth::Scope,
+    id: crate::domain::Id,
+) -> Result<Account, crate::ApiError> {
+    let account = account
+        .filter(|account| account.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    match scope {
+        crate::auth::Scope::Assigned(agent) if account.assigned_agent_id != Some(*agent) => {
+            Err(not_found(id))
+        }
+        _ => Ok(account),
+    }
+}
+
+/// The live account a caller may change: `404` when it is absent or deleted, `403` when an
+/// agent's scope does not include it (the agent can read that it exists through lists of
+/// activities it logged, so the refusal says why).
+pub fn writable(
+    account: Option<Account>,
+    scope: &crate::auth::Scope,
+    id: crate::domain::Id,
+) -> Result<Account, crate::ApiError> {
+    let account = account
+        .filter(|account| account.deleted_at.is_none())
+        .ok_or_else(|| not_found(id))?;
+    match scope {
+        crate::auth::Scope::Assigned(agent) if account.assigned_agent_id != Some(*agent) => Err(
+            crate::ApiError::forbidden("agents act only on the accounts assigned to them"),
+        ),
+        _ => Ok(account),
+    }
+}
+
 /// The 404 for an account that does not exist, is deleted, or is not the caller's to see:
 /// the same answer for all three, so ids of other agents' accounts reveal nothing.
 pub fn not_found(id: crate::domain::Id) -> crate::ApiError {
