@@ -39,7 +39,7 @@ use utoipa::ToSchema;
 use crate::accounts::{AccountStatus, DpdBucket};
 use crate::config::TableName;
 use crate::domain::{Id, MinorUnits, Timestamp};
-use crate::error::ApiError;
+use crate::error::{condition_held, ApiError};
 
 /// Accounts per chunk message: a chunk's keys (accounts, failure markers, the job and the
 /// chunk marker) fit one `BatchGetItem` (100 keys).
@@ -647,17 +647,7 @@ impl JobStore {
             .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
+        condition_held(result).map(drop)
     }
 
     /// Ends a job as `state` with `finished_at` now, unless it already ended. `true` if
@@ -680,17 +670,7 @@ impl JobStore {
             .expression_attribute_values(":running", s(JobState::Running.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
-        }
+        condition_held(result)
     }
 
     /// Sets the final state once every account is processed (and every filter
@@ -792,17 +772,7 @@ impl JobStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
+        condition_held(result).map(drop)
     }
 
     /// Sends messages with `SendMessageBatch` (ten per call, calls concurrently); entries

@@ -280,3 +280,27 @@ impl From<serde_dynamo::Error> for ApiError {
         Self::internal(format!("stored item does not match its type: {err}"))
     }
 }
+
+/// The outcome of a conditional write: `Ok(true)` when it happened, `Ok(false)` when its
+/// condition did not hold (the state it guards against is already there: a redelivery, a
+/// state already moved on), any other error mapped as usual.
+pub fn condition_held<O, E, R>(
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, ApiError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(err.into()),
+    }
+}

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
-use crate::error::ApiError;
+use crate::error::{condition_held, ApiError};
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
@@ -290,18 +290,10 @@ impl IdempotencyStore {
             .expression_attribute_values(":c", AttributeValue::S(claim_id.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                tracing::warn!(record, "idempotency claim was taken over before completion");
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
+        if !condition_held(result)? {
+            tracing::warn!(record, "idempotency claim was taken over before completion");
         }
+        Ok(())
     }
 
     /// Gives the key back (the request did nothing): deletes the claim if still ours.
@@ -315,17 +307,7 @@ impl IdempotencyStore {
             .expression_attribute_values(":c", AttributeValue::S(claim_id.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
+        condition_held(result).map(drop)
     }
 }
 

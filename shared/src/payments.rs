@@ -48,7 +48,7 @@ use crate::accounts::{Account, AccountStatus};
 use crate::activities::{status_change, Activity, ActivityType};
 use crate::config::TableName;
 use crate::domain::{Currency, Id, MinorUnits, Timestamp};
-use crate::error::ApiError;
+use crate::error::{condition_held, ApiError};
 
 /// How many times a transaction that lost a conflict is tried again before a `409`.
 pub const CONFLICT_RETRIES: u32 = 8;
@@ -751,17 +751,7 @@ impl Ledger {
                 .expression_attribute_values(":v", n(stored.version))
                 .send()
                 .await;
-            match outcome {
-                Ok(_) => Ok(()),
-                Err(err)
-                    if err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(())
-                }
-                Err(err) => Err(err.into()),
-            }
+            condition_held(outcome).map(drop)
         }
         .await;
         if let Err(err) = result {

@@ -34,6 +34,7 @@ use shared::bulk::{
 };
 use shared::config::{Config, TableName};
 use shared::domain::{Id, Timestamp};
+use shared::error::condition_held;
 use shared::ApiError;
 
 /// Accounts of one chunk written concurrently.
@@ -325,21 +326,14 @@ async fn freeze_page(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await;
-    match put {
-        Ok(_) => Ok(Page { ids, next }),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            // Another delivery froze this page first: use its page.
-            let item = get_page(app, job.id, partition, seq)
-                .await?
-                .ok_or_else(|| ApiError::internal("frozen page vanished"))?;
-            page_from_item(&item)
-        }
-        Err(err) => Err(err.into()),
+    if condition_held(put)? {
+        return Ok(Page { ids, next });
     }
+    // Another delivery froze this page first: use its page.
+    let item = get_page(app, job.id, partition, seq)
+        .await?
+        .ok_or_else(|| ApiError::internal("frozen page vanished"))?;
+    page_from_item(&item)
 }
 
 async fn plan_filter(app: &App, job_id: Id, partition: u32, seq: u32) -> Result<(), ApiError> {
@@ -393,17 +387,7 @@ async fn plan_filter(app: &App, job_id: Id, partition: u32, seq: u32) -> Result<
     } else {
         update.update_expression("SET #plan = :next ADD #total :count")
     };
-    let advanced = match update.send().await {
-        Ok(_) => true,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            false
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let advanced = condition_held(update.send().await)?;
     if !advanced {
         // Counted by an earlier delivery. If the partition is further along than the
         // next page, the next message was processed already: stop this chain.
@@ -793,17 +777,7 @@ async fn write(
             .expression_attribute_values(":expected", n(expected))
             .send()
             .await;
-        return match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
-        };
+        return condition_held(result);
     };
     let account = Put::builder()
         .table_name(app.accounts.as_str())
