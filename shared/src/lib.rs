@@ -20,6 +20,7 @@ pub mod bulk;
 pub mod clients;
 pub mod config;
 pub mod cursor;
+pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod http;

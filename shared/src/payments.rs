@@ -53,6 +53,10 @@ use crate::error::{condition_held, ApiError};
 /// How many times a transaction that lost a conflict is tried again before a `409`.
 pub const CONFLICT_RETRIES: u32 = 8;
 
+/// The payment item attribute naming the agent the account was assigned to when the payment
+/// was recorded (see `dashboard::tally`).
+pub const AGENT_ATTRIBUTE: &str = "agent_id";
+
 /// How a payment was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +174,7 @@ impl Payment {
     pub fn from_item(mut item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
         item.remove("pk");
         item.remove("sk");
+        item.remove(AGENT_ATTRIBUTE);
         Ok(serde_dynamo::from_item(item)?)
     }
 
@@ -492,13 +497,26 @@ impl Ledger {
         output.item.map(Payment::from_item).transpose()
     }
 
-    fn payment_item(&self, write: &PaymentWrite) -> Result<TransactWriteItem, ApiError> {
+    /// The payment's part of the transaction. A new payment's item also records the agent
+    /// the account is assigned to (`agent_id`, never sent to clients): the dashboard credits
+    /// the collection to that agent even if the account is reassigned later.
+    fn payment_item(
+        &self,
+        write: &PaymentWrite,
+        agent: Option<Id>,
+    ) -> Result<TransactWriteItem, ApiError> {
         Ok(match write {
             PaymentWrite::Record(payment) => TransactWriteItem::builder()
                 .put(
                     Put::builder()
                         .table_name(self.payments.as_str())
-                        .set_item(Some(payment.to_item()?))
+                        .set_item(Some({
+                            let mut item = payment.to_item()?;
+                            if let Some(agent) = agent {
+                                item.insert(AGENT_ATTRIBUTE.into(), s(agent.to_string()));
+                            }
+                            item
+                        }))
                         .condition_expression("attribute_not_exists(sk)")
                         .build()
                         .map_err(ApiError::internal)?,
@@ -545,7 +563,7 @@ impl Ledger {
         let mut transaction = self
             .dynamodb
             .transact_write_items()
-            .transact_items(self.payment_item(write)?);
+            .transact_items(self.payment_item(write, observed.assigned_agent_id)?);
         let refresh = update.as_ref().is_some_and(|u| u.refresh_balance_key);
         let mut status_moved = None;
         match update {
