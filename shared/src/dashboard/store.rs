@@ -115,12 +115,21 @@ impl AggregateStore {
     /// no counter write nothing. An error leaves each group either applied or not, so the
     /// caller may retry the whole batch.
     pub async fn apply(&self, changes: &[Change]) -> Result<Applied, ApiError> {
-        let deltas: Vec<(&str, Tally)> = changes
-            .iter()
-            .map(|c| (c.event_id.as_str(), c.delta()))
-            .filter(|(_, delta)| !delta.is_empty())
-            .collect();
         let mut applied = Applied::default();
+        // A record delivered twice in one call is applied once (one transaction cannot
+        // write the same marker twice).
+        let mut seen = BTreeSet::new();
+        let mut deltas: Vec<(&str, Tally)> = Vec::with_capacity(changes.len());
+        for change in changes {
+            if !seen.insert(change.event_id.as_str()) {
+                applied.duplicates += 1;
+                continue;
+            }
+            let delta = change.delta();
+            if !delta.is_empty() {
+                deltas.push((change.event_id.as_str(), delta));
+            }
+        }
         let mut group: Vec<&(&str, Tally)> = Vec::new();
         let mut touched: BTreeSet<AggregateKey> = BTreeSet::new();
         for entry in &deltas {
