@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use shared::auth::Role;
 use shared::config::TableName;
 use shared::realtime::{ConnectionRepo, Topic};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
@@ -61,6 +62,18 @@ async fn connect_subscribe_and_unknown_actions_through_the_gateway() {
         .await
         .expect("the upgrade is accepted with a valid token");
     assert_eq!(response.status().as_u16(), 101);
+
+    // A browser puts the token in `Sec-WebSocket-Protocol` next to a protocol name; the
+    // handshake echoes the protocol (a browser fails one that echoes nothing).
+    let mut request = format!("{ws}/").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("bearer, {viewer}").parse().unwrap(),
+    );
+    let (_browser, response) = connect_async(request)
+        .await
+        .expect("the upgrade is accepted with the token as a protocol");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "bearer");
 
     let answer = ask(
         &mut socket,

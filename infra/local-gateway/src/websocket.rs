@@ -215,6 +215,21 @@ fn outcome_status(outcome: &Outcome) -> StatusCode {
     }
 }
 
+/// The `Sec-WebSocket-Protocol` header of a `$connect` answer, if any.
+fn answered_protocol(outcome: &Outcome) -> Option<String> {
+    let Outcome::Success(body) = outcome else {
+        return None;
+    };
+    let answer: Value = serde_json::from_slice(body).ok()?;
+    answer
+        .get("headers")?
+        .as_object()?
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .and_then(|(_, value)| value.as_str())
+        .map(str::to_owned)
+}
+
 async fn upgrade(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -222,7 +237,7 @@ async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match ws {
+    let mut ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
             return (
@@ -288,6 +303,11 @@ async fn upgrade(
             .invoke(function, Bytes::from(event.to_string()))
             .await;
         let status = outcome_status(&outcome);
+        // The subprotocol `$connect` answers with goes back in the handshake, as API Gateway
+        // does: a browser that offered protocols fails a handshake that echoes none.
+        if let Some(protocol) = answered_protocol(&outcome) {
+            ws = ws.protocols([protocol]);
+        }
         if !status.is_success() {
             return (
                 status,
