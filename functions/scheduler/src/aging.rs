@@ -1,0 +1,280 @@
+//! Nightly aging: keeps the stored `days_past_due` / `dpd_bucket` of accounts current.
+//!
+//! The API computes both fresh on every read; the stored copies feed reports and, through
+//! the accounts stream, the dashboard's per-bucket aggregates. They only need a write when
+//! the *bucket* changes, which happens at 1, 31, 61 and 91 days past due ([`BOUNDARIES`]),
+//! so the accounts to touch today are those due on today-1, today-31, today-61 and
+//! today-91 — each a key range on the sparse due-date index `acc-all-due` (every live
+//! account, 8 `ALL#<shard>` partitions, `due_sk = <YYYY-MM-DD>#<id>`). No Scan, and the
+//! work is proportional to the accounts that change, not to the book.
+//!
+//! Each boundary is queried over [`CATCH_UP_DAYS`] due dates ending at it, so runs missed
+//! for up to that many days are caught up; only accounts whose stored bucket differs from
+//! today's are written. The write is an `UpdateItem` of the two attributes only,
+//! conditional on the version and stored bucket it read and on the account being live. It
+//! does not bump `version` or `updated_at`: nothing a user wrote changed (the API already
+//! shows the fresh value), and an `If-Match` a client holds must stay valid. A failed
+//! condition means someone else wrote the account: it is read again and tried once more,
+//! else counted as skipped (the next run or the writer's own fresh values cover it).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::future::join_all;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use shared::accounts::dpd::days_past_due;
+use shared::accounts::keys::{account_pk, list_index, Partition, SortKey};
+use shared::accounts::model::{format_date, parse_date};
+use shared::accounts::DpdBucket;
+use shared::domain::Id;
+use shared::error::condition_held;
+use shared::ApiError;
+
+use crate::{n, s, App};
+
+/// Days past due at which an account enters a new bucket (`1-30`, `31-60`, `61-90`, `90+`).
+pub const BOUNDARIES: [i64; 4] = [1, 31, 61, 91];
+
+/// How many due dates, ending at each boundary date, a run looks at: a run that was missed
+/// (an outage, a failed invocation) is caught up by the next one within this many days.
+/// Kept well below the 30-day width of a bucket, so every account in a window has the same
+/// bucket today.
+pub const CATCH_UP_DAYS: i64 = 7;
+
+/// Conditional updates in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+
+/// What an aging run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AgingReport {
+    /// Accounts in the boundary windows.
+    pub examined: u64,
+    /// Accounts whose stored bucket was rewritten.
+    pub updated: u64,
+    /// Accounts whose stored bucket was already today's.
+    pub unchanged: u64,
+    /// Accounts written by someone else twice in a row (or deleted) while we tried.
+    pub skipped: u64,
+}
+
+/// An account as the due-date index shows it: just what the decision needs.
+#[derive(Debug, Clone)]
+struct Stored {
+    id: Id,
+    due: time::Date,
+    /// The stored bucket, verbatim (`None`: the item has none).
+    bucket: Option<String>,
+    version: u64,
+}
+
+/// The inclusive due-date windows of `today`: [`CATCH_UP_DAYS`] dates ending at each
+/// boundary date.
+pub fn windows(today: time::Date) -> Vec<(time::Date, time::Date)> {
+    BOUNDARIES
+        .iter()
+        .map(|days| {
+            let latest = today - time::Duration::days(*days);
+            (latest - time::Duration::days(CATCH_UP_DAYS - 1), latest)
+        })
+        .collect()
+}
+
+/// Ages the accounts whose bucket changes on `today` (UTC, as the API computes it).
+pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, ApiError> {
+    let index = list_index(&Partition::All, SortKey::Due);
+    let windows = windows(today);
+    // Every (shard, window) Query at once: 8 × 4 small key ranges.
+    let queries = Partition::All.pk_values().into_iter().flat_map(|pk| {
+        windows
+            .iter()
+            .map(move |(earliest, latest)| (pk.clone(), *earliest, *latest))
+    });
+    let found = join_all(
+        queries.map(|(pk, earliest, latest)| query_window(app, &index, pk, earliest, latest)),
+    )
+    .await;
+    let mut candidates = Vec::new();
+    for part in found {
+        candidates.extend(part?);
+    }
+    let outcomes: Vec<Result<Outcome, ApiError>> = stream::iter(candidates)
+        .map(|stored| age(app, stored, today))
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut report = AgingReport::default();
+    for outcome in outcomes {
+        report.examined += 1;
+        match outcome? {
+            Outcome::Updated => report.updated += 1,
+            Outcome::Unchanged => report.unchanged += 1,
+            Outcome::Skipped => report.skipped += 1,
+        }
+    }
+    Ok(report)
+}
+
+/// Every account of one shard due from `earliest` to `latest` (inclusive), all pages.
+async fn query_window(
+    app: &App,
+    index: &str,
+    pk: String,
+    earliest: time::Date,
+    latest: time::Date,
+) -> Result<Vec<Stored>, ApiError> {
+    let mut out = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let page = app
+            .dynamodb
+            .query()
+            .table_name(app.tables.accounts.as_str())
+            .index_name(index)
+            .key_condition_expression("all_pk = :pk AND due_sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            // Sort keys are `<date>#<ULID>`; `~` sorts after every ULID character.
+            .expression_attribute_values(":lo", s(format!("{}#", format_date(earliest))))
+            .expression_attribute_values(":hi", s(format!("{}#~", format_date(latest))))
+            .projection_expression("#id, #due, #bucket, #v")
+            .expression_attribute_names("#id", "id")
+            .expression_attribute_names("#due", "due_date")
+            .expression_attribute_names("#bucket", "dpd_bucket")
+            .expression_attribute_names("#v", "version")
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        for item in page.items() {
+            out.push(stored(item)?);
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn stored(item: &HashMap<String, AttributeValue>) -> Result<Stored, ApiError> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+    let bad = |what: &str| ApiError::internal(format!("an account item has no valid {what}"));
+    Ok(Stored {
+        id: text("id")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("id"))?,
+        due: text("due_date")
+            .and_then(|v| parse_date(v).ok())
+            .ok_or_else(|| bad("due_date"))?,
+        bucket: text("dpd_bucket").cloned(),
+        version: item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("version"))?,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Updated,
+    Unchanged,
+    Skipped,
+}
+
+/// Stores today's bucket of one account if it differs; one re-read on a lost race.
+async fn age(app: &App, stored: Stored, today: time::Date) -> Result<Outcome, ApiError> {
+    let mut current = stored;
+    for attempt in 0..2 {
+        let days = days_past_due(current.due, today);
+        let bucket = DpdBucket::for_days(days);
+        if current.bucket.as_deref() == Some(bucket.as_str()) {
+            return Ok(Outcome::Unchanged);
+        }
+        if write(app, &current, bucket, days).await? {
+            return Ok(Outcome::Updated);
+        }
+        if attempt == 0 {
+            match reread(app, current.id).await? {
+                Some(fresh) => current = fresh,
+                None => return Ok(Outcome::Skipped),
+            }
+        }
+    }
+    tracing::warn!(account_id = %current.id, "account kept changing during aging; skipped");
+    Ok(Outcome::Skipped)
+}
+
+/// `SET dpd_bucket, days_past_due` under the version and bucket read; `false` when the
+/// condition failed.
+async fn write(
+    app: &App,
+    current: &Stored,
+    bucket: DpdBucket,
+    days: i64,
+) -> Result<bool, ApiError> {
+    let mut request = app
+        .dynamodb
+        .update_item()
+        .table_name(app.tables.accounts.as_str())
+        .key("pk", s(account_pk(current.id)))
+        .update_expression("SET #bucket = :bucket, days_past_due = :days")
+        .expression_attribute_names("#bucket", "dpd_bucket")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_values(":bucket", s(bucket.as_str()))
+        .expression_attribute_values(":days", n(days))
+        .expression_attribute_values(":v", n(current.version));
+    request = match &current.bucket {
+        Some(old) => request
+            .condition_expression("#v = :v AND #bucket = :old AND attribute_not_exists(deleted_at)")
+            .expression_attribute_values(":old", s(old.clone())),
+        None => request.condition_expression(
+            "#v = :v AND attribute_not_exists(#bucket) AND attribute_not_exists(deleted_at)",
+        ),
+    };
+    condition_held(request.send().await)
+}
+
+/// The account as stored now (strongly consistent); `None` when it is gone or deleted.
+async fn reread(app: &App, id: Id) -> Result<Option<Stored>, ApiError> {
+    let item = app
+        .dynamodb
+        .get_item()
+        .table_name(app.tables.accounts.as_str())
+        .key("pk", s(account_pk(id)))
+        .consistent_read(true)
+        .projection_expression("#id, #due, #bucket, #v, deleted_at")
+        .expression_attribute_names("#id", "id")
+        .expression_attribute_names("#due", "due_date")
+        .expression_attribute_names("#bucket", "dpd_bucket")
+        .expression_attribute_names("#v", "version")
+        .send()
+        .await?
+        .item;
+    match item {
+        Some(item) if !item.contains_key("deleted_at") => stored(&item).map(Some),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn windows_end_at_the_boundaries_and_share_a_bucket() {
+        let today = date!(2026 - 06 - 15);
+        let windows = windows(today);
+        assert_eq!(windows[0], (date!(2026 - 06 - 08), date!(2026 - 06 - 14)));
+        assert_eq!(windows[3].1, date!(2026 - 03 - 16));
+        for (earliest, latest) in windows {
+            assert_eq!(
+                DpdBucket::for_days(days_past_due(earliest, today)),
+                DpdBucket::for_days(days_past_due(latest, today))
+            );
+            assert_ne!(
+                DpdBucket::for_days(days_past_due(latest, today)),
+                DpdBucket::for_days(days_past_due(latest, today) - 1)
+            );
+        }
+    }
+}

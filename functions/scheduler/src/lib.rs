@@ -1,0 +1,160 @@
+//! The scheduled batch jobs (EventBridge schedules → this one function).
+//!
+//! The schedule's `Input` is the whole event (EventBridge replaces the scheduled event by
+//! it, and the local gateway does the same): `{"job":"aging"}`, `{"job":"broken_promises"}`
+//! or `{"job":"cleanup"}`. Anything else is an error, so a mistyped schedule shows up as a
+//! failed invocation instead of a silent no-op.
+//!
+//! - [`aging`] (nightly): stores the new `dpd_bucket` / `days_past_due` of the accounts whose
+//!   bucket changes today.
+//! - [`promises`] (nightly): settles the promises to pay dated before today as `kept` or
+//!   `broken`; a broken promise returns its `promise_to_pay` account to `active`.
+//! - [`cleanup`] (hourly): removes expired WebSocket connections (with their subscriptions)
+//!   and expired idempotency keys that TTL has not deleted yet.
+//!
+//! Every job is idempotent (a second run changes nothing), never Scans a table a Query can
+//! serve, returns a report of counts (the invocation's response) and logs it as one JSON
+//! line. "Now" is a parameter of [`handle`], so tests craft data around a chosen day.
+
+pub mod aging;
+pub mod cleanup;
+pub mod promises;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use shared::accounts::AccountRepo;
+use shared::clients::Clients;
+use shared::config::{Config, Tables};
+use shared::domain::{Id, Timestamp};
+use shared::platform::InitError;
+use shared::realtime::ConnectionRepo;
+use shared::ApiError;
+
+/// The actor of the changes the system makes on its own (the `status_change` activity of a
+/// broken promise): the all-zero ULID, which no user id can be (ids are generated with a
+/// time and randomness), so the timeline shows "system" rather than some user.
+pub const SYSTEM_ACTOR: &str = "00000000000000000000000000";
+
+/// [`SYSTEM_ACTOR`] as an id.
+pub fn system_actor() -> Result<Id, ApiError> {
+    SYSTEM_ACTOR.parse().map_err(ApiError::internal)
+}
+
+/// Configuration and clients, built once per cold start.
+pub struct App {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub tables: Tables,
+    pub accounts: AccountRepo,
+    pub connections: ConnectionRepo,
+}
+
+impl App {
+    pub fn new(config: &Config, clients: &Clients) -> Self {
+        let tables = config.tables.clone();
+        let dynamodb = clients.dynamodb.clone();
+        Self {
+            accounts: AccountRepo::new(
+                dynamodb.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
+            ),
+            connections: ConnectionRepo::new(dynamodb.clone(), tables.connections.clone()),
+            dynamodb,
+            tables,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let config = Config::from_env()?;
+        let clients = Clients::from_env().await;
+        clients.prime(&config.tables.accounts).await;
+        Ok(Self::new(&config, &clients))
+    }
+}
+
+/// The jobs a schedule can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Aging,
+    BrokenPromises,
+    Cleanup,
+}
+
+impl Job {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Job::Aging => "aging",
+            Job::BrokenPromises => "broken_promises",
+            Job::Cleanup => "cleanup",
+        }
+    }
+
+    /// The job an event names (`{"job": "..."}`); an absent or unknown job is a `400`.
+    pub fn of_event(event: &serde_json::Value) -> Result<Self, ApiError> {
+        let name = event.get("job").and_then(serde_json::Value::as_str);
+        match name {
+            Some("aging") => Ok(Job::Aging),
+            Some("broken_promises") => Ok(Job::BrokenPromises),
+            Some("cleanup") => Ok(Job::Cleanup),
+            _ => Err(ApiError::invalid_field(
+                "job",
+                format!(
+                    "unknown job {}: expected aging, broken_promises or cleanup (the schedule's Input)",
+                    name.map_or_else(|| "(none)".to_owned(), |n| format!("{n:?}"))
+                ),
+            )),
+        }
+    }
+}
+
+/// What a run did, by job; the invocation's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Report {
+    Aging(aging::AgingReport),
+    BrokenPromises(promises::PromiseReport),
+    Cleanup(cleanup::CleanupReport),
+}
+
+/// Runs the job the event names as of `now`, logs its report as one JSON line and returns
+/// it.
+pub async fn handle(
+    app: &App,
+    event: &serde_json::Value,
+    now: Timestamp,
+) -> Result<Report, ApiError> {
+    let job = match Job::of_event(event) {
+        Ok(job) => job,
+        Err(err) => {
+            tracing::error!(event = %event, error = %err, "scheduled event names no known job");
+            return Err(err);
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = match job {
+        Job::Aging => aging::run(app, now.as_offset_date_time().date())
+            .await
+            .map(Report::Aging),
+        Job::BrokenPromises => promises::run(app, now).await.map(Report::BrokenPromises),
+        Job::Cleanup => cleanup::run(app, now).await.map(Report::Cleanup),
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(report) => {
+            let report = serde_json::to_value(report).unwrap_or_default();
+            tracing::info!(job = job.as_str(), duration_ms, report = %report, "scheduled job finished");
+        }
+        Err(err) => {
+            tracing::error!(job = job.as_str(), duration_ms, error = %err, "scheduled job failed");
+        }
+    }
+    result
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}

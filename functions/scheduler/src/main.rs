@@ -1,0 +1,24 @@
+//! Wires the scheduler: logging, configuration, clients built once; the jobs are in
+//! `lib.rs`.
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use shared::domain::Timestamp;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init();
+    let app = match scheduler::App::from_env().await {
+        Ok(app) => app,
+        Err(err) => shared::telemetry::exit_on_init_error(&err),
+    };
+    // The app lives as long as the process.
+    let app: &'static scheduler::App = Box::leak(Box::new(app));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            scheduler::handle(app, &event.payload, Timestamp::now())
+                .await
+                .map_err(lambda_runtime::Error::from)
+        },
+    ))
+    .await
+}
