@@ -41,6 +41,7 @@ pub fn openapi() -> OpenApiDocument {
     document.merge(payments::ApiDoc::openapi());
     document.merge(activities::ApiDoc::openapi());
     document.merge(bulk_api::ApiDoc::openapi());
+    document.merge(dashboard::ApiDoc::openapi());
     document
 }
 

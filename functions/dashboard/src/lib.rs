@@ -1,0 +1,193 @@
+//! The dashboard: `GET /dashboard/summary`.
+//!
+//! - Every role reads it; what it shows depends on the role: admins and managers get
+//!   everyone's totals plus the per-agent breakdown, viewers everyone's totals only, an agent
+//!   only its own figures (accounts assigned to it, payments on them, activities it logged).
+//! - The figures are the aggregates the `notifier` materialises from the tables' streams
+//!   (`shared::dashboard`): one BatchGetItem (one scope) or three Queries (per agent), never
+//!   a Scan, so the answer costs the same at 100 or 100,000 accounts. See docs/dashboard.md.
+//! - "Today" and "this month" are UTC; the day is a parameter of [`dispatch`] so tests are
+//!   deterministic.
+//! - The answer carries a strong `ETag` (SHA-256 of the body, base64url) and
+//!   `Cache-Control: private, no-cache`: a polling SPA sends `If-None-Match` and gets a
+//!   bodyless `304` while nothing moved.
+//! - The route takes no query parameters; any parameter is a `400` naming it (like every
+//!   other route, which refuses the parameters it does not know).
+
+use base64::Engine;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use shared::auth::{authorize, Action, BearerSecurity, Caller, Role, Scope};
+use shared::dashboard::summary::{
+    AccountCounts, AgentTotals, MethodTotals, PeriodTotals, PromiseCounts, Totals,
+};
+use shared::dashboard::{AggregateStore, Summary, View};
+use shared::http::{empty, header, route_key, unknown_route, HttpResult};
+use shared::platform::{InitError, Platform};
+use shared::ApiError;
+use utoipa::OpenApi;
+
+/// The shared platform and the aggregates store, built once per cold start.
+pub struct App {
+    pub platform: Platform,
+    pub store: AggregateStore,
+}
+
+impl App {
+    pub fn new(platform: Platform) -> Self {
+        Self {
+            store: AggregateStore::new(
+                platform.clients.dynamodb.clone(),
+                platform.config.tables.aggregates.clone(),
+            ),
+            platform,
+        }
+    }
+
+    /// Primes the connection against the Aggregates table, the only one a request reads
+    /// besides the user check.
+    pub async fn from_env() -> Result<Self, InitError> {
+        Ok(Self::new(
+            Platform::from_env(|tables| &tables.aggregates).await?,
+        ))
+    }
+}
+
+/// The HTTP API of this function, merged into `/openapi.json` by the docs function.
+#[derive(OpenApi)]
+#[openapi(
+    paths(summary),
+    components(schemas(Summary, Totals, AgentTotals, AccountCounts, PeriodTotals, MethodTotals, PromiseCounts)),
+    modifiers(&BearerSecurity),
+    tags((name = "dashboard", description = "Totals and KPIs, materialised from the tables' streams"))
+)]
+pub struct ApiDoc;
+
+/// Authenticates the caller and routes the request.
+pub async fn handle(app: &App, req: Request) -> HttpResult {
+    let caller = app.platform.authenticator.authenticate(&req).await?;
+    dispatch(app, &caller, req, shared::accounts::dpd::today_utc()).await
+}
+
+/// Routes a request of an authenticated caller; `today` (UTC) is injectable for tests.
+pub async fn dispatch(app: &App, caller: &Caller, req: Request, today: time::Date) -> HttpResult {
+    match route_key(&req).as_str() {
+        "GET /dashboard/summary" => summary(app, caller, &req, today).await,
+        other => Err(unknown_route(other)),
+    }
+}
+
+/// The route's query: no parameters, and unknown ones are refused (`400` naming them), so
+/// a client that expects a filter finds out instead of silently getting everything.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParameters {}
+
+/// Whose figures a caller sees.
+pub fn view_for(caller: &Caller, scope: &Scope) -> View {
+    match (caller.role, scope) {
+        (_, Scope::Assigned(agent)) => View::Agent(*agent),
+        (Role::Admin | Role::Manager, _) => View::All { per_agent: true },
+        _ => View::All { per_agent: false },
+    }
+}
+
+/// The strong validator of a body: its SHA-256, base64url (the body is deterministic:
+/// `Summary` holds only ordered maps and sorted lists).
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!(
+        "\"{}\"",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
+}
+
+/// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 13.1.2).
+fn none_match(req: &Request, etag: &str) -> bool {
+    let Some(value) = header(req, IF_NONE_MATCH.as_str()) else {
+        return false;
+    };
+    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    value
+        .split(',')
+        .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
+}
+
+fn with_cache_headers(mut response: Response<Body>, etag: &str) -> Response<Body> {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(ETAG, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    response
+}
+
+/// Totals and KPIs: accounts by status and days-past-due bucket, outstanding balance, and
+/// today's and this month's collections, payments by method, activities and promises.
+#[utoipa::path(get, path = "/dashboard/summary", tag = "dashboard",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The dashboard of the caller's role: everyone's totals (admins and managers also per agent) or, for an agent, its own. Strong ETag; Cache-Control: private, no-cache", body = Summary),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A query parameter (the route takes none)", body = shared::error::Problem),
+        (status = 401, description = "Not signed in", body = shared::error::Problem)))]
+async fn summary(app: &App, caller: &Caller, req: &Request, today: time::Date) -> HttpResult {
+    let scope = authorize(caller, Action::ReadDashboard)?;
+    let NoParameters {} = shared::http::query(req)?;
+    let summary = shared::dashboard::summary(&app.store, view_for(caller, &scope), today).await?;
+    let body = serde_json::to_vec(&summary).map_err(ApiError::internal)?;
+    let etag = etag_of(&body);
+    if none_match(req, &etag) {
+        return Ok(with_cache_headers(empty(StatusCode::NOT_MODIFIED)?, &etag));
+    }
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .map_err(ApiError::internal)?;
+    Ok(with_cache_headers(response, &etag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::domain::Id;
+
+    fn caller(role: Role) -> Caller {
+        Caller {
+            user_id: Id::generate(),
+            role,
+        }
+    }
+
+    #[test]
+    fn each_role_gets_its_view() {
+        for (role, expected) in [
+            (Role::Admin, Some(View::All { per_agent: true })),
+            (Role::Manager, Some(View::All { per_agent: true })),
+            (Role::Viewer, Some(View::All { per_agent: false })),
+            (Role::Agent, None),
+        ] {
+            let caller = caller(role);
+            let scope = authorize(&caller, Action::ReadDashboard).unwrap();
+            let view = view_for(&caller, &scope);
+            assert_eq!(
+                view,
+                expected.unwrap_or(View::Agent(caller.user_id)),
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_etag_is_a_strong_digest_of_the_body() {
+        let etag = etag_of(b"{}");
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        assert_eq!(etag.len(), 2 + 43, "SHA-256 in unpadded base64url");
+        assert_ne!(etag, etag_of(b"{ }"));
+        assert!(HeaderValue::from_str(&etag).is_ok());
+    }
+}
