@@ -287,8 +287,11 @@ impl FunctionPool {
             }
         }
         let spec = &self.spec;
-        cmd.envs(&self.settings.extra_env)
-            .envs(&spec.environment)
+        // The gateway's own variables win over the template's: the template names AWS
+        // endpoints (`WEBSOCKET_MANAGEMENT_ENDPOINT` = `https://{api}.execute-api...`), which
+        // locally must be the gateway itself.
+        cmd.envs(&spec.environment)
+            .envs(&self.settings.extra_env)
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
             .env("AWS_LAMBDA_FUNCTION_NAME", &spec.logical_id)
             .env(
