@@ -98,3 +98,16 @@ bench-payments: build
 N ?= 10000
 bench-bulk: build
 	infra/stack.sh cargo run --quiet -p bulk-worker --example bench-bulk -- $(N)
+
+# The dashboard aggregates recomputed from `make run`'s tables (port 8000, prefix
+# collectpro-local-) and compared with the stored ones: prints each drifting counter, exits 1
+# on drift. `make reconcile REPAIR=1` sets drifting counters to the recomputed values; only
+# on an idle stack (no writes or stream records in flight). See docs/dashboard.md.
+REPAIR ?= 0
+.PHONY: reconcile
+reconcile: build
+	AWS_ENDPOINT_URL_DYNAMODB=$${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:$(DYNAMODB_PORT)} \
+	  AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-local} \
+	  AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-local} AWS_EC2_METADATA_DISABLED=true \
+	  $(BIN_DIR)/collectpro-admin reconcile --table-prefix collectpro-local- \
+	  $(if $(filter 1 yes true,$(REPAIR)),--repair,)

@@ -12,10 +12,22 @@
 //! `/collectpro/jwt-keys`, the template's default), and the SDK's region, credentials and
 //! `AWS_ENDPOINT_URL_*` endpoints (so under `infra/stack.sh` it talks to DynamoDB Local and
 //! moto, and with AWS credentials to a real deployment).
+//!
+//! `reconcile` (read-only unless `--repair`): recomputes the dashboard aggregates from the
+//! accounts, payments and activities tables (parallel Scans) and compares them with the
+//! Aggregates table (`shared::dashboard::reconcile`); prints each drifting counter and a
+//! one-line summary. Exit status: 0 when they agree, 1 when a counter drifts, 2 when it
+//! could not run. Tables come from `--table-prefix P` (`P` + `AccountsTable`, ... like the
+//! local gateway names them) or the functions' variables (`ACCOUNTS_TABLE`, ...).
+//! `--repair` sets each drifting counter to the recomputed value, on the condition that it
+//! still holds the value read: it is for an idle system (no stream records in flight), since
+//! the recomputation and the stored counters are two reads at different moments.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use clap::{Parser, Subcommand};
 use rand::RngCore;
@@ -23,7 +35,9 @@ use shared::auth::keys::KeySet;
 use shared::auth::password::policy_errors;
 use shared::auth::users::{NewUser, UserRepo};
 use shared::auth::{PasswordHasher, Role};
-use shared::config::TableName;
+use shared::config::{TableName, Tables};
+use shared::dashboard::reconcile::{reconcile, Drift};
+use shared::dashboard::AggregateStore;
 
 const DEFAULT_KEYS_PARAMETER: &str = "/collectpro/jwt-keys";
 const ADMIN_EMAIL: &str = "admin@collectpro.local";
@@ -53,17 +67,155 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
     },
+    /// Recompute the dashboard aggregates from the tables and report drift (exit 1).
+    Reconcile {
+        /// Tables = PREFIX + "AccountsTable", ... (the local gateway's naming); else the
+        /// functions' variables (ACCOUNTS_TABLE, ...).
+        #[arg(long)]
+        table_prefix: Option<String>,
+        /// Overwrite each drifting counter with the recomputed value (idle system only).
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::SeedAdmin {
             table_prefix,
             email,
             name,
             wait_secs,
-        } => seed_admin(table_prefix, email, name, Duration::from_secs(wait_secs)).await,
+        } => seed_admin(table_prefix, email, name, Duration::from_secs(wait_secs))
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        // Drift (1) and failure (2) differ, so a scheduled check can tell them apart.
+        Command::Reconcile {
+            table_prefix,
+            repair,
+        } => Ok(match reconcile_command(table_prefix, repair).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(err) => {
+                eprintln!("reconcile: {err:#}");
+                ExitCode::from(2)
+            }
+        }),
+    }
+}
+
+/// `ACCOUNTS_TABLE` → `AccountsTable`: the template's logical id, which the local gateway
+/// appends to its prefix.
+fn logical_id(variable: &str) -> String {
+    variable
+        .split('_')
+        .map(|word| {
+            let lower = word.to_ascii_lowercase();
+            let mut chars = lower.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn tables(table_prefix: Option<String>) -> Result<Tables> {
+    let tables = match table_prefix {
+        Some(prefix) => {
+            Tables::from_lookup(&|variable| Some(format!("{prefix}{}", logical_id(variable))))
+        }
+        None => Tables::from_lookup(&shared::config::env_lookup),
+    };
+    tables.context("set --table-prefix, or the tables' variables (ACCOUNTS_TABLE, ...)")
+}
+
+/// Runs the reconciliation; `Ok(true)` when nothing drifts.
+async fn reconcile_command(table_prefix: Option<String>, repair: bool) -> Result<bool> {
+    let tables = tables(table_prefix)?;
+    let sdk = shared::clients::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    // A missing table is named here; the reconciliation's own errors do not carry causes.
+    for table in [
+        &tables.accounts,
+        &tables.payments,
+        &tables.activities,
+        &tables.aggregates,
+    ] {
+        wait_for_table(&dynamodb, table.as_str(), Duration::ZERO).await?;
+    }
+    let store = AggregateStore::new(dynamodb.clone(), tables.aggregates.clone());
+    let started = Instant::now();
+    let drift = reconcile(&dynamodb, &tables, &store).await.map_err(api)?;
+    let elapsed = started.elapsed();
+    for d in &drift {
+        println!("drift: {d}");
+    }
+    println!(
+        "reconcile: {} drifting counter(s); {}, {}, {} against {} in {:.2} s",
+        drift.len(),
+        tables.accounts,
+        tables.payments,
+        tables.activities,
+        tables.aggregates,
+        elapsed.as_secs_f64()
+    );
+    if repair && !drift.is_empty() {
+        let mut repaired = 0;
+        for d in &drift {
+            if repair_counter(&dynamodb, &tables.aggregates, d).await? {
+                repaired += 1;
+            } else {
+                println!("repair: {} / {} {} changed meanwhile; left alone (run again on an idle system)", d.key.period.key(), d.key.scope.key(), d.counter);
+            }
+        }
+        println!(
+            "repair: {repaired} of {} counter(s) set to the recomputed value",
+            drift.len()
+        );
+    }
+    Ok(drift.is_empty())
+}
+
+/// Sets one counter to its recomputed value if it still holds the value the reconciliation
+/// read (`false` when a write moved it in between).
+async fn repair_counter(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &TableName,
+    drift: &Drift,
+) -> Result<bool> {
+    let number = |n: i64| AttributeValue::N(n.to_string());
+    let condition = if drift.stored == 0 {
+        "attribute_not_exists(#c) OR #c = :stored"
+    } else {
+        "#c = :stored"
+    };
+    let result = dynamodb
+        .update_item()
+        .table_name(table.as_str())
+        .key("pk", AttributeValue::S(drift.key.period.key()))
+        .key("sk", AttributeValue::S(drift.key.scope.key()))
+        .update_expression("SET #c = :expected")
+        .condition_expression(condition)
+        .expression_attribute_names("#c", &drift.counter)
+        .expression_attribute_values(":expected", number(drift.expected))
+        .expression_attribute_values(":stored", number(drift.stored))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(anyhow::anyhow!(
+            "repairing {drift}: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(err)
+        )),
     }
 }
 
@@ -211,5 +363,25 @@ async fn wait_for_table(
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_names_the_tables_like_the_local_gateway() {
+        assert_eq!(logical_id("ACCOUNTS_TABLE"), "AccountsTable");
+        assert_eq!(logical_id("RATE_LIMITS_TABLE"), "RateLimitsTable");
+        let tables = tables(Some("collectpro-local-".into())).unwrap();
+        assert_eq!(
+            tables.aggregates.as_str(),
+            "collectpro-local-AggregatesTable"
+        );
+        assert_eq!(
+            tables.refresh_tokens.as_str(),
+            "collectpro-local-RefreshTokensTable"
+        );
     }
 }
