@@ -111,3 +111,10 @@ reconcile: build
 	  AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-local} AWS_EC2_METADATA_DISABLED=true \
 	  $(BIN_DIR)/collectpro-admin reconcile --table-prefix collectpro-local- \
 	  $(if $(filter 1 yes true,$(REPAIR)),--repair,)
+
+# WebSocket push through the whole local path: BENCH_SUBSCRIBERS (50) clients on `payments`,
+# BENCH_PAYMENTS (100) payments POSTed by BENCH_WRITERS (4) writers; prints p50/p99 from POST to
+# each subscriber's message and the notifier's delivered messages/s. Never fails on a timer.
+.PHONY: bench-realtime
+bench-realtime: build
+	infra/stack.sh $(BIN_DIR)/bench-realtime

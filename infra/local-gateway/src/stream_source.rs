@@ -112,6 +112,42 @@ async fn list_shards(
     }
 }
 
+/// A fresh iterator: after `last` (the last sequence number read), or at the shard's start.
+async fn fresh_iterator(
+    client: &aws_sdk_dynamodbstreams::Client,
+    mapping: &StreamMapping,
+    shard_id: &str,
+    last: Option<&str>,
+) -> Option<String> {
+    loop {
+        let request = client
+            .get_shard_iterator()
+            .stream_arn(&mapping.stream_arn)
+            .shard_id(shard_id);
+        let request = match last {
+            Some(seq) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(seq),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        match request.send().await {
+            Ok(r) => return r.shard_iterator().map(str::to_owned),
+            Err(err) => {
+                tracing::warn!(error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&err), shard = %shard_id, "get_shard_iterator failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Reads one shard from `position` (`LATEST` or `TRIM_HORIZON`) and delivers its records.
+///
+/// DynamoDB Local hands out iterators that go stale: one taken on an empty shard (or chained
+/// from an empty read) fails with `TrimmedDataAccessException` once *any other* table is
+/// written, so a reader that waited on a quiet table would never deliver again. The reader
+/// therefore remembers the last sequence number it has read and, on that error (or an
+/// expired iterator), takes a fresh iterator after it. `LATEST` is implemented the same way,
+/// without a `LATEST` iterator: the records present at start are read and skipped.
 async fn read_shard(
     shared: Arc<Shared>,
     client: aws_sdk_dynamodbstreams::Client,
@@ -120,23 +156,9 @@ async fn read_shard(
     position: String,
     finished: Arc<Mutex<HashSet<String>>>,
 ) {
-    let iterator_type = ShardIteratorType::from(position.as_str());
-    let mut iterator = loop {
-        match client
-            .get_shard_iterator()
-            .stream_arn(&mapping.stream_arn)
-            .shard_id(&shard_id)
-            .shard_iterator_type(iterator_type.clone())
-            .send()
-            .await
-        {
-            Ok(r) => break r.shard_iterator().map(str::to_owned),
-            Err(err) => {
-                tracing::warn!(error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&err), shard = %shard_id, "get_shard_iterator failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let mut last: Option<String> = None;
+    let mut iterator = fresh_iterator(&client, &mapping, &shard_id, None).await;
+    let mut skipping = position == "LATEST";
     while let Some(it) = iterator.clone() {
         let resp = client
             .get_records()
@@ -147,17 +169,36 @@ async fn read_shard(
         let resp = match resp {
             Ok(r) => r,
             Err(err) => {
-                tracing::warn!(error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&err), shard = %shard_id, "get_records failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let stale = err.as_service_error().is_some_and(|e| {
+                    e.is_trimmed_data_access_exception() || e.is_expired_iterator_exception()
+                });
+                if stale {
+                    iterator = fresh_iterator(&client, &mapping, &shard_id, last.as_deref()).await;
+                    tokio::time::sleep(POLL).await;
+                } else {
+                    tracing::warn!(error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&err), shard = %shard_id, "get_records failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 continue;
             }
         };
-        let records: Vec<Value> = resp
+        if let Some(seq) = resp
             .records()
-            .iter()
-            .map(|r| record_json(r, &mapping.stream_arn, &shared.region))
-            .collect();
-        if !records.is_empty() {
+            .last()
+            .and_then(|r| r.dynamodb())
+            .and_then(|d| d.sequence_number())
+        {
+            last = Some(seq.to_owned());
+        }
+        if resp.records().is_empty() {
+            // Caught up: from here on every record is new.
+            skipping = false;
+        } else if !skipping {
+            let records: Vec<Value> = resp
+                .records()
+                .iter()
+                .map(|r| record_json(r, &mapping.stream_arn, &shared.region))
+                .collect();
             deliver(&shared, &mapping, records).await;
         }
         iterator = resp.next_shard_iterator().map(str::to_owned);

@@ -1,0 +1,266 @@
+//! Realtime end to end: a payment POSTed through the HTTP API reaches WebSocket subscribers
+//! through the whole path (Payments stream → the local gateway's stream event source → the
+//! real `notifier` binary → `@connections` → the socket). Run under `infra/stack.sh` after
+//! `cargo build --workspace --bins`.
+//!
+//! Latencies are printed, not asserted tightly: the design's 2 s target is reported, and only
+//! a generous bound fails the test (a loaded 2-core machine must not make it flaky).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{Stack, StackOptions};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::auth::{Caller, Role};
+use shared::config::TableName;
+use shared::domain::Id;
+use shared::realtime::{ConnectionItem, ConnectionRepo, Topic};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The failure bound for anything that should take about a second.
+const BOUND: Duration = Duration::from_secs(10);
+/// The design's target from POST to message.
+const TARGET: Duration = Duration::from_secs(2);
+
+/// A subscribed client whose messages are collected (with their arrival time) as they come.
+struct Inbox {
+    received: Arc<Mutex<Vec<(Instant, Value)>>>,
+    _sink: SplitSink<Socket, Message>,
+}
+
+impl Inbox {
+    async fn subscribe(stack: &Stack, token: &str, topics: &[String]) -> Inbox {
+        let url = format!("ws://{}/?token={token}", stack.gateway.ws_addr());
+        let (mut socket, _) = connect_async(url).await.expect("the upgrade is accepted");
+        let request = json!({"action": "subscribe", "topics": topics});
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .unwrap();
+        let (sink, mut stream) = socket.split();
+        let received: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
+        let collected = received.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                if let Message::Text(text) = frame {
+                    if let Ok(value) = serde_json::from_str::<Value>(text.as_str()) {
+                        collected.lock().unwrap().push((Instant::now(), value));
+                    }
+                }
+            }
+        });
+        let inbox = Inbox {
+            received,
+            _sink: sink,
+        };
+        let answer = inbox
+            .wait_for(|m| m["type"] == "subscribed" || m["type"] == "error")
+            .await
+            .expect("an answer to subscribe");
+        assert_eq!(answer.1["type"], "subscribed", "{}", answer.1);
+        inbox
+    }
+
+    fn find(&self, matches: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| matches(m))
+            .cloned()
+    }
+
+    /// The first message that matches, waiting up to [`BOUND`].
+    async fn wait_for(&self, matches: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(found) = self.find(&matches) {
+                return Some(found);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn account(stack: &Stack, agent: &str) -> String {
+    let (status, body) = stack
+        .send(
+            "POST",
+            "/accounts",
+            Some(stack.admin()),
+            Some(json!({
+                "reference": format!("RT-{}", ulid::Ulid::new()),
+                "debtor_name": "Rita Realtime",
+                "debtor_email": "rita@example.com",
+                "debtor_phone": "+14155550123",
+                "debtor_timezone": "America/New_York",
+                "currency": "USD",
+                "original_balance": 100_000,
+                "due_date": "2026-10-01",
+                "assigned_agent_id": agent,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// POSTs a payment; answers its id and when the request was sent.
+async fn pay(stack: &Stack, account: &str, amount: i64) -> (String, Instant) {
+    let started = Instant::now();
+    let response = stack
+        .request(
+            "POST",
+            &format!("/accounts/{account}/payments"),
+            Some(stack.admin()),
+            Some(json!({"amount": amount, "currency": "USD", "method": "card"})),
+        )
+        .header("idempotency-key", ulid::Ulid::new().to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (body["id"].as_str().unwrap().to_owned(), started)
+}
+
+fn recorded(payment: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |m| m["type"] == "payment.recorded" && m["data"]["id"] == payment
+}
+
+#[tokio::test]
+async fn payments_reach_subscribers_agents_see_only_their_accounts_gone_connections_go() {
+    let stack = Stack::start(StackOptions {
+        event_sources: true,
+        params: vec![("WriteLimitPerUser".into(), "off".into())],
+        ..Default::default()
+    })
+    .await;
+    let (a_id, a_token) = stack.user_with_role("agent").await;
+    let (b_id, b_token) = stack.user_with_role("agent").await;
+    let (_, manager) = stack.user_with_role("manager").await;
+    let mine = account(&stack, &a_id).await;
+    let theirs = account(&stack, &b_id).await;
+
+    let admin = Inbox::subscribe(
+        &stack,
+        stack.admin(),
+        &["payments".into(), "dashboard".into()],
+    )
+    .await;
+    let follower = Inbox::subscribe(&stack, &manager, &[format!("account:{mine}")]).await;
+    let agent_a = Inbox::subscribe(&stack, &a_token, &["payments".into()]).await;
+    let agent_b = Inbox::subscribe(&stack, &b_token, &["payments".into()]).await;
+
+    // A connection whose client went away without a $disconnect (on AWS, $disconnect is
+    // best effort): only the notifier's 410 can clean it up.
+    let env = stack.gateway.env().clone();
+    let sdk = shared::clients::sdk_config().await;
+    let repo = ConnectionRepo::new(
+        shared::clients::Clients::new(&sdk).dynamodb,
+        TableName::new(env["CONNECTIONS_TABLE"].clone()),
+    );
+    let stale = format!("gone{}=", Id::generate());
+    let caller = Caller {
+        user_id: Id::generate(),
+        role: Role::Viewer,
+    };
+    let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 900;
+    let connection = ConnectionItem::new(&stale, &caller, 0, expires);
+    repo.put_connection(&connection).await.unwrap();
+    assert!(repo
+        .subscribe(&connection, &[Topic::Payments])
+        .await
+        .unwrap());
+
+    // A payment on agent A's account.
+    let (payment, sent) = pay(&stack, &mine, 2_500).await;
+    for (who, inbox) in [
+        ("admin on payments", &admin),
+        ("manager on account:{id}", &follower),
+        ("agent A on payments", &agent_a),
+    ] {
+        let (at, message) = inbox
+            .wait_for(recorded(&payment))
+            .await
+            .unwrap_or_else(|| panic!("{who}: no payment.recorded within {BOUND:?}"));
+        let latency = at.duration_since(sent);
+        println!(
+            "realtime: {who}: payment.recorded {latency:?} after the POST (target {TARGET:?}){}",
+            if latency > TARGET {
+                " - OVER TARGET"
+            } else {
+                ""
+            }
+        );
+        assert_eq!(message["data"]["account_id"], mine.as_str());
+        assert!(
+            message["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{message}"
+        );
+    }
+    let dashboard = admin
+        .wait_for(|m| m["type"] == "dashboard.changed")
+        .await
+        .expect("the admin hears the dashboard moved");
+    assert!(
+        dashboard.1["data"]["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("all")),
+        "{}",
+        dashboard.1
+    );
+
+    // A payment on agent B's account: B hears of it, A does not.
+    let (other, _) = pay(&stack, &theirs, 1_000).await;
+    agent_b
+        .wait_for(recorded(&other))
+        .await
+        .expect("agent B gets its own account's payment");
+    // Both payments have reached everyone they will reach (B's came after A's on the same
+    // path); give any stray message a moment more.
+    admin
+        .wait_for(recorded(&other))
+        .await
+        .expect("the admin gets it too");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        agent_b.find(recorded(&payment)).is_none(),
+        "agent B received agent A's account's payment"
+    );
+    assert!(
+        agent_a.find(recorded(&other)).is_none(),
+        "agent A received agent B's account's payment"
+    );
+
+    // The notifier got 410 for the stale connection and removed it with its subscription.
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let gone = repo.connection(&stale).await.unwrap().is_none()
+            && repo
+                .subscribers(&Topic::Payments)
+                .await
+                .unwrap()
+                .iter()
+                .all(|s| s.connection_id != stale);
+        if gone {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale connection is still in the Connections table"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
