@@ -31,7 +31,7 @@ use shared::domain::Id;
 use shared::error::condition_held;
 use shared::ApiError;
 
-use crate::{n, s, App};
+use crate::{n, query_all, s, App};
 
 /// Days past due at which an account enters a new bucket (`1-30`, `31-60`, `61-90`, `90+`).
 pub const BOUNDARIES: [i64; 4] = [1, 31, 61, 91];
@@ -123,35 +123,32 @@ async fn query_window(
     earliest: time::Date,
     latest: time::Date,
 ) -> Result<Vec<Stored>, ApiError> {
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = app
-            .dynamodb
-            .query()
-            .table_name(app.tables.accounts.as_str())
-            .index_name(index)
-            .key_condition_expression("all_pk = :pk AND due_sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", s(pk.clone()))
-            // Sort keys are `<date>#<ULID>`; `~` sorts after every ULID character.
-            .expression_attribute_values(":lo", s(format!("{}#", format_date(earliest))))
-            .expression_attribute_values(":hi", s(format!("{}#~", format_date(latest))))
-            .projection_expression("#id, #due, #bucket, #v")
-            .expression_attribute_names("#id", "id")
-            .expression_attribute_names("#due", "due_date")
-            .expression_attribute_names("#bucket", "dpd_bucket")
-            .expression_attribute_names("#v", "version")
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        for item in page.items() {
-            out.push(stored(item)?);
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(out),
-        }
-    }
+    let query = app
+        .dynamodb
+        .query()
+        .table_name(app.tables.accounts.as_str())
+        .index_name(index)
+        .key_condition_expression("all_pk = :pk AND due_sk BETWEEN :lo AND :hi")
+        .expression_attribute_values(":pk", s(pk))
+        // Sort keys are `<date>#<ULID>`; `~` sorts after every ULID character.
+        .expression_attribute_values(":lo", s(format!("{}#", format_date(earliest))))
+        .expression_attribute_values(":hi", s(format!("{}#~", format_date(latest))))
+        .projection_expression("#id, #due, #bucket, #v")
+        .set_expression_attribute_names(Some(projected_names()));
+    query_all(query, |item| stored(&item)).await
+}
+
+/// The names behind `#id, #due, #bucket, #v`: what [`stored`] reads.
+fn projected_names() -> HashMap<String, String> {
+    [
+        ("#id", "id"),
+        ("#due", "due_date"),
+        ("#bucket", "dpd_bucket"),
+        ("#v", "version"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 fn stored(item: &HashMap<String, AttributeValue>) -> Result<Stored, ApiError> {
@@ -242,10 +239,7 @@ async fn reread(app: &App, id: Id) -> Result<Option<Stored>, ApiError> {
         .key("pk", s(account_pk(id)))
         .consistent_read(true)
         .projection_expression("#id, #due, #bucket, #v, deleted_at")
-        .expression_attribute_names("#id", "id")
-        .expression_attribute_names("#due", "due_date")
-        .expression_attribute_names("#bucket", "dpd_bucket")
-        .expression_attribute_names("#v", "version")
+        .set_expression_attribute_names(Some(projected_names()))
         .send()
         .await?
         .item;

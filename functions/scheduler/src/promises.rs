@@ -22,9 +22,9 @@
 //! the account's version: a crash leaves either both or neither, and a lost race re-reads
 //! the account and decides again. A second run finds no keys and changes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -37,7 +37,7 @@ use shared::error::condition_held;
 use shared::payments::{backoff, cancellation_codes, Payment, PaymentStatus, CONFLICT_RETRIES};
 use shared::ApiError;
 
-use crate::{n, s, system_actor, App};
+use crate::{n, query_all, query_pages, s, system_actor, App};
 
 /// The promises-by-date index.
 pub const INDEX: &str = "promises-by-date";
@@ -125,29 +125,16 @@ pub async fn run(app: &App, now: Timestamp) -> Result<PromiseReport, ApiError> {
 
 /// The open promises of one shard dated before `today`, all pages.
 async fn due_promises(app: &App, shard: u32, today: time::Date) -> Result<Vec<Activity>, ApiError> {
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = app
-            .dynamodb
-            .query()
-            .table_name(app.tables.activities.as_str())
-            .index_name(INDEX)
-            // `<date>#...` sorts below `<today>` exactly when the date is before today.
-            .key_condition_expression("promise_pk = :pk AND promise_sk < :today")
-            .expression_attribute_values(":pk", s(format!("PROMISE#{shard}")))
-            .expression_attribute_values(":today", s(format_date(today)))
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        for item in page.items.unwrap_or_default() {
-            out.push(Activity::from_item(item)?);
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(out),
-        }
-    }
+    let query = app
+        .dynamodb
+        .query()
+        .table_name(app.tables.activities.as_str())
+        .index_name(INDEX)
+        // `<date>#...` sorts below `<today>` exactly when the date is before today.
+        .key_condition_expression("promise_pk = :pk AND promise_sk < :today")
+        .expression_attribute_values(":pk", s(format!("PROMISE#{shard}")))
+        .expression_attribute_values(":today", s(format_date(today)));
+    query_all(query, Activity::from_item).await
 }
 
 /// The debtor's time zone (UTC when the stored name is unknown or the account is gone).
@@ -257,60 +244,41 @@ async fn completed_payments(
         .unwrap_or(0)
         .saturating_sub(RECORDING_SKEW_MS);
     let from = ulid::Ulid::from_parts(since_ms, 0).to_string();
-    let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = app
-            .dynamodb
-            .query()
-            .table_name(app.tables.payments.as_str())
-            .key_condition_expression("pk = :pk AND sk >= :from")
-            .filter_expression("#status = :completed")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pk", s(account_id.to_string()))
-            .expression_attribute_values(":from", s(from.clone()))
-            .expression_attribute_values(":completed", s(PaymentStatus::Completed.as_str()))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        for item in page.items.unwrap_or_default() {
-            out.push(Payment::from_item(item)?);
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(out),
-        }
-    }
+    let query = app
+        .dynamodb
+        .query()
+        .table_name(app.tables.payments.as_str())
+        .key_condition_expression("pk = :pk AND sk >= :from")
+        .filter_expression("#status = :completed")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pk", s(account_id.to_string()))
+        .expression_attribute_values(":from", s(from))
+        .expression_attribute_values(":completed", s(PaymentStatus::Completed.as_str()))
+        .consistent_read(true);
+    query_all(query, Payment::from_item).await
 }
 
 /// Whether the account has an open promise dated `today` or later (its own Query with a
 /// filter on the open-promise key, strongly consistent).
 async fn has_open_promise(app: &App, account_id: Id, today: time::Date) -> Result<bool, ApiError> {
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = app
-            .dynamodb
-            .query()
-            .table_name(app.tables.activities.as_str())
-            .key_condition_expression("pk = :pk")
-            // Only open promises carry `promise_sk`, which starts with the promise date.
-            .filter_expression("promise_sk >= :today")
-            .expression_attribute_values(":pk", s(account_id.to_string()))
-            .expression_attribute_values(":today", s(format_date(today)))
-            .projection_expression("sk")
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        if !page.items().is_empty() {
-            return Ok(true);
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(false),
-        }
-    }
+    let query = app
+        .dynamodb
+        .query()
+        .table_name(app.tables.activities.as_str())
+        .key_condition_expression("pk = :pk")
+        // Only open promises carry `promise_sk`, which starts with the promise date.
+        .filter_expression("promise_sk >= :today")
+        .expression_attribute_values(":pk", s(account_id.to_string()))
+        .expression_attribute_values(":today", s(format_date(today)))
+        .projection_expression("sk")
+        .consistent_read(true);
+    let mut found = false;
+    query_pages(query, |items| {
+        found = !items.is_empty();
+        Ok(!found)
+    })
+    .await?;
+    Ok(found)
 }
 
 /// The settlement of a promise: its index keys go, its state and day are recorded, if the
