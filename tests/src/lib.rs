@@ -10,13 +10,22 @@
 //! let (status, body) = stack.send("GET", "/accounts", Some(&agent), None).await;
 //! ```
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
 use local_gateway::provision::random_prefix;
 use local_gateway::runtime::LogSink;
 use local_gateway::{Gateway, GatewayOptions, RunningGateway};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+/// A WebSocket client connection to the stack.
+pub type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The seeded admin's password in every test stack.
 pub const ADMIN_PASSWORD: &str = "an admin passphrase for tests";
@@ -51,6 +60,24 @@ impl Default for StackOptions {
             params: Vec::new(),
             event_sources: false,
             logs: std::env::var_os("E2E_LOGS").is_some(),
+        }
+    }
+}
+
+impl StackOptions {
+    /// The per-user write limit off (for tests and benches that write a lot), the rest default.
+    pub fn unthrottled() -> Self {
+        Self {
+            params: vec![("WriteLimitPerUser".into(), "off".into())],
+            ..Default::default()
+        }
+    }
+
+    /// The same options with the event sources running.
+    pub fn with_event_sources(self) -> Self {
+        Self {
+            event_sources: true,
+            ..self
         }
     }
 }
@@ -215,6 +242,88 @@ impl Stack {
         assert_eq!(status, StatusCode::CREATED, "creating a {role}: {user}");
         let id = user["id"].as_str().unwrap().to_owned();
         (id, self.token(&email, PASSWORD).await)
+    }
+
+    /// Creates an account through the API as the admin; answers the created account, or
+    /// the status and body of the refusal.
+    pub async fn try_create_account(&self, body: Value) -> Result<Value, String> {
+        let (status, body) = self
+            .send("POST", "/accounts", Some(self.admin()), Some(body))
+            .await;
+        if status == StatusCode::CREATED && body["id"].is_string() {
+            Ok(body)
+        } else {
+            Err(format!("creating an account: {status} {body}"))
+        }
+    }
+
+    /// Creates an account through the API as the admin (it must be created); answers it.
+    pub async fn create_account(&self, body: Value) -> Value {
+        self.try_create_account(body)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The POST of a payment of `amount` USD by card on `account` as the admin, with a fresh
+    /// Idempotency-Key.
+    pub fn pay_request(&self, account: &str, amount: i64) -> reqwest::RequestBuilder {
+        self.request(
+            "POST",
+            &format!("/accounts/{account}/payments"),
+            Some(self.admin()),
+            Some(json!({"amount": amount, "currency": "USD", "method": "card"})),
+        )
+        .header("idempotency-key", ulid::Ulid::new().to_string())
+    }
+
+    /// Connects a WebSocket with `token` and asks to follow `topics` (the answer comes on
+    /// the stream); answers the connection's two halves.
+    pub async fn subscribe(
+        &self,
+        token: &str,
+        topics: &[&str],
+    ) -> Result<
+        (SplitSink<Socket, Message>, SplitStream<Socket>),
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        let url = format!("ws://{}/?token={token}", self.gateway.ws_addr());
+        let (mut socket, _) = connect_async(url).await?;
+        let request = json!({"action": "subscribe", "topics": topics});
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await?;
+        Ok(socket.split())
+    }
+}
+
+/// The body of a new account: a USD debtor in New York owing `balance`, due 2026-10-01, with
+/// a reference no other test uses (`<prefix>-<ULID>`). Tests set the fields they care about.
+pub fn account_body(prefix: &str, balance: i64) -> Value {
+    json!({
+        "reference": format!("{prefix}-{}", ulid::Ulid::new()),
+        "debtor_name": "Dana Debtor",
+        "debtor_email": "dana@example.com",
+        "debtor_phone": "+14155550123",
+        "debtor_timezone": "America/New_York",
+        "currency": "USD",
+        "original_balance": balance,
+        "due_date": "2026-10-01",
+    })
+}
+
+/// Checks `done` every 100 ms until it holds; panics with `what` once `bound` has passed.
+pub async fn wait_until<F, Fut>(bound: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if done().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

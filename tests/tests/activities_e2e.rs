@@ -5,31 +5,18 @@
 //! `Etc/GMT±N` zone) makes it midday now; the time-of-day rules at fixed times are tested
 //! with an injected clock in `functions/activities/tests`.
 
-use e2e::{Stack, StackOptions};
+use e2e::{account_body, Stack, StackOptions};
 use reqwest::StatusCode;
 use serde_json::json;
 
 async fn account(s: &Stack, balance: i64, timezone: &str, agent: Option<&str>) -> String {
-    let (status, body) = s
-        .send(
-            "POST",
-            "/accounts",
-            Some(s.admin()),
-            Some(json!({
-                "reference": format!("E2E-{}", ulid::Ulid::new()),
-                "debtor_name": "Dana Debtor",
-                "debtor_email": "dana@example.com",
-                "debtor_phone": "+14155550123",
-                "debtor_timezone": timezone,
-                "currency": "USD",
-                "original_balance": balance,
-                "due_date": "2026-10-01",
-                "assigned_agent_id": agent,
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().to_owned()
+    let mut body = account_body("E2E", balance);
+    body["debtor_timezone"] = json!(timezone);
+    body["assigned_agent_id"] = json!(agent);
+    s.create_account(body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A fixed-offset zone where it is about 12:00 now (`Etc/GMT-5` is UTC+5).
@@ -50,11 +37,7 @@ fn midday_zone() -> String {
 
 #[tokio::test]
 async fn activities_through_the_gateway() {
-    let s = Stack::start(StackOptions {
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        ..Default::default()
-    })
-    .await;
+    let s = Stack::start(StackOptions::unthrottled()).await;
     let admin = s.admin().to_owned();
     let zone = midday_zone();
     let (agent_id, agent) = s.user_with_role("agent").await;

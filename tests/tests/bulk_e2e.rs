@@ -28,12 +28,7 @@ fn account(reference: &str) -> Value {
 
 #[tokio::test]
 async fn bulk_job_through_the_gateway_and_the_sqs_event_source() {
-    let stack = Stack::start(StackOptions {
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        event_sources: true,
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
     let admin = stack.admin().to_owned();
     let run = ulid::Ulid::new().to_string();
     let created: Vec<String> = stream::iter(0..120)

@@ -210,12 +210,7 @@ fn tables(prefix: &str) -> Tables {
 
 #[tokio::test]
 async fn the_dashboard_adds_up_to_what_the_api_says_and_reconciles() {
-    let stack = Stack::start(StackOptions {
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        event_sources: true,
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
     let admin = stack.admin().to_owned();
     let (agent_1, agent_1_token) = stack.user_with_role("agent").await;
     let (agent_2, _) = stack.user_with_role("agent").await;

@@ -9,10 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Stack, StackOptions};
+use e2e::{account_body, Stack, StackOptions};
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::json;
 use shared::config::TableName;
 use shared::domain::{Id, MinorUnits, Timestamp};
 use shared::payments::{Ledger, Payment, PaymentMethod, PaymentStatus};
@@ -28,39 +27,18 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn account(s: &Stack, balance: i64) -> String {
-    let (status, body) = s
-        .send(
-            "POST",
-            "/accounts",
-            Some(s.admin()),
-            Some(json!({
-                "reference": format!("BENCH-{}", ulid::Ulid::new()),
-                "debtor_name": "Bench Debtor",
-                "debtor_email": "bench@example.com",
-                "debtor_phone": "+14155550123",
-                "debtor_timezone": "America/New_York",
-                "currency": "USD",
-                "original_balance": balance,
-                "due_date": "2026-10-01",
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().to_owned()
+    s.create_account(account_body("BENCH", balance)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn pay(s: &Stack, account: &str) -> StatusCode {
-    s.request(
-        "POST",
-        &format!("/accounts/{account}/payments"),
-        Some(s.admin()),
-        Some(json!({"amount": 1, "currency": "USD", "method": "card"})),
-    )
-    .header("idempotency-key", ulid::Ulid::new().to_string())
-    .send()
-    .await
-    .map(|r| r.status())
-    .unwrap_or(StatusCode::BAD_GATEWAY)
+    s.pay_request(account, 1)
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
 /// The transaction one completed payment issues (payment put, conditional balance update,
@@ -91,11 +69,7 @@ async fn raw_transaction(ledger: &Ledger, observed: &shared::accounts::Account) 
 #[tokio::test]
 #[ignore = "benchmark: make bench-payments"]
 async fn bench_payments() {
-    let s = Stack::start(StackOptions {
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        ..Default::default()
-    })
-    .await;
+    let s = Stack::start(StackOptions::unthrottled()).await;
     let env = s.gateway.env().clone();
     let table = |name: &str| TableName::new(env.get(name).cloned().unwrap());
     let sdk = shared::clients::sdk_config().await;

@@ -5,42 +5,20 @@
 //! instances (separate processes), each with its own DynamoDB client: only the conditional
 //! transaction keeps the balance right.
 
-use e2e::{Stack, StackOptions};
+use e2e::{account_body, Stack, StackOptions};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn stack() -> Stack {
-    Stack::start(StackOptions {
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        ..Default::default()
-    })
-    .await
+    Stack::start(StackOptions::unthrottled()).await
 }
 
 /// Creates an account through the API (as the admin); answers it.
 async fn account(s: &Stack, balance: i64, agent: Option<&str>) -> Value {
-    let reference = format!("E2E-{}", ulid::Ulid::new());
-    let (status, body) = s
-        .send(
-            "POST",
-            "/accounts",
-            Some(s.admin()),
-            Some(json!({
-                "reference": reference,
-                "debtor_name": "Dana Debtor",
-                "debtor_email": "dana@example.com",
-                "debtor_phone": "+14155550123",
-                "debtor_timezone": "America/New_York",
-                "currency": "USD",
-                "original_balance": balance,
-                "due_date": "2026-10-01",
-                "assigned_agent_id": agent,
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
+    let mut body = account_body("E2E", balance);
+    body["assigned_agent_id"] = json!(agent);
+    s.create_account(body).await
 }
 
 async fn pay(

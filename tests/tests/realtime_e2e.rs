@@ -9,9 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Stack, StackOptions};
+use e2e::{account_body, wait_until, Socket, Stack, StackOptions};
 use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::auth::{Caller, Role};
@@ -19,9 +19,6 @@ use shared::config::TableName;
 use shared::domain::Id;
 use shared::realtime::{ConnectionItem, ConnectionRepo, Topic};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The failure bound for anything that should take about a second.
 const BOUND: Duration = Duration::from_secs(10);
@@ -35,15 +32,11 @@ struct Inbox {
 }
 
 impl Inbox {
-    async fn subscribe(stack: &Stack, token: &str, topics: &[String]) -> Inbox {
-        let url = format!("ws://{}/?token={token}", stack.gateway.ws_addr());
-        let (mut socket, _) = connect_async(url).await.expect("the upgrade is accepted");
-        let request = json!({"action": "subscribe", "topics": topics});
-        socket
-            .send(Message::Text(request.to_string().into()))
+    async fn subscribe(stack: &Stack, token: &str, topics: &[&str]) -> Inbox {
+        let (sink, mut stream) = stack
+            .subscribe(token, topics)
             .await
-            .unwrap();
-        let (sink, mut stream) = socket.split();
+            .expect("the upgrade is accepted");
         let received: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
         let collected = received.clone();
         tokio::spawn(async move {
@@ -92,42 +85,18 @@ impl Inbox {
 }
 
 async fn account(stack: &Stack, agent: &str) -> String {
-    let (status, body) = stack
-        .send(
-            "POST",
-            "/accounts",
-            Some(stack.admin()),
-            Some(json!({
-                "reference": format!("RT-{}", ulid::Ulid::new()),
-                "debtor_name": "Rita Realtime",
-                "debtor_email": "rita@example.com",
-                "debtor_phone": "+14155550123",
-                "debtor_timezone": "America/New_York",
-                "currency": "USD",
-                "original_balance": 100_000,
-                "due_date": "2026-10-01",
-                "assigned_agent_id": agent,
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().to_owned()
+    let mut body = account_body("RT", 100_000);
+    body["assigned_agent_id"] = json!(agent);
+    stack.create_account(body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// POSTs a payment; answers its id and when the request was sent.
 async fn pay(stack: &Stack, account: &str, amount: i64) -> (String, Instant) {
     let started = Instant::now();
-    let response = stack
-        .request(
-            "POST",
-            &format!("/accounts/{account}/payments"),
-            Some(stack.admin()),
-            Some(json!({"amount": amount, "currency": "USD", "method": "card"})),
-        )
-        .header("idempotency-key", ulid::Ulid::new().to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = stack.pay_request(account, amount).send().await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -140,27 +109,17 @@ fn recorded(payment: &str) -> impl Fn(&Value) -> bool + '_ {
 
 #[tokio::test]
 async fn payments_reach_subscribers_agents_see_only_their_accounts_gone_connections_go() {
-    let stack = Stack::start(StackOptions {
-        event_sources: true,
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
     let (a_id, a_token) = stack.user_with_role("agent").await;
     let (b_id, b_token) = stack.user_with_role("agent").await;
     let (_, manager) = stack.user_with_role("manager").await;
     let mine = account(&stack, &a_id).await;
     let theirs = account(&stack, &b_id).await;
 
-    let admin = Inbox::subscribe(
-        &stack,
-        stack.admin(),
-        &["payments".into(), "dashboard".into()],
-    )
-    .await;
-    let follower = Inbox::subscribe(&stack, &manager, &[format!("account:{mine}")]).await;
-    let agent_a = Inbox::subscribe(&stack, &a_token, &["payments".into()]).await;
-    let agent_b = Inbox::subscribe(&stack, &b_token, &["payments".into()]).await;
+    let admin = Inbox::subscribe(&stack, stack.admin(), &["payments", "dashboard"]).await;
+    let follower = Inbox::subscribe(&stack, &manager, &[&format!("account:{mine}")]).await;
+    let agent_a = Inbox::subscribe(&stack, &a_token, &["payments"]).await;
+    let agent_b = Inbox::subscribe(&stack, &b_token, &["payments"]).await;
 
     // A connection whose client went away without a $disconnect (on AWS, $disconnect is
     // best effort): only the notifier's 410 can clean it up.
@@ -245,22 +204,19 @@ async fn payments_reach_subscribers_agents_see_only_their_accounts_gone_connecti
     );
 
     // The notifier got 410 for the stale connection and removed it with its subscription.
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let gone = repo.connection(&stale).await.unwrap().is_none()
-            && repo
-                .subscribers(&Topic::Payments)
-                .await
-                .unwrap()
-                .iter()
-                .all(|s| s.connection_id != stale);
-        if gone {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stale connection is still in the Connections table"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (repo, stale) = (&repo, &stale);
+    wait_until(
+        BOUND,
+        "the stale connection is still in the Connections table",
+        || async move {
+            repo.connection(stale).await.unwrap().is_none()
+                && repo
+                    .subscribers(&Topic::Payments)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|s| s.connection_id != *stale)
+        },
+    )
+    .await;
 }

@@ -4,17 +4,15 @@
 
 use std::time::Duration;
 
-use e2e::{Stack, StackOptions};
+use e2e::{wait_until, Socket, Stack, StackOptions};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use shared::auth::Role;
 use shared::config::TableName;
 use shared::realtime::{ConnectionRepo, Topic};
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Sends `body` and waits for the one text answer.
 async fn ask(socket: &mut Socket, body: Value) -> Value {
@@ -141,23 +139,20 @@ async fn connect_subscribe_and_unknown_actions_through_the_gateway() {
 
     // Closing runs $disconnect: the connection and its subscriptions go.
     socket.close(None).await.expect("a clean close");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let gone = repo.connection(&connection).await.unwrap().is_none()
-            && repo.topics_of(&connection).await.unwrap().is_empty()
-            && repo
-                .subscribers(&Topic::Payments)
-                .await
-                .unwrap()
-                .iter()
-                .all(|s| s.connection_id != connection);
-        if gone {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "$disconnect did not clean up within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (repo, connection) = (&repo, &connection);
+    wait_until(
+        Duration::from_secs(10),
+        "$disconnect did not clean up within 10 s",
+        || async move {
+            repo.connection(connection).await.unwrap().is_none()
+                && repo.topics_of(connection).await.unwrap().is_empty()
+                && repo
+                    .subscribers(&Topic::Payments)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|s| s.connection_id != *connection)
+        },
+    )
+    .await;
 }

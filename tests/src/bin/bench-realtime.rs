@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{Stack, StackOptions};
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio_tungstenite::connect_async;
+use e2e::{account_body, Stack, StackOptions};
+use futures::StreamExt;
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 /// WebSocket, HTTP and set-up errors alike end the run with their message.
@@ -32,13 +31,7 @@ fn setting(name: &str, default: usize) -> usize {
 
 /// Connects, subscribes to `payments`, and records every `payment.recorded` it receives.
 async fn subscriber(stack: &Stack, arrivals: Arrivals) -> Result<()> {
-    let url = format!("ws://{}/?token={}", stack.gateway.ws_addr(), stack.admin());
-    let (mut socket, _) = connect_async(url).await?;
-    let request = json!({"action": "subscribe", "topics": ["payments"]});
-    socket
-        .send(Message::Text(request.to_string().into()))
-        .await?;
-    let (sink, mut stream) = socket.split();
+    let (sink, mut stream) = stack.subscribe(stack.admin(), &["payments"]).await?;
     let (subscribed, ready) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _sink = sink; // keeps the connection open
@@ -71,42 +64,16 @@ async fn subscriber(stack: &Stack, arrivals: Arrivals) -> Result<()> {
 }
 
 async fn account(stack: &Stack, balance: i64) -> Result<String> {
-    let (status, body) = stack
-        .send(
-            "POST",
-            "/accounts",
-            Some(stack.admin()),
-            Some(json!({
-                "reference": format!("BENCH-RT-{}", ulid::Ulid::new()),
-                "debtor_name": "Bench Realtime",
-                "debtor_email": "bench@example.com",
-                "debtor_phone": "+14155550123",
-                "debtor_timezone": "America/New_York",
-                "currency": "USD",
-                "original_balance": balance,
-                "due_date": "2026-10-01",
-            })),
-        )
-        .await;
-    match body["id"].as_str() {
-        Some(id) if status.is_success() => Ok(id.to_owned()),
-        _ => Err(format!("creating an account: {status} {body}").into()),
-    }
+    let account = stack
+        .try_create_account(account_body("BENCH-RT", balance))
+        .await?;
+    Ok(account["id"].as_str().unwrap_or_default().to_owned())
 }
 
 /// POSTs one payment; answers its id and when the request started.
 async fn pay(stack: &Stack, account: &str) -> Result<(String, Instant)> {
     let started = Instant::now();
-    let response = stack
-        .request(
-            "POST",
-            &format!("/accounts/{account}/payments"),
-            Some(stack.admin()),
-            Some(json!({"amount": 100, "currency": "USD", "method": "card"})),
-        )
-        .header("idempotency-key", ulid::Ulid::new().to_string())
-        .send()
-        .await?;
+    let response = stack.pay_request(account, 100).send().await?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     match body["id"].as_str() {
@@ -176,12 +143,7 @@ async fn main() -> Result<()> {
     let count = setting("BENCH_PAYMENTS", 100);
     let writers = setting("BENCH_WRITERS", 4).max(1);
     println!("bench-realtime: starting the stack (event sources on) ...");
-    let stack = Stack::start(StackOptions {
-        event_sources: true,
-        params: vec![("WriteLimitPerUser".into(), "off".into())],
-        ..Default::default()
-    })
-    .await;
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
     let arrivals: Arrivals = Arc::default();
     for _ in 0..subscribers {
         subscriber(&stack, arrivals.clone()).await?;
