@@ -8,6 +8,7 @@
 //!   path parameters, responses, one log line per request).
 //! - [`telemetry`]: JSON logging and init failure.
 //! - [`domain`]: ids, timestamps, money.
+//! - [`dynamo`]: reading Query and Scan results page by page.
 //! - [`cursor`]: opaque, HMAC-signed list cursors.
 //! - [`validation`]: garde-based body/query validation (trimmed, capped, no control chars).
 //! - [`rate_limit`]: cross-instance fixed-window limits on DynamoDB (429 + Retry-After).
@@ -22,6 +23,7 @@ pub mod config;
 pub mod cursor;
 pub mod dashboard;
 pub mod domain;
+pub mod dynamo;
 pub mod error;
 pub mod http;
 pub mod idempotency;

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Caller, Role};
 use crate::config::TableName;
 use crate::domain::Id;
+use crate::dynamo::{for_each_page, read_all};
 use crate::error::ApiError;
 
 /// The sort key of a connection item.
@@ -337,56 +338,41 @@ impl ConnectionRepo {
 
     /// The topics a connection follows (Query `CONN#<id>`, `SUB#` prefix).
     pub async fn topics_of(&self, connection_id: &str) -> Result<Vec<Topic>, ApiError> {
-        let mut topics = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .dynamodb
-                .query()
-                .table_name(self.table.as_str())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :sub)")
-                .expression_attribute_values(":pk", AttributeValue::S(connection_pk(connection_id)))
-                .expression_attribute_values(":sub", AttributeValue::S("SUB#".into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
-                let sub: Subscription = serde_dynamo::from_item(item)?;
-                topics.push(sub.topic);
-            }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(topics),
-            }
-        }
+        let query = self
+            .dynamodb
+            .query()
+            .table_name(self.table.as_str())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :sub)")
+            .expression_attribute_values(":pk", AttributeValue::S(connection_pk(connection_id)))
+            .expression_attribute_values(":sub", AttributeValue::S("SUB#".into()))
+            .consistent_read(true);
+        read_all(query, |item| {
+            let sub: Subscription = serde_dynamo::from_item(item)?;
+            Ok(sub.topic)
+        })
+        .await
     }
 
     /// The live (unexpired) subscriptions of a topic: whom the notifier posts to.
     pub async fn subscribers(&self, topic: &Topic) -> Result<Vec<Subscription>, ApiError> {
+        let query = self
+            .dynamodb
+            .query()
+            .table_name(self.table.as_str())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(topic_pk(topic)));
         let mut subs = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .dynamodb
-                .query()
-                .table_name(self.table.as_str())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(topic_pk(topic)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
+        for_each_page(query, |items| {
+            for item in items {
                 let sub: Subscription = serde_dynamo::from_item(item)?;
                 if !sub.is_expired() {
                     subs.push(sub);
                 }
             }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(subs),
-            }
-        }
+            Ok(true)
+        })
+        .await?;
+        Ok(subs)
     }
 
     /// Removes a connection and both items of every subscription it has (Query `CONN#<id>`,

@@ -28,10 +28,11 @@ use shared::accounts::keys::{account_pk, list_index, Partition, SortKey};
 use shared::accounts::model::{format_date, parse_date};
 use shared::accounts::DpdBucket;
 use shared::domain::Id;
+use shared::dynamo::read_all;
 use shared::error::condition_held;
 use shared::ApiError;
 
-use crate::{n, query_all, s, App};
+use crate::{n, s, App};
 
 /// Days past due at which an account enters a new bucket (`1-30`, `31-60`, `61-90`, `90+`).
 pub const BOUNDARIES: [i64; 4] = [1, 31, 61, 91];
@@ -135,7 +136,7 @@ async fn query_window(
         .expression_attribute_values(":hi", s(format!("{}#~", format_date(latest))))
         .projection_expression("#id, #due, #bucket, #v")
         .set_expression_attribute_names(Some(projected_names()));
-    query_all(query, |item| stored(&item)).await
+    read_all(query, |item| stored(&item)).await
 }
 
 /// The names behind `#id, #due, #bucket, #v`: what [`stored`] reads.

@@ -9,13 +9,12 @@
 //! path. The Scans are parallel ([`SEGMENTS`]) and filtered server-side, projecting only the
 //! key.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use shared::domain::Timestamp;
+use shared::dynamo::for_each_page;
 use shared::error::condition_held;
 use shared::realtime::META;
 use shared::ApiError;
@@ -59,34 +58,30 @@ async fn scan_segment(
     filter: &str,
     values: &[(&str, AttributeValue)],
 ) -> Result<Vec<String>, ApiError> {
+    let mut request = app
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .segment(segment)
+        .total_segments(SEGMENTS)
+        .filter_expression(filter)
+        .projection_expression("#a")
+        .expression_attribute_names("#a", attribute)
+        .expression_attribute_names("#e", "expires_at");
+    for (name, value) in values {
+        request = request.expression_attribute_values(*name, value.clone());
+    }
     let mut out = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let mut request = app
-            .dynamodb
-            .scan()
-            .table_name(table)
-            .segment(segment)
-            .total_segments(SEGMENTS)
-            .filter_expression(filter)
-            .projection_expression("#a")
-            .expression_attribute_names("#a", attribute)
-            .expression_attribute_names("#e", "expires_at")
-            .set_exclusive_start_key(start);
-        for (name, value) in values {
-            request = request.expression_attribute_values(*name, value.clone());
-        }
-        let page = request.send().await?;
+    for_each_page(request, |items| {
         out.extend(
-            page.items()
+            items
                 .iter()
                 .filter_map(|item| item.get(attribute).and_then(|v| v.as_s().ok()).cloned()),
         );
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(out),
-        }
-    }
+        Ok(true)
+    })
+    .await?;
+    Ok(out)
 }
 
 /// A parallel Scan: every segment at once.

@@ -20,9 +20,6 @@ pub mod aging;
 pub mod cleanup;
 pub mod promises;
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use shared::accounts::AccountRepo;
@@ -160,39 +157,4 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-/// Runs `query` page after page from the start, handing each page's items to `page` until
-/// it answers `false` or the last page has been read.
-async fn query_pages(
-    query: QueryFluentBuilder,
-    mut page: impl FnMut(Vec<HashMap<String, AttributeValue>>) -> Result<bool, ApiError>,
-) -> Result<(), ApiError> {
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let out = query.clone().set_exclusive_start_key(start).send().await?;
-        if !page(out.items.unwrap_or_default())? {
-            return Ok(());
-        }
-        match out.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(()),
-        }
-    }
-}
-
-/// Every item `query` finds, all pages, each made a `T` by `parse`.
-async fn query_all<T>(
-    query: QueryFluentBuilder,
-    mut parse: impl FnMut(HashMap<String, AttributeValue>) -> Result<T, ApiError>,
-) -> Result<Vec<T>, ApiError> {
-    let mut out = Vec::new();
-    query_pages(query, |items| {
-        for item in items {
-            out.push(parse(item)?);
-        }
-        Ok(true)
-    })
-    .await?;
-    Ok(out)
 }

@@ -33,11 +33,12 @@ use shared::accounts::model::format_date;
 use shared::accounts::{Account, AccountStatus};
 use shared::activities::{status_change, Activity, PROMISE_SHARDS};
 use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::dynamo::{for_each_page, read_all};
 use shared::error::condition_held;
 use shared::payments::{backoff, cancellation_codes, Payment, PaymentStatus, CONFLICT_RETRIES};
 use shared::ApiError;
 
-use crate::{n, query_all, query_pages, s, system_actor, App};
+use crate::{n, s, system_actor, App};
 
 /// The promises-by-date index.
 pub const INDEX: &str = "promises-by-date";
@@ -134,7 +135,7 @@ async fn due_promises(app: &App, shard: u32, today: time::Date) -> Result<Vec<Ac
         .key_condition_expression("promise_pk = :pk AND promise_sk < :today")
         .expression_attribute_values(":pk", s(format!("PROMISE#{shard}")))
         .expression_attribute_values(":today", s(format_date(today)));
-    query_all(query, Activity::from_item).await
+    read_all(query, Activity::from_item).await
 }
 
 /// The debtor's time zone (UTC when the stored name is unknown or the account is gone).
@@ -255,7 +256,7 @@ async fn completed_payments(
         .expression_attribute_values(":from", s(from))
         .expression_attribute_values(":completed", s(PaymentStatus::Completed.as_str()))
         .consistent_read(true);
-    query_all(query, Payment::from_item).await
+    read_all(query, Payment::from_item).await
 }
 
 /// Whether the account has an open promise dated `today` or later (its own Query with a
@@ -273,7 +274,7 @@ async fn has_open_promise(app: &App, account_id: Id, today: time::Date) -> Resul
         .projection_expression("sk")
         .consistent_read(true);
     let mut found = false;
-    query_pages(query, |items| {
+    for_each_page(query, |items| {
         found = !items.is_empty();
         Ok(!found)
     })

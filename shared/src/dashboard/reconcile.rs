@@ -8,6 +8,7 @@ use futures::future::try_join_all;
 use super::store::AggregateStore;
 use super::tally::{contribution, AggregateKey, Tally, Tracked};
 use crate::config::{TableName, Tables};
+use crate::dynamo::for_each_page;
 use crate::error::ApiError;
 
 /// Parallel Scan segments per table.
@@ -43,25 +44,20 @@ async fn scan_segment(
     tracked: Tracked,
     segment: i32,
 ) -> Result<Tally, ApiError> {
+    let scan = dynamodb
+        .scan()
+        .table_name(table.as_str())
+        .segment(segment)
+        .total_segments(SEGMENTS);
     let mut tally = Tally::default();
-    let mut start = None;
-    loop {
-        let out = dynamodb
-            .scan()
-            .table_name(table.as_str())
-            .segment(segment)
-            .total_segments(SEGMENTS)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        for item in out.items.unwrap_or_default() {
+    for_each_page(scan, |items| {
+        for item in items {
             tally.merge(&contribution(tracked, &item), 1);
         }
-        match out.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => return Ok(tally),
-        }
-    }
+        Ok(true)
+    })
+    .await?;
+    Ok(tally)
 }
 
 /// The aggregates as the tables say they should be.

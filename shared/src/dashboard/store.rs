@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::tally::{contribution, AggregateKey, Counters, Item, Period, Scope, Tally, Tracked};
 use crate::config::TableName;
+use crate::dynamo::for_each_page;
 use crate::error::ApiError;
 use crate::payments::{backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
 
@@ -287,54 +288,41 @@ impl AggregateStore {
 
     /// Every scope's counters of one period (a Query on its partition).
     pub async fn period(&self, period: Period) -> Result<BTreeMap<Scope, Counters>, ApiError> {
+        let query = self
+            .dynamodb
+            .query()
+            .table_name(self.table.as_str())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(period.key()));
         let mut found = BTreeMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .dynamodb
-                .query()
-                .table_name(self.table.as_str())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(period.key()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
+        for_each_page(query, |items| {
+            for item in items {
                 if let Some((key, counters)) = parse_item(&item) {
                     found.insert(key.scope, counters);
                 }
             }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(found),
-            }
-        }
+            Ok(true)
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Every aggregate item (markers left out): what the reconciliation compares. A Scan,
     /// for the offline command only.
     pub async fn scan(&self) -> Result<Tally, ApiError> {
+        let scan = self.dynamodb.scan().table_name(self.table.as_str());
         let mut tally = Tally::default();
-        let mut start = None;
-        loop {
-            let out = self
-                .dynamodb
-                .scan()
-                .table_name(self.table.as_str())
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
+        for_each_page(scan, |items| {
+            for item in items {
                 if let Some((key, counters)) = parse_item(&item) {
                     for (counter, n) in counters {
                         tally.add(key, &counter, n);
                     }
                 }
             }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(tally),
-            }
-        }
+            Ok(true)
+        })
+        .await?;
+        Ok(tally)
     }
 }

@@ -1,0 +1,72 @@
+//! Reading DynamoDB Query and Scan results page by page, from the first page to the last.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::error::ApiError;
+
+/// An item, or a key, as DynamoDB sends it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A request read page by page: a Query or a Scan.
+pub trait Paged: Clone + Send {
+    /// Sends the request from `start` (`None`: the first page); answers the page's items and
+    /// the key the next page starts from.
+    fn page(
+        self,
+        start: Option<Item>,
+    ) -> impl Future<Output = Result<(Vec<Item>, Option<Item>), ApiError>> + Send;
+}
+
+impl Paged for QueryFluentBuilder {
+    async fn page(self, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+        let out = self.set_exclusive_start_key(start).send().await?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+}
+
+impl Paged for ScanFluentBuilder {
+    async fn page(self, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+        let out = self.set_exclusive_start_key(start).send().await?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+}
+
+/// Reads `request` page after page from the start, handing each page's items to `page` until
+/// it answers `false` or the last page has been read.
+pub async fn for_each_page<R: Paged>(
+    request: R,
+    mut page: impl FnMut(Vec<Item>) -> Result<bool, ApiError>,
+) -> Result<(), ApiError> {
+    let mut start = None;
+    loop {
+        let (items, next) = request.clone().page(start).await?;
+        if !page(items)? {
+            return Ok(());
+        }
+        match next {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Every item `request` finds, all pages, each made a `T` by `parse`.
+pub async fn read_all<R: Paged, T>(
+    request: R,
+    mut parse: impl FnMut(Item) -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
+    let mut out = Vec::new();
+    for_each_page(request, |items| {
+        for item in items {
+            out.push(parse(item)?);
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(out)
+}
