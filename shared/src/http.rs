@@ -9,7 +9,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Instant;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER};
 use http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -157,6 +157,27 @@ pub fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
     req.headers()
         .get(name)
         .and_then(|value| value.to_str().ok())
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 13.1.2).
+pub fn none_match(req: &Request, etag: &str) -> bool {
+    let Some(value) = header(req, IF_NONE_MATCH.as_str()) else {
+        return false;
+    };
+    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    value
+        .split(',')
+        .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
+}
+
+/// Sets `ETag: <etag>` and `Cache-Control: private, no-cache` on a cacheable response.
+pub fn with_cache_headers(mut response: Response<Body>, etag: &str) -> Response<Body> {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(ETAG, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    response
 }
 
 /// A JSON response with `status`.

@@ -43,7 +43,7 @@ use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts::keys::{account_pk, index_keys};
+use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::{Account, AccountStatus};
 use crate::activities::{status_change, Activity, ActivityType};
 use crate::config::TableName;
@@ -308,14 +308,6 @@ fn n(value: impl ToString) -> AttributeValue {
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
-}
-
-/// The index key `name` of `account` (as [`index_keys`] computes it).
-fn index_key(account: &Account, name: &str) -> Option<String> {
-    index_keys(account)
-        .into_iter()
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
 }
 
 /// An account update the ledger (or the activities function) applies in a transaction.

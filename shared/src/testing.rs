@@ -10,9 +10,11 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::accounts::{Account, AccountStatus, DpdBucket};
 use crate::auth::{AuthSettings, KeySet};
 use crate::clients::Clients;
 use crate::config::Config;
+use crate::domain::{Id, MinorUnits, Timestamp};
 use crate::platform::Platform;
 use crate::rate_limit::RateLimits;
 
@@ -24,6 +26,36 @@ pub fn auth_settings() -> AuthSettings {
         issuer: "collectpro".into(),
         audience: "collectpro-api".into(),
         cache_ttl: std::time::Duration::ZERO,
+    }
+}
+
+/// An active USD account owing `balance` (all of it still outstanding), created and last
+/// updated at `now`: Dana Debtor in New York, due 2026-10-01, current, version 1,
+/// unassigned, reference `REF-<id>`. Tests set the fields they care about with
+/// `Account { status, ..account(balance, now) }`.
+pub fn account(balance: i64, now: Timestamp) -> Account {
+    let id = Id::generate();
+    Account {
+        id,
+        reference: format!("REF-{id}"),
+        debtor_name: "Dana Debtor".into(),
+        debtor_email: "dana@example.com".into(),
+        debtor_phone: "+14155550123".into(),
+        debtor_timezone: "America/New_York".into(),
+        currency: "USD".parse().expect("USD is a currency"),
+        original_balance: MinorUnits(balance),
+        balance: MinorUnits(balance),
+        status: AccountStatus::Active,
+        assigned_agent_id: None,
+        due_date: time::macros::date!(2026 - 10 - 01),
+        days_past_due: 0,
+        dpd_bucket: DpdBucket::Current,
+        tags: vec![],
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        applied_bulk_jobs: Default::default(),
     }
 }
 

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use http::header::{CACHE_CONTROL, ETAG, IF_MATCH, IF_NONE_MATCH, LOCATION};
+use http::header::{IF_MATCH, LOCATION};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -34,8 +34,8 @@ use shared::activities::status_change;
 use shared::auth::{authorize, Action, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{
-    empty, header, json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation,
-    MAX_PAGE_LIMIT,
+    empty, header, json, none_match, page_limit, path_param, route_key, unknown_route,
+    with_cache_headers, HttpResult, Validation, MAX_PAGE_LIMIT,
 };
 use shared::platform::{InitError, Platform};
 use shared::ApiError;
@@ -96,34 +96,12 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request) -> HttpResult {
 
 // ------------------------------------------------------------------ caching helpers
 
-const CACHE: &str = "private, no-cache";
-
-fn with_headers(mut response: Response<Body>, etag: &str) -> Response<Body> {
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        headers.insert(ETAG, value);
-    }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE));
-    response
-}
-
-/// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 13.1.2).
-fn none_match(req: &Request, etag: &str) -> bool {
-    let Some(value) = header(req, IF_NONE_MATCH.as_str()) else {
-        return false;
-    };
-    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-    value
-        .split(',')
-        .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
-}
-
 fn not_modified(etag: &str) -> HttpResult {
-    Ok(with_headers(empty(StatusCode::NOT_MODIFIED)?, etag))
+    Ok(with_cache_headers(empty(StatusCode::NOT_MODIFIED)?, etag))
 }
 
 fn account_response(status: StatusCode, account: &Account) -> HttpResult {
-    Ok(with_headers(json(status, account)?, &account.etag()))
+    Ok(with_cache_headers(json(status, account)?, &account.etag()))
 }
 
 /// The version an `If-Match` names: `None` for `*`.
@@ -377,7 +355,7 @@ async fn list_accounts(app: &App, caller: &Caller, req: &Request) -> HttpResult 
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
         .map_err(ApiError::internal)?;
-    Ok(with_headers(response, &etag))
+    Ok(with_cache_headers(response, &etag))
 }
 
 // ------------------------------------------------------------------ create

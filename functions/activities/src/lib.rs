@@ -37,7 +37,7 @@ use http::header::CACHE_CONTROL;
 use http::{HeaderValue, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
-use shared::accounts::keys::{account_pk, index_keys};
+use shared::accounts::keys::{account_pk, index_key};
 use shared::accounts::model::{format_date, parse_date};
 use shared::accounts::{not_found, readable, writable, Account, AccountRepo, AccountStatus};
 use shared::activities::{
@@ -577,13 +577,7 @@ async fn move_account(
         let mut next = observed.clone();
         next.status = target;
         next.updated_at = now;
-        let key = |name: &str| {
-            index_keys(&next)
-                .into_iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v)
-                .unwrap_or_default()
-        };
+        let key = |name: &str| index_key(&next, name).unwrap_or_default();
         let update = Update::builder()
             .table_name(app.accounts_table.as_str())
             .key("pk", s(account_pk(observed.id)))

@@ -15,8 +15,8 @@
 //!   other route, which refuses the parameters it does not know).
 
 use base64::Engine;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use http::{HeaderValue, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ use shared::dashboard::summary::{
     AccountCounts, AgentTotals, MethodTotals, PeriodTotals, PromiseCounts, Totals,
 };
 use shared::dashboard::{AggregateStore, Summary, View};
-use shared::http::{empty, header, route_key, unknown_route, HttpResult};
+use shared::http::{empty, none_match, route_key, unknown_route, with_cache_headers, HttpResult};
 use shared::platform::{InitError, Platform};
 use shared::ApiError;
 use utoipa::OpenApi;
@@ -105,26 +105,6 @@ pub fn etag_of(body: &[u8]) -> String {
     )
 }
 
-/// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 13.1.2).
-fn none_match(req: &Request, etag: &str) -> bool {
-    let Some(value) = header(req, IF_NONE_MATCH.as_str()) else {
-        return false;
-    };
-    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
-    value
-        .split(',')
-        .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
-}
-
-fn with_cache_headers(mut response: Response<Body>, etag: &str) -> Response<Body> {
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        headers.insert(ETAG, value);
-    }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    response
-}
-
 /// Totals and KPIs: accounts by status and days-past-due bucket, outstanding balance, and
 /// today's and this month's collections, payments by method, activities and promises.
 #[utoipa::path(get, path = "/dashboard/summary", tag = "dashboard",
@@ -188,6 +168,6 @@ mod tests {
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
         assert_eq!(etag.len(), 2 + 43, "SHA-256 in unpadded base64url");
         assert_ne!(etag, etag_of(b"{ }"));
-        assert!(HeaderValue::from_str(&etag).is_ok());
+        assert!(http::HeaderValue::from_str(&etag).is_ok());
     }
 }

@@ -65,28 +65,14 @@ fn account(
     balance: i64,
     bucket: DpdBucket,
 ) -> Account {
-    let created = at(datetime!(2026-11-01 09:00 UTC));
     Account {
-        id: Id::generate(),
-        reference: format!("DASH-{}", Id::generate()),
-        debtor_name: "Dana Debtor".into(),
-        debtor_email: "dana@example.com".into(),
-        debtor_phone: "+14155550123".into(),
-        debtor_timezone: "America/New_York".into(),
         currency: currency.parse().unwrap(),
-        original_balance: MinorUnits(balance),
-        balance: MinorUnits(balance),
         status,
         assigned_agent_id: agent,
         due_date: date!(2026 - 11 - 10),
         days_past_due: 15,
         dpd_bucket: bucket,
-        tags: vec![],
-        version: 1,
-        created_at: created,
-        updated_at: created,
-        deleted_at: None,
-        applied_bulk_jobs: Default::default(),
+        ..shared::testing::account(balance, at(datetime!(2026-11-01 09:00 UTC)))
     }
 }
 

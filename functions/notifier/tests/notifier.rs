@@ -54,17 +54,11 @@ async fn with_gateway() -> (Stack, App, Config) {
 }
 
 fn account(id: Id, agent: Option<Id>) -> Account {
-    let now = Timestamp::now();
-    serde_json::from_value(json!({
-        "id": id, "reference": format!("N-{id}"), "debtor_name": "Dee Btor",
-        "debtor_email": "dee@example.com", "debtor_phone": "+14155550123",
-        "debtor_timezone": "America/New_York", "currency": "USD",
-        "original_balance": 10000, "balance": 10000, "status": "active",
-        "assigned_agent_id": agent, "due_date": "2026-10-01", "days_past_due": 0,
-        "dpd_bucket": "current", "tags": [], "version": 1,
-        "created_at": now, "updated_at": now, "deleted_at": null
-    }))
-    .unwrap()
+    Account {
+        id,
+        assigned_agent_id: agent,
+        ..shared::testing::account(10_000, Timestamp::now())
+    }
 }
 
 /// A completed payment's item as the ledger writes it (with the account's agent).

@@ -28,7 +28,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use shared::accounts::keys::{account_pk, index_keys};
+use shared::accounts::keys::{account_pk, index_key};
 use shared::accounts::model::format_date;
 use shared::accounts::{Account, AccountStatus};
 use shared::activities::{status_change, Activity, PROMISE_SHARDS};
@@ -352,13 +352,7 @@ async fn settle(
         next.status = AccountStatus::Active;
         next.updated_at = now;
         next.version = observed.version + 1;
-        let key = |name: &str| {
-            index_keys(&next)
-                .into_iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v)
-                .unwrap_or_default()
-        };
+        let key = |name: &str| index_key(&next, name).unwrap_or_default();
         let account_update = Update::builder()
             .table_name(app.tables.accounts.as_str())
             .key("pk", s(account_pk(observed.id)))

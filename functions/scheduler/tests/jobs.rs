@@ -173,29 +173,14 @@ impl Env {
 }
 
 fn account(due: time::Date, bucket: DpdBucket, status: AccountStatus, balance: i64) -> Account {
-    let id = Id::generate();
-    let created: Timestamp = datetime!(2026-01-02 09:00 UTC).into();
     Account {
-        id,
-        reference: format!("REF-{id}"),
-        debtor_name: "Dana Debtor".into(),
-        debtor_email: "dana@example.com".into(),
-        debtor_phone: "+14155550123".into(),
-        debtor_timezone: "America/New_York".into(),
-        currency: "USD".parse().unwrap(),
         original_balance: MinorUnits(10_000),
         balance: MinorUnits(balance),
         status,
-        assigned_agent_id: None,
         due_date: due,
-        days_past_due: 0,
         dpd_bucket: bucket,
-        tags: vec![],
         version: 3,
-        created_at: created,
-        updated_at: created,
-        deleted_at: None,
-        applied_bulk_jobs: Default::default(),
+        ..shared::testing::account(balance, datetime!(2026-01-02 09:00 UTC).into())
     }
 }
 

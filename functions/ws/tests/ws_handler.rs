@@ -96,18 +96,11 @@ impl Fixture {
     }
 
     async fn account(&self, agent: Option<Id>) -> Id {
-        let id = Id::generate();
-        let now = shared::domain::Timestamp::now();
-        let account: Account = serde_json::from_value(json!({
-            "id": id, "reference": format!("WS-{id}"), "debtor_name": "Dee Btor",
-            "debtor_email": "dee@example.com", "debtor_phone": "+14155550123",
-            "debtor_timezone": "America/New_York", "currency": "USD",
-            "original_balance": 10000, "balance": 10000, "status": "active",
-            "assigned_agent_id": agent, "due_date": "2026-10-01", "days_past_due": 0,
-            "dpd_bucket": "current", "tags": [], "version": 1,
-            "created_at": now, "updated_at": now, "deleted_at": null
-        }))
-        .unwrap();
+        let account = Account {
+            assigned_agent_id: agent,
+            ..shared::testing::account(10_000, shared::domain::Timestamp::now())
+        };
+        let id = account.id;
         self.app.accounts.create(&account).await.unwrap().unwrap();
         id
     }

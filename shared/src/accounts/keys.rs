@@ -179,6 +179,14 @@ pub fn balance_key(balance: i64) -> String {
     format!("{:019}", balance.max(0))
 }
 
+/// The index key `name` of `account` (as [`index_keys`] computes it).
+pub fn index_key(account: &Account, name: &str) -> Option<String> {
+    index_keys(account)
+        .into_iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
 /// Every index key attribute of a live account.
 pub fn index_keys(account: &Account) -> Vec<(&'static str, String)> {
     let id = account.id;

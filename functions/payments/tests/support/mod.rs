@@ -7,10 +7,10 @@
 use http::StatusCode;
 use payments::{dispatch, App};
 use serde_json::Value;
-use shared::accounts::{Account, AccountRepo, AccountStatus, DpdBucket};
+use shared::accounts::{Account, AccountRepo};
 use shared::auth::{Caller, Role};
 use shared::config::Config;
-use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::domain::{Id, Timestamp};
 use shared::rate_limit::RateLimits;
 use shared::testing::{body_json, TestRequest};
 
@@ -57,29 +57,10 @@ pub struct Answer {
 impl Fixture {
     /// A new account with `balance` in `currency`, optionally assigned to `agent`.
     pub async fn account(&self, balance: i64, currency: &str, agent: Option<Id>) -> Account {
-        let now = Timestamp::now();
-        let id = Id::generate();
         let account = Account {
-            id,
-            reference: format!("REF-{id}"),
-            debtor_name: "Dana Debtor".into(),
-            debtor_email: "dana@example.com".into(),
-            debtor_phone: "+14155550123".into(),
-            debtor_timezone: "America/New_York".into(),
             currency: currency.parse().unwrap(),
-            original_balance: MinorUnits(balance),
-            balance: MinorUnits(balance),
-            status: AccountStatus::Active,
             assigned_agent_id: agent,
-            due_date: time::macros::date!(2026 - 10 - 01),
-            days_past_due: 0,
-            dpd_bucket: DpdBucket::Current,
-            tags: vec![],
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            applied_bulk_jobs: Default::default(),
+            ..shared::testing::account(balance, Timestamp::now())
         };
         self.repo.create(&account).await.unwrap().unwrap();
         account
