@@ -9,38 +9,20 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
-use shared::accounts::{Account, AccountStatus, DpdBucket};
+use shared::accounts::Account;
 use shared::auth::{AuthSettings, Caller, KeySet, Role};
 use shared::clients::Clients;
 use shared::config::Config;
-use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::domain::{Id, Timestamp};
 use shared::rate_limit::RateLimits;
 use shared::testing::TestRequest;
 
 fn account(currency: shared::domain::Currency) -> Account {
-    let now = Timestamp::now();
-    let id = Id::generate();
     Account {
-        id,
-        reference: format!("BENCH-{id}"),
-        debtor_name: "Bench Debtor".into(),
-        debtor_email: "bench@example.com".into(),
-        debtor_phone: "+14155550123".into(),
-        debtor_timezone: "America/New_York".into(),
         currency,
-        original_balance: MinorUnits(10_000),
-        balance: MinorUnits(10_000),
-        status: AccountStatus::Active,
-        assigned_agent_id: None,
         due_date: time::macros::date!(2026 - 01 - 15),
-        days_past_due: 0,
-        dpd_bucket: DpdBucket::Current,
         tags: vec!["seed".into()],
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        applied_bulk_jobs: Default::default(),
+        ..shared::testing::account(10_000, Timestamp::now())
     }
     .fresh()
 }

@@ -14,11 +14,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_sqs::types::Message;
 use http::StatusCode;
 use serde_json::{json, Value};
-use shared::accounts::{Account, AccountStatus, DpdBucket};
+use shared::accounts::{Account, AccountStatus};
 use shared::auth::{AuthSettings, Caller, KeySet, Role};
 use shared::clients::Clients;
 use shared::config::Config;
-use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::domain::{Id, Timestamp};
 use shared::rate_limit::RateLimits;
 use shared::testing::{body_json, TestRequest};
 
@@ -66,29 +66,11 @@ async fn env() -> Env {
 }
 
 fn account(status: AccountStatus, balance: i64) -> Account {
-    let now = Timestamp::now();
-    let id = Id::generate();
     Account {
-        id,
-        reference: format!("REF-{id}"),
-        debtor_name: "Dana Debtor".into(),
-        debtor_email: "dana@example.com".into(),
-        debtor_phone: "+14155550123".into(),
-        debtor_timezone: "America/New_York".into(),
-        currency: "USD".parse().unwrap(),
-        original_balance: MinorUnits(balance),
-        balance: MinorUnits(balance),
         status,
-        assigned_agent_id: None,
         due_date: time::macros::date!(2026 - 01 - 15),
-        days_past_due: 0,
-        dpd_bucket: DpdBucket::Current,
         tags: vec!["seed".into()],
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        applied_bulk_jobs: Default::default(),
+        ..shared::testing::account(balance, Timestamp::now())
     }
     .fresh()
 }
