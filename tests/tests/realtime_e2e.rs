@@ -220,3 +220,67 @@ async fn payments_reach_subscribers_agents_see_only_their_accounts_gone_connecti
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_job_follower_gets_ordered_progress_ending_in_the_final_state() {
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
+    const ACCOUNTS: usize = 300;
+    let ids: Vec<String> = futures::stream::iter(0..ACCOUNTS)
+        .map(|_| async {
+            stack.create_account(account_body("JOB", 10_000)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let body = json!({"account_ids": ids, "changes": {"add_tags": ["rt-job"]}});
+    let (status, accepted) = stack
+        .send("POST", "/bulk/accounts", Some(stack.admin()), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let job_id = accepted["job_id"].as_str().unwrap().to_owned();
+    // Subscribed right after the 202: the planner message has yet to go through SQS.
+    let follower = Inbox::subscribe(&stack, stack.admin(), &[&format!("job:{job_id}")]).await;
+
+    let finished = |m: &Value| m["type"] == "job.progress" && m["data"]["finished_at"].is_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = loop {
+        if let Some((_, message)) = follower.find(finished) {
+            break message;
+        }
+        assert!(Instant::now() < deadline, "no final job.progress in 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(last["data"]["id"], job_id.as_str(), "{last}");
+    assert_eq!(last["data"]["state"], "completed", "{last}");
+    assert_eq!(last["data"]["total"], ACCOUNTS);
+    assert_eq!(last["data"]["processed"], ACCOUNTS);
+    assert_eq!(last["data"]["succeeded"], ACCOUNTS);
+
+    // Every message is this job's, in order: progress never goes backwards, and the
+    // final state is the last word.
+    let progress: Vec<Value> = follower
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, m)| m.clone())
+        .filter(|m| m["type"] == "job.progress")
+        .collect();
+    assert!(progress.iter().all(|m| m["data"]["id"] == job_id.as_str()));
+    let processed: Vec<u64> = progress
+        .iter()
+        .map(|m| m["data"]["processed"].as_u64().unwrap())
+        .collect();
+    assert!(
+        processed.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {processed:?}"
+    );
+    assert_eq!(progress.last(), Some(&last));
+    println!(
+        "FIGURE job.progress messages for a {ACCOUNTS}-account job: {} ({processed:?})",
+        progress.len()
+    );
+}
