@@ -42,6 +42,7 @@ pub fn account(balance: i64, now: Timestamp) -> Account {
         debtor_email: "dana@example.com".into(),
         debtor_phone: "+14155550123".into(),
         debtor_timezone: "America/New_York".into(),
+        // Test support only: "USD" is in ISO 4217, so the parse cannot fail.
         currency: "USD".parse().expect("USD is a currency"),
         original_balance: MinorUnits(balance),
         balance: MinorUnits(balance),
