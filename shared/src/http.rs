@@ -180,6 +180,48 @@ pub fn with_cache_headers(mut response: Response<Body>, etag: &str) -> Response<
     response
 }
 
+/// Whether a body-derived `ETag` promises byte-identical bodies (`Strong`) or only
+/// equivalent ones (`Weak`, `W/"..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validator {
+    Strong,
+    Weak,
+}
+
+/// The `ETag` of a body: its SHA-256 in unpadded base64url, quoted (weak: `W/` prefixed).
+pub fn body_etag(body: &[u8], validator: Validator) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(body));
+    match validator {
+        Validator::Strong => format!("\"{digest}\""),
+        Validator::Weak => format!("W/\"{digest}\""),
+    }
+}
+
+/// A `200` JSON answer whose `ETag` is derived from its body, or a bodyless `304` when the
+/// request's `If-None-Match` names that tag; both with `Cache-Control: private, no-cache`.
+/// For answers computed from many items (a list page, the dashboard), which have no
+/// version of their own.
+pub fn json_or_not_modified<T: Serialize>(
+    req: &Request,
+    value: &T,
+    validator: Validator,
+) -> HttpResult {
+    let body = serde_json::to_vec(value).map_err(ApiError::internal)?;
+    let etag = body_etag(&body, validator);
+    if none_match(req, &etag) {
+        return Ok(with_cache_headers(empty(StatusCode::NOT_MODIFIED)?, &etag));
+    }
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .map_err(ApiError::internal)?;
+    Ok(with_cache_headers(response, &etag))
+}
+
 /// A JSON response with `status`.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResult {
     let body = serde_json::to_string(value).map_err(ApiError::internal)?;
@@ -328,6 +370,16 @@ impl Validation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_etags_are_sha256_digests_strong_or_weak() {
+        let strong = body_etag(b"{}", Validator::Strong);
+        assert!(strong.starts_with('"') && strong.ends_with('"'), "{strong}");
+        assert_eq!(strong.len(), 2 + 43, "SHA-256 in unpadded base64url");
+        assert_ne!(strong, body_etag(b"{ }", Validator::Strong));
+        assert_eq!(body_etag(b"{}", Validator::Weak), format!("W/{strong}"));
+        assert!(HeaderValue::from_str(&strong).is_ok());
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

@@ -21,9 +21,8 @@ use std::collections::BTreeSet;
 
 use http::header::{IF_MATCH, LOCATION};
 use http::{HeaderValue, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::Request;
 use serde::{Deserialize, Deserializer, Serialize};
-use sha2::{Digest, Sha256};
 use shared::accounts::dpd::today_utc;
 use shared::accounts::model::parse_date;
 use shared::accounts::{
@@ -34,8 +33,8 @@ use shared::activities::status_change;
 use shared::auth::{authorize, Action, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{
-    empty, header, json, none_match, page_limit, path_param, route_key, unknown_route,
-    with_cache_headers, HttpResult, Validation, MAX_PAGE_LIMIT,
+    empty, header, json, json_or_not_modified, none_match, page_limit, path_param, route_key,
+    unknown_route, with_cache_headers, HttpResult, Validation, Validator, MAX_PAGE_LIMIT,
 };
 use shared::platform::{InitError, Platform};
 use shared::ApiError;
@@ -334,28 +333,11 @@ async fn list_accounts(app: &App, caller: &Caller, req: &Request) -> HttpResult 
         items_read = page.items_read,
         "list page"
     );
-    let body = serde_json::to_vec(&AccountPage {
+    let page = AccountPage {
         items: page.items,
         next_cursor: page.next_cursor,
-    })
-    .map_err(ApiError::internal)?;
-    let digest = Sha256::digest(&body);
-    let etag = format!(
-        "W/\"{}\"",
-        digest[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    if none_match(req, &etag) {
-        return not_modified(&etag);
-    }
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .map_err(ApiError::internal)?;
-    Ok(with_cache_headers(response, &etag))
+    };
+    json_or_not_modified(req, &page, Validator::Weak)
 }
 
 // ------------------------------------------------------------------ create
