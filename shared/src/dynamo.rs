@@ -1,11 +1,12 @@
-//! Reading DynamoDB Query and Scan results page by page, from the first page to the last.
+//! Reading DynamoDB Query and Scan results page by page, from the first page to the last,
+//! and BatchGetItem results to the last unprocessed key.
 
 use std::collections::HashMap;
 use std::future::Future;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use crate::error::ApiError;
 
@@ -69,4 +70,44 @@ pub async fn read_all<R: Paged, T>(
     })
     .await?;
     Ok(out)
+}
+
+/// Every item of `keys` that exists in `table` (BatchGetItem, 100 keys a call; unprocessed
+/// keys are asked again after a backoff, as AWS advises).
+pub async fn batch_get_all(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<Item>,
+) -> Result<Vec<Item>, ApiError> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .build()
+                .map_err(ApiError::internal)?,
+        );
+        let mut attempt = 0;
+        while let Some(keys) = request.take() {
+            let out = dynamodb
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await?;
+            found.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            request = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys.is_empty());
+            if request.is_some() {
+                tokio::time::sleep(crate::payments::backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+    Ok(found)
 }

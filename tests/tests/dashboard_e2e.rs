@@ -379,6 +379,10 @@ async fn the_dashboard_adds_up_to_what_the_api_says_and_reconciles() {
             }
         }
     }
+    // The breakdown lists agents only: the admin, who recorded payments and ran the bulk
+    // job, has figures of its own scope but no entry.
+    per_agent.retain(|id, _| *id == agent_1 || *id == agent_2);
+    assert_eq!(per_agent.len(), 2);
     assert!(all.collected.values().sum::<i64>() > 0);
     assert!(all.by_status.contains_key("closed") && all.by_status.contains_key("paid"));
 
@@ -409,6 +413,16 @@ async fn the_dashboard_adds_up_to_what_the_api_says_and_reconciles() {
             "agent {agent}: {summary:#}"
         );
     }
+    let listed: Vec<&str> = summary["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap())
+        .collect();
+    let mut agents = [agent_1.as_str(), agent_2.as_str()];
+    agents.sort();
+    assert_eq!(listed, agents, "agents only, sorted by id");
+    assert!(summary["agents"][0]["name"].is_string(), "{summary:#}");
     assert_eq!(summary["date"], today());
     assert_eq!(summary["accounts"]["total"], 9);
 

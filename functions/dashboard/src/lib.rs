@@ -1,7 +1,8 @@
 //! The dashboard: `GET /dashboard/summary`.
 //!
 //! - Every role reads it; what it shows depends on the role: admins and managers get
-//!   everyone's totals plus the per-agent breakdown, viewers everyone's totals only, an agent
+//!   everyone's totals plus the per-agent breakdown (users with role agent, named, and ids
+//!   no user has; see `shared::dashboard::summary::name_agents`), viewers everyone's totals only, an agent
 //!   only its own figures (accounts assigned to it, payments on them, activities it logged).
 //! - The figures are the aggregates the `notifier` materialises from the tables' streams
 //!   (`shared::dashboard`): one BatchGetItem (one scope) or three Queries (per agent), never
@@ -16,9 +17,9 @@
 
 use lambda_http::Request;
 use serde::Deserialize;
-use shared::auth::{authorize, Action, BearerSecurity, Caller, Role, Scope};
+use shared::auth::{authorize, Action, BearerSecurity, Caller, Role, Scope, UserRepo};
 use shared::dashboard::summary::{
-    AccountCounts, AgentTotals, MethodTotals, PeriodTotals, PromiseCounts, Totals,
+    name_agents, AccountCounts, AgentTotals, MethodTotals, PeriodTotals, PromiseCounts, Totals,
 };
 use shared::dashboard::{AggregateStore, Summary, View};
 use shared::http::{json_or_not_modified, route_key, unknown_route, HttpResult, Validator};
@@ -29,15 +30,17 @@ use utoipa::OpenApi;
 pub struct App {
     pub platform: Platform,
     pub store: AggregateStore,
+    /// Names the per-agent breakdown (and tells agents from other users).
+    pub users: UserRepo,
 }
 
 impl App {
     pub fn new(platform: Platform) -> Self {
+        let dynamodb = &platform.clients.dynamodb;
+        let tables = &platform.config.tables;
         Self {
-            store: AggregateStore::new(
-                platform.clients.dynamodb.clone(),
-                platform.config.tables.aggregates.clone(),
-            ),
+            store: AggregateStore::new(dynamodb.clone(), tables.aggregates.clone()),
+            users: UserRepo::new(dynamodb.clone(), tables.users.clone()),
             platform,
         }
     }
@@ -102,7 +105,9 @@ pub fn view_for(caller: &Caller, scope: &Scope) -> View {
 async fn summary(app: &App, caller: &Caller, req: &Request, today: time::Date) -> HttpResult {
     let scope = authorize(caller, Action::ReadDashboard)?;
     let NoParameters {} = shared::http::query(req)?;
-    let summary = shared::dashboard::summary(&app.store, view_for(caller, &scope), today).await?;
+    let mut summary =
+        shared::dashboard::summary(&app.store, view_for(caller, &scope), today).await?;
+    name_agents(&mut summary, &app.users).await?;
     // The body is deterministic (`Summary` holds only ordered maps and sorted lists), so
     // equal figures give byte-identical bodies: a strong validator.
     json_or_not_modified(req, &summary, Validator::Strong)

@@ -8,6 +8,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use shared::accounts::{Account, AccountStatus, DpdBucket};
 use shared::activities::{Activity, ActivityType};
+use shared::auth::users::NewUser;
 use shared::auth::{Caller, Role};
 use shared::dashboard::{Change, Tracked};
 use shared::domain::{Id, MinorUnits, Timestamp};
@@ -145,7 +146,26 @@ struct Seeded {
 /// and a pending payment (which counts nowhere).
 async fn seeded() -> Seeded {
     let app = App::new(shared::testing::platform(RateLimits::off()).await);
-    let (agent_a, agent_b) = (Id::generate(), Id::generate());
+    // Agent A and a manager are users; agent B is an id no user has (an import's).
+    let user = |name: &str, role: Role| NewUser {
+        email: format!("{}@example.com", Id::generate()),
+        name: name.into(),
+        role,
+        password_hash: "not a hash: never signs in".into(),
+    };
+    let agent_a = app
+        .users
+        .create(user("Avery Agent", Role::Agent))
+        .await
+        .unwrap()
+        .id;
+    let manager = app
+        .users
+        .create(user("Morgan Manager", Role::Manager))
+        .await
+        .unwrap()
+        .id;
+    let agent_b = Id::generate();
     let a1 = account(
         Some(agent_a),
         AccountStatus::Active,
@@ -250,6 +270,14 @@ async fn seeded() -> Seeded {
             .unwrap(),
         ),
     ];
+    // The manager logs a note: its own scope has figures, but it is no agent.
+    let mut changes = changes;
+    changes.push(insert(
+        Tracked::Activities,
+        activity(&a1, manager, ActivityType::Note, None)
+            .to_item()
+            .unwrap(),
+    ));
     let applied = app.store.apply(&changes).await.unwrap();
     assert_eq!(applied.duplicates, 0);
     Seeded {
@@ -338,11 +366,15 @@ async fn admins_and_managers_see_everyone_and_each_agent() {
         .iter()
         .map(|a| a["agent_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, expected_ids, "sorted, only agents with figures");
+    assert_eq!(
+        ids, expected_ids,
+        "sorted, only agents with figures: not the manager who logged a note"
+    );
     let a = agents
         .iter()
         .find(|a| a["agent_id"] == s.agent_a.to_string())
         .unwrap();
+    assert_eq!(a["name"], "Avery Agent");
     assert_eq!(a["accounts"]["total"], 2);
     assert_eq!(a["outstanding"], json!({"USD": 15_000}));
     assert_eq!(a["today"]["collected"], json!({"USD": 2_500}));
@@ -351,6 +383,7 @@ async fn admins_and_managers_see_everyone_and_each_agent() {
         .iter()
         .find(|a| a["agent_id"] == s.agent_b.to_string())
         .unwrap();
+    assert_eq!(agent_b["name"], Value::Null, "no user has this id");
     assert_eq!(agent_b["today"]["collected"], json!({"EUR": 1_000}));
     assert_eq!(agent_b["today"]["activities"]["call"], 0);
 

@@ -279,6 +279,19 @@ impl UserRepo {
         }
     }
 
+    /// The users of `ids` that exist (BatchGetItem, eventually consistent: for display).
+    pub async fn get_many(&self, ids: &[Id]) -> Result<Vec<UserItem>, ApiError> {
+        let keys = ids
+            .iter()
+            .map(|id| HashMap::from([("pk".to_owned(), s(user_pk(*id)))]))
+            .collect();
+        crate::dynamo::batch_get_all(&self.dynamodb, self.table.as_str(), keys)
+            .await?
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item(item)?))
+            .collect()
+    }
+
     /// One user by email (case-insensitive): the email item, then the user.
     pub async fn find_by_email(&self, email: &str) -> Result<Option<UserItem>, ApiError> {
         let output = self

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::tally::{contribution, AggregateKey, Counters, Item, Period, Scope, Tally, Tracked};
@@ -250,40 +250,13 @@ impl AggregateStore {
         &self,
         keys: &[AggregateKey],
     ) -> Result<BTreeMap<AggregateKey, Counters>, ApiError> {
-        let mut found = BTreeMap::new();
-        for chunk in keys.chunks(100) {
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(key_of).collect()))
-                    .build()
-                    .map_err(ApiError::internal)?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
-                let out = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(self.table.as_str(), keys)
-                    .send()
-                    .await?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(self.table.as_str()))
-                    .unwrap_or_default()
-                {
-                    found.extend(parse_item(&item));
-                }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(self.table.as_str()))
-                    .filter(|k| !k.keys.is_empty());
-                if request.is_some() {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-        Ok(found)
+        let items = crate::dynamo::batch_get_all(
+            &self.dynamodb,
+            self.table.as_str(),
+            keys.iter().map(key_of).collect(),
+        )
+        .await?;
+        Ok(items.iter().filter_map(parse_item).collect())
     }
 
     /// Every scope's counters of one period (a Query on its partition).

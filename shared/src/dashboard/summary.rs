@@ -1,7 +1,7 @@
 //! `GET /dashboard/summary`'s answer, read from the materialised aggregates: at most three
 //! Queries (all scopes) or one BatchGetItem (one scope), never a Scan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -10,6 +10,7 @@ use super::store::AggregateStore;
 use super::tally::{AggregateKey, Counters, Period, Scope};
 use crate::accounts::{AccountStatus, DpdBucket};
 use crate::activities::ActivityType;
+use crate::auth::{Role, UserRepo};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::payments::PaymentMethod;
@@ -89,6 +90,9 @@ pub struct Totals {
 pub struct AgentTotals {
     #[schema(value_type = String)]
     pub agent_id: Id,
+    /// The agent's name; `null` when no user has this id (an id assigned by an import, or a
+    /// user since removed).
+    pub name: Option<String>,
     #[serde(flatten)]
     pub totals: Totals,
 }
@@ -105,7 +109,7 @@ pub struct Summary {
     pub agent_id: Option<Id>,
     #[serde(flatten)]
     pub totals: Totals,
-    /// Per agent, for admins and managers (agents with any figure); absent otherwise.
+    /// Per agent, for admins and managers (agents with any figure, by id); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<AgentTotals>>,
 }
@@ -257,6 +261,7 @@ pub async fn summary(
                         .into_iter()
                         .map(|agent_id| AgentTotals {
                             agent_id,
+                            name: None,
                             totals: of(&Scope::Agent(agent_id)),
                         })
                         .collect(),
@@ -264,6 +269,32 @@ pub async fn summary(
             })
         }
     }
+}
+
+/// Names the per-agent entries and keeps only agents: activities count for whoever logged
+/// them, so an admin or manager who logs a call or runs a bulk job has figures of its own
+/// scope, which do not belong in a per-agent breakdown. An id with no user stays (accounts
+/// can be assigned to ids an import brought), unnamed.
+pub async fn name_agents(summary: &mut Summary, users: &UserRepo) -> Result<(), ApiError> {
+    let Some(agents) = summary.agents.as_mut() else {
+        return Ok(());
+    };
+    let ids: Vec<Id> = agents.iter().map(|a| a.agent_id).collect();
+    let known: HashMap<Id, (Role, String)> = users
+        .get_many(&ids)
+        .await?
+        .into_iter()
+        .map(|user| (user.id, (user.role, user.name)))
+        .collect();
+    agents.retain_mut(|entry| match known.get(&entry.agent_id) {
+        Some((Role::Agent, name)) => {
+            entry.name = Some(name.clone());
+            true
+        }
+        Some(_) => false,
+        None => true,
+    });
+    Ok(())
 }
 
 #[cfg(test)]
