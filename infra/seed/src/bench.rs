@@ -105,7 +105,7 @@ async fn main() -> Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
 
     println!("seeding {n} accounts into {accounts_table} ...");
-    let stats = seed::seed(&dynamodb, &accounts_table, n, 16, |_| {}).await?;
+    let stats = seed::seed(&dynamodb, &accounts_table, n, &seed::agents(20), 16, |_| {}).await?;
     println!(
         "seeded {} accounts in {:.1} s ({:.0} accounts/s)",
         stats.accounts,

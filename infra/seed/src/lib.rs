@@ -64,7 +64,8 @@ const TAGS: [&str; 6] = [
     "callback",
 ];
 
-/// The agents accounts are spread over (fixed ids so a re-seed keeps them).
+/// Placeholder agents for `make seed` and the benches, which have no users to assign: fixed
+/// ids so a re-seed keeps them. `make run DEMO=1` passes real agents instead (`--agents`).
 pub fn agents(count: usize) -> Vec<Id> {
     (0..count)
         .map(|i| {
@@ -174,25 +175,25 @@ impl Stats {
     }
 }
 
-/// Writes `n` accounts (and their reference items) with `concurrency` batches in flight;
-/// `progress` is told every account written.
+/// Writes `n` accounts (and their reference items) with `concurrency` batches in flight,
+/// about 80 % of them assigned to one of `agents` (none when it is empty); `progress` is told
+/// every account written.
 pub async fn seed(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     n: u64,
+    agents: &[Id],
     concurrency: usize,
     progress: impl Fn(u64) + Sync,
 ) -> Result<Stats> {
     let started = Instant::now();
     let run: String = Id::generate().to_string()[20..].to_owned();
-    let agents = agents(20);
     let retries = Arc::new(AtomicU64::new(0));
     // 12 accounts + 12 reference items per BatchWriteItem (the limit is 25 requests).
     let per_batch = 12_u64;
     let batches = n.div_ceil(per_batch);
     let results = futures::stream::iter(0..batches)
         .map(|b| {
-            let agents = &agents;
             let run = &run;
             let retries = retries.clone();
             let progress = &progress;
@@ -269,4 +270,36 @@ async fn write_all(
         delay = (delay * 2).min(Duration::from_secs(2));
     }
     anyhow::bail!("items still unprocessed after 12 attempts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_go_only_to_the_given_agents_and_mostly_to_one() {
+        let agents = [Id::generate(), Id::generate(), Id::generate()];
+        let mut rng = rand::rng();
+        let accounts: Vec<Account> = (0..500)
+            .map(|n| account(&mut rng, "t", n, &agents))
+            .collect();
+        assert!(accounts
+            .iter()
+            .filter_map(|a| a.assigned_agent_id)
+            .all(|agent| agents.contains(&agent)));
+        let assigned = accounts
+            .iter()
+            .filter(|a| a.assigned_agent_id.is_some())
+            .count();
+        assert!(assigned > 300, "about 80 % are assigned, got {assigned}");
+        for agent in agents {
+            assert!(accounts.iter().any(|a| a.assigned_agent_id == Some(agent)));
+        }
+    }
+
+    #[test]
+    fn no_agents_leaves_accounts_unassigned() {
+        let mut rng = rand::rng();
+        assert!((0..50).all(|n| account(&mut rng, "t", n, &[]).assigned_agent_id.is_none()));
+    }
 }

@@ -9,14 +9,19 @@
 //!
 //! ```text
 //! make seed N=100000          # into make run's stack
-//! seed --demo                 # a few hundred accounts (make run DEMO=1)
+//! seed --demo --agents <id,...> # a few hundred accounts for real agents (make run DEMO=1)
 //! ```
+//!
+//! Accounts go to the agents in `--agents` (the ids `collectpro-admin seed-demo-users`
+//! prints, so an agent can sign in and see them); without it, to 20 placeholder ids that no
+//! user has (`seed::agents`), which is all a load test needs.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use shared::domain::Id;
 
 #[derive(Parser)]
 #[command(about = "Load realistic accounts into the Accounts table")]
@@ -35,6 +40,10 @@ struct Args {
     table: Option<String>,
     #[arg(long, default_value = "collectpro-local-")]
     table_prefix: String,
+    /// Spread the accounts over these agents' user ids (comma-separated ULIDs) instead of
+    /// 20 placeholder ids.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    agents: Option<Vec<Id>>,
     /// Provision a fresh set of the template's tables first (random prefix).
     #[arg(long)]
     provision: bool,
@@ -44,6 +53,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let n = if args.demo { 300 } else { args.n };
+    let agents = args.agents.unwrap_or_else(|| seed::agents(20));
     let table = if args.provision {
         let provisioned = local_gateway::provision_for_test().await?;
         for (k, v) in &provisioned.env {
@@ -77,7 +87,10 @@ async fn main() -> Result<()> {
         "{spinner} {bar:40} {pos}/{len} accounts {per_sec} eta {eta}",
     )?);
     bar.enable_steady_tick(Duration::from_millis(200));
-    let stats = seed::seed(&client, &table, n, args.concurrency, |k| bar.inc(k)).await?;
+    let stats = seed::seed(&client, &table, n, &agents, args.concurrency, |k| {
+        bar.inc(k)
+    })
+    .await?;
     bar.finish();
     println!(
         "seeded {} accounts into {table} in {:.1} s: {:.0} accounts/s ({} batch retries)",
@@ -87,4 +100,19 @@ async fn main() -> Result<()> {
         stats.retries
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_are_a_comma_separated_list_of_ulids() {
+        let (a, b) = (Id::generate(), Id::generate());
+        let args =
+            Args::try_parse_from(["seed", "--demo", "--agents", &format!("{a},{b}")]).unwrap();
+        assert_eq!(args.agents, Some(vec![a, b]));
+        assert!(Args::try_parse_from(["seed", "--agents", "not-an-id"]).is_err());
+        assert!(Args::try_parse_from(["seed"]).unwrap().agents.is_none());
+    }
 }
