@@ -13,6 +13,13 @@
 //! `AWS_ENDPOINT_URL_*` endpoints (so under `infra/stack.sh` it talks to DynamoDB Local and
 //! moto, and with AWS credentials to a real deployment).
 //!
+//! `seed-demo-users` (idempotent; for `make run DEMO=1`): creates `manager@collectpro.local`,
+//! `viewer@collectpro.local` and `agent1@collectpro.local` … `agent5@collectpro.local` with
+//! the password in `COLLECTPRO_ADMIN_PASSWORD` (required: demo users get no generated
+//! password), through `UserRepo::create` like any user. A user whose email exists is left as
+//! it is. It prints the five agents' ids on stdout, one per line (what
+//! `seed --demo --agents` takes), and what it did on stderr.
+//!
 //! `reconcile` (read-only unless `--repair`): recomputes the dashboard aggregates from the
 //! accounts, payments and activities tables (parallel Scans) and compares them with the
 //! Aggregates table (`shared::dashboard::reconcile`); prints each drifting counter and a
@@ -33,7 +40,7 @@ use clap::{Parser, Subcommand};
 use rand::RngCore;
 use shared::auth::keys::KeySet;
 use shared::auth::password::policy_errors;
-use shared::auth::users::{NewUser, UserRepo};
+use shared::auth::users::{NewUser, UserItem, UserRepo};
 use shared::auth::{PasswordHasher, Role};
 use shared::config::{TableName, Tables};
 use shared::dashboard::reconcile::{reconcile, Drift};
@@ -67,6 +74,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
     },
+    /// Create the demo manager, viewer and five agents (if absent); print the agents' ids.
+    SeedDemoUsers {
+        /// Users table = PREFIX + "UsersTable" (the local gateway's naming); else USERS_TABLE.
+        #[arg(long)]
+        table_prefix: Option<String>,
+    },
     /// Recompute the dashboard aggregates from the tables and report drift (exit 1).
     Reconcile {
         /// Tables = PREFIX + "AccountsTable", ... (the local gateway's naming); else the
@@ -88,6 +101,9 @@ async fn main() -> Result<ExitCode> {
             name,
             wait_secs,
         } => seed_admin(table_prefix, email, name, Duration::from_secs(wait_secs))
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::SeedDemoUsers { table_prefix } => seed_demo_users(table_prefix)
             .await
             .map(|()| ExitCode::SUCCESS),
         // Drift (1) and failure (2) differ, so a scheduled check can tell them apart.
@@ -225,11 +241,7 @@ async fn seed_admin(
     name: String,
     wait: Duration,
 ) -> Result<()> {
-    let users_table = match table_prefix {
-        Some(prefix) => format!("{prefix}UsersTable"),
-        None => std::env::var("USERS_TABLE")
-            .context("set USERS_TABLE (or pass --table-prefix) to name the Users table")?,
-    };
+    let users_table = users_table(table_prefix)?;
     let parameter = std::env::var("JWT_KEYS_PARAMETER")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -282,6 +294,108 @@ async fn seed_admin(
         Err(err) => return Err(api(err)),
     }
     Ok(())
+}
+
+fn users_table(table_prefix: Option<String>) -> Result<String> {
+    match table_prefix {
+        Some(prefix) => Ok(format!("{prefix}UsersTable")),
+        None => std::env::var("USERS_TABLE")
+            .context("set USERS_TABLE (or pass --table-prefix) to name the Users table"),
+    }
+}
+
+/// The demo users: email, name, role. The agents come last, in the order their ids are
+/// printed.
+const DEMO_USERS: [(&str, &str, Role); 7] = [
+    ("manager@collectpro.local", "Demo Manager", Role::Manager),
+    ("viewer@collectpro.local", "Demo Viewer", Role::Viewer),
+    ("agent1@collectpro.local", "Agent One", Role::Agent),
+    ("agent2@collectpro.local", "Agent Two", Role::Agent),
+    ("agent3@collectpro.local", "Agent Three", Role::Agent),
+    ("agent4@collectpro.local", "Agent Four", Role::Agent),
+    ("agent5@collectpro.local", "Agent Five", Role::Agent),
+];
+
+async fn seed_demo_users(table_prefix: Option<String>) -> Result<()> {
+    let users_table = users_table(table_prefix)?;
+    // No generated fallback as for the admin: seven generated passwords nobody asked for
+    // would be useless, and "the admin's password" is easy to tell.
+    let password = std::env::var("COLLECTPRO_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .context("set COLLECTPRO_ADMIN_PASSWORD (the demo users' password)")?;
+    for (email, _, _) in DEMO_USERS {
+        let problems = policy_errors(&password, email);
+        if !problems.is_empty() {
+            bail!(
+                "COLLECTPRO_ADMIN_PASSWORD {} (for {email})",
+                problems.join(", ")
+            );
+        }
+    }
+    let sdk = shared::clients::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    wait_for_table(&dynamodb, &users_table, Duration::ZERO).await?;
+    let repo = UserRepo::new(dynamodb, TableName::new(users_table.clone()));
+    let hasher = PasswordHasher::new().map_err(api)?;
+    let mut agents = Vec::new();
+    for (email, name, role) in DEMO_USERS {
+        let user = ensure_user(&repo, &hasher, email, name, role, &password).await?;
+        if user.role != role {
+            eprintln!(
+                "demo: {email} has role {} (not {role}); left as it is",
+                user.role
+            );
+        }
+        if role == Role::Agent {
+            agents.push(user.id);
+        }
+    }
+    // Only the ids on stdout, so a script can take them as they are.
+    for id in agents {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// The user with `email`: the existing one (left as it is), else a new one.
+async fn ensure_user(
+    repo: &UserRepo,
+    hasher: &PasswordHasher,
+    email: &str,
+    name: &str,
+    role: Role,
+    password: &str,
+) -> Result<UserItem> {
+    if let Some(existing) = repo.find_by_email(email).await.map_err(api)? {
+        eprintln!("demo: {email} exists (id {}); left as it is", existing.id);
+        return Ok(existing);
+    }
+    let password_hash = hasher
+        .hash_blocking(password.to_owned())
+        .await
+        .map_err(api)?;
+    let created = repo
+        .create(NewUser {
+            email: email.to_owned(),
+            name: name.to_owned(),
+            role,
+            password_hash,
+        })
+        .await;
+    match created {
+        Ok(user) => {
+            eprintln!("demo: created {email} ({role}, id {})", user.id);
+            Ok(user)
+        }
+        // Another seeder created it in between: use theirs.
+        Err(err) if err.status == http_conflict() => repo
+            .find_by_email(email)
+            .await
+            .map_err(api)?
+            .with_context(|| format!("{email} is taken but its user is not there")),
+        Err(err) => Err(api(err)),
+    }
 }
 
 fn http_conflict() -> http::StatusCode {
