@@ -65,8 +65,18 @@ endif
 
 test: lint unit-and-integration
 
-bench-gateway: build
-	infra/stack.sh cargo run --quiet -p local-gateway --bin bench-gateway -- --template template.yaml --bin-dir $(BIN_DIR)
+# Benchmarks run the bench-fast profile's binaries (see Cargo.toml; BENCH_PROFILE=dev measures
+# the test build instead); the gateway and the harnesses find them through COLLECTPRO_BIN_DIR.
+BENCH_PROFILE ?= bench-fast
+BENCH_DIR := $(TARGET_DIR)/$(if $(filter dev,$(BENCH_PROFILE)),debug,$(BENCH_PROFILE))
+BENCH_ENV := COLLECTPRO_BIN_DIR=$(BENCH_DIR)
+
+.PHONY: bench-build
+bench-build: setup
+	cargo build --profile $(BENCH_PROFILE) --workspace --bins
+
+bench-gateway: bench-build
+	$(BENCH_ENV) infra/stack.sh cargo run --quiet --profile $(BENCH_PROFILE) -p local-gateway --bin bench-gateway -- --template template.yaml --bin-dir $(BENCH_DIR)
 
 # What `sam build` runs for each function (cargo lambda build --release --arm64).
 release:
@@ -83,21 +93,21 @@ seed: build
 
 # GET /accounts/{id} and a filtered list page through the gateway vs the raw DynamoDB calls,
 # at BENCH_ACCOUNTS accounts (default 100000; e.g. BENCH_ACCOUNTS=20000 for a quick run).
-bench-accounts: build
-	infra/stack.sh $(BIN_DIR)/bench-accounts
+bench-accounts: bench-build
+	$(BENCH_ENV) infra/stack.sh $(BENCH_DIR)/bench-accounts
 
 # Recording a payment through the gateway vs the raw TransactWriteItems it issues (p50/p99),
 # and accepted payments per second on one account under 16-way contention. Prints figures;
 # never fails on a timer.
 .PHONY: bench-payments
-bench-payments: build
-	infra/stack.sh cargo test --quiet -p e2e --test payments_bench -- --ignored --nocapture
+bench-payments: bench-build
+	$(BENCH_ENV) infra/stack.sh cargo test --quiet --profile $(BENCH_PROFILE) -p e2e --test payments_bench -- --ignored --nocapture
 
 # Bulk job of N accounts (202 -> completed, real bulk-worker via the gateway's SQS source)
 # against a raw parallel UpdateItem loop on the same DynamoDB Local; prints the ratio.
 N ?= 10000
-bench-bulk: build
-	infra/stack.sh cargo run --quiet -p bulk-worker --example bench-bulk -- $(N)
+bench-bulk: bench-build
+	$(BENCH_ENV) infra/stack.sh cargo run --quiet --profile $(BENCH_PROFILE) -p bulk-worker --example bench-bulk -- $(N)
 
 # The dashboard aggregates recomputed from `make run`'s tables (port 8000, prefix
 # collectpro-local-) and compared with the stored ones: prints each drifting counter, exits 1
@@ -116,5 +126,5 @@ reconcile: build
 # BENCH_PAYMENTS (100) payments POSTed by BENCH_WRITERS (4) writers; prints p50/p99 from POST to
 # each subscriber's message and the notifier's delivered messages/s. Never fails on a timer.
 .PHONY: bench-realtime
-bench-realtime: build
-	infra/stack.sh $(BIN_DIR)/bench-realtime
+bench-realtime: bench-build
+	$(BENCH_ENV) infra/stack.sh $(BENCH_DIR)/bench-realtime

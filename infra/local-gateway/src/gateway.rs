@@ -93,8 +93,12 @@ pub struct RunningGateway {
     scheduler: Option<crate::schedule::Scheduler>,
 }
 
-/// The default directory of function binaries for a workspace.
+/// The default directory of function binaries for a workspace: `COLLECTPRO_BIN_DIR` when set
+/// (the benchmarks run another build profile's binaries), else the dev profile's output.
 pub fn default_bin_dir(workspace: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("COLLECTPRO_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir).join("debug"),
         None => workspace.join("target").join("debug"),
