@@ -101,6 +101,25 @@ impl CursorSigner {
         }
         serde_json::from_slice(&payload).map_err(|_| invalid())
     }
+
+    /// Where a list request resumes: the value of its `cursor` parameter, verified for
+    /// `scope`, or `None` (the first page) when it has none.
+    pub fn resume<T: DeserializeOwned>(
+        &self,
+        scope: &str,
+        cursor: Option<&str>,
+    ) -> Result<Option<T>, ApiError> {
+        cursor.map(|c| self.verify(scope, c)).transpose()
+    }
+
+    /// The `next_cursor` of a page: `position` signed for `scope`, or `None` on the last page.
+    pub fn next<T: Serialize>(
+        &self,
+        scope: &str,
+        position: Option<&T>,
+    ) -> Result<Option<String>, ApiError> {
+        position.map(|p| self.sign(scope, p)).transpose()
+    }
 }
 
 #[cfg(test)]

@@ -726,16 +726,13 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
         "activities:{account_id}:{}",
         kind.map(|k| k.as_str()).unwrap_or("")
     );
-    let after: Option<String> = query
-        .cursor
-        .as_deref()
-        .map(|c| app.platform.cursors.verify(&cursor_scope, c))
-        .transpose()?;
+    let after: Option<String> = app
+        .platform
+        .cursors
+        .resume(&cursor_scope, query.cursor.as_deref())?;
     readable(app.accounts.get(account_id).await?, &scope, account_id)?;
     let (items, next) = timeline_page(app, account_id, kind, after, limit).await?;
-    let next_cursor = next
-        .map(|sk| app.platform.cursors.sign(&cursor_scope, &sk))
-        .transpose()?;
+    let next_cursor = app.platform.cursors.next(&cursor_scope, next.as_ref())?;
     with_cache(json(StatusCode::OK, &ActivityPage { items, next_cursor })?)
 }
 

@@ -388,11 +388,10 @@ async fn list_jobs(app: &App, caller: &Caller, req: &Request) -> HttpResult {
             "bulk-jobs:all".to_owned(),
         ),
     };
-    let start = query
-        .cursor
-        .as_deref()
-        .map(|c| app.platform.cursors.verify::<Key>(&cursor_scope, c))
-        .transpose()?;
+    let start: Option<Key> = app
+        .platform
+        .cursors
+        .resume(&cursor_scope, query.cursor.as_deref())?;
     let output = app
         .store
         .dynamodb
@@ -412,9 +411,10 @@ async fn list_jobs(app: &App, caller: &Caller, req: &Request) -> HttpResult {
         .iter()
         .map(|item| JobRecord::from_item(item.clone())?.to_job())
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = key_to_strings(output.last_evaluated_key())
-        .map(|k| app.platform.cursors.sign(&cursor_scope, &k))
-        .transpose()?;
+    let next_cursor = app.platform.cursors.next(
+        &cursor_scope,
+        key_to_strings(output.last_evaluated_key()).as_ref(),
+    )?;
     json(StatusCode::OK, &JobPage { items, next_cursor })
 }
 
@@ -454,11 +454,10 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
     let limit = limit_of(&query)?;
     visible(app, &scope, id).await?;
     let cursor_scope = format!("bulk-failures:{id}");
-    let start = query
-        .cursor
-        .as_deref()
-        .map(|c| app.platform.cursors.verify::<Key>(&cursor_scope, c))
-        .transpose()?;
+    let start: Option<Key> = app
+        .platform
+        .cursors
+        .resume(&cursor_scope, query.cursor.as_deref())?;
     let output = app
         .store
         .dynamodb
@@ -476,9 +475,10 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
         .iter()
         .map(|item| serde_dynamo::from_item::<_, Failure>(item.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = key_to_strings(output.last_evaluated_key())
-        .map(|k| app.platform.cursors.sign(&cursor_scope, &k))
-        .transpose()?;
+    let next_cursor = app.platform.cursors.next(
+        &cursor_scope,
+        key_to_strings(output.last_evaluated_key()).as_ref(),
+    )?;
     json(StatusCode::OK, &FailurePage { items, next_cursor })
 }
 

@@ -471,16 +471,13 @@ pub async fn list_payments(app: &App, caller: &Caller, req: &Request) -> HttpRes
         "payments:{account_id}:{}",
         status.map(|s| s.as_str()).unwrap_or("")
     );
-    let after: Option<String> = query
-        .cursor
-        .as_deref()
-        .map(|c| app.platform.cursors.verify(&cursor_scope, c))
-        .transpose()?;
+    let after: Option<String> = app
+        .platform
+        .cursors
+        .resume(&cursor_scope, query.cursor.as_deref())?;
     readable(app.ledger.account(account_id).await?, &scope, account_id)?;
     let (items, next) = app.ledger.history(account_id, status, after, limit).await?;
-    let next_cursor = next
-        .map(|sk| app.platform.cursors.sign(&cursor_scope, &sk))
-        .transpose()?;
+    let next_cursor = app.platform.cursors.next(&cursor_scope, next.as_ref())?;
     let mut response = json(StatusCode::OK, &PaymentPage { items, next_cursor })?;
     response
         .headers_mut()

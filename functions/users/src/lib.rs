@@ -109,15 +109,12 @@ const CURSOR_SCOPE: &str = "users";
         (status = 403, description = "Not an admin", body = shared::error::Problem)))]
 async fn list_users(app: &App, req: Request) -> HttpResult {
     let query: ListQuery = shared::validation::query(&req)?;
-    let after: Option<String> = match &query.cursor {
-        Some(cursor) => Some(app.platform.cursors.verify(CURSOR_SCOPE, cursor)?),
-        None => None,
-    };
+    let after: Option<String> = app
+        .platform
+        .cursors
+        .resume(CURSOR_SCOPE, query.cursor.as_deref())?;
     let (items, last) = app.users.list(query.limit, after.as_deref()).await?;
-    let next_cursor = match last {
-        Some(last) => Some(app.platform.cursors.sign(CURSOR_SCOPE, &last)?),
-        None => None,
-    };
+    let next_cursor = app.platform.cursors.next(CURSOR_SCOPE, last.as_ref())?;
     json(
         StatusCode::OK,
         &UserPage {
