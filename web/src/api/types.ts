@@ -1,0 +1,153 @@
+/** Resource shapes of the HTTP API (field names are the contract in DESIGN.md). */
+export type Role = "admin" | "manager" | "agent" | "viewer" | "pending";
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+  role: Role;
+  created_at: string;
+  updated_at: string;
+  locked_until: string | null;
+  disabled: boolean;
+}
+
+export const ACCOUNT_STATUSES = ["active", "promise_to_pay", "payment_plan", "disputed", "paid", "closed"] as const;
+export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
+export const DPD_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"] as const;
+export type DpdBucket = (typeof DPD_BUCKETS)[number];
+
+export interface Account {
+  id: string;
+  reference: string;
+  debtor_name: string;
+  debtor_email: string;
+  debtor_phone: string;
+  debtor_timezone: string;
+  currency: string;
+  original_balance: number;
+  balance: number;
+  status: AccountStatus;
+  assigned_agent_id: string | null;
+  due_date: string;
+  days_past_due: number;
+  dpd_bucket: DpdBucket;
+  tags: string[];
+  version: number;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+}
+
+/** An account with the ETag it was read with (sent back as If-Match). */
+export interface AccountWithEtag {
+  account: Account;
+  etag: string;
+}
+
+export const PAYMENT_METHODS = ["card", "ach", "check", "cash", "wire"] as const;
+export type PaymentMethod = (typeof PAYMENT_METHODS)[number];
+export type PaymentStatus = "pending" | "completed" | "failed" | "refunded" | "reversed";
+
+export interface Payment {
+  id: string;
+  account_id: string;
+  amount: number;
+  currency: string;
+  method: PaymentMethod;
+  status: PaymentStatus;
+  reference: string | null;
+  received_at: string;
+  created_by: string;
+  version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The status machine of DESIGN.md: which changes a payment in a status may take. */
+export const PAYMENT_TRANSITIONS: Record<PaymentStatus, PaymentStatus[]> = {
+  pending: ["completed", "failed"],
+  completed: ["refunded", "reversed"],
+  failed: [],
+  refunded: [],
+  reversed: [],
+};
+
+export const LOGGABLE_ACTIVITY_TYPES = ["call", "email", "sms", "letter", "note", "promise_to_pay", "dispute"] as const;
+export type ActivityType = (typeof LOGGABLE_ACTIVITY_TYPES)[number] | "status_change" | "payment";
+export const CALL_OUTCOMES = ["right_party_contact", "no_answer", "left_message", "wrong_number"] as const;
+
+export interface Activity {
+  id: string;
+  account_id: string;
+  type: ActivityType;
+  note: string;
+  promise_amount: number | null;
+  promise_date: string | null;
+  outcome: string | null;
+  actor_id: string;
+  created_at: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export type JobState = "queued" | "running" | "completed" | "completed_with_errors" | "failed" | "cancelled";
+export interface Job {
+  id: string;
+  state: JobState;
+  total: number;
+  processed: number;
+  succeeded: number;
+  failed: number;
+  cancelled?: number;
+  created_by: string;
+  created_at: string;
+  finished_at: string | null;
+  source?: string;
+  changes?: Record<string, unknown>;
+}
+export interface JobFailure {
+  account_id: string;
+  reason: string;
+  message: string;
+}
+
+export type ByCurrency = Record<string, number>;
+export interface PeriodTotals {
+  collected: ByCurrency;
+  payments_by_method: Record<string, { count: number; amount: ByCurrency }>;
+  activities: Record<string, number>;
+  promises: { due: number; kept: number; broken: number };
+}
+export interface Totals {
+  accounts: { total: number; by_status: Record<string, number>; by_dpd_bucket: Record<string, number> };
+  outstanding: ByCurrency;
+  today: PeriodTotals;
+  month: PeriodTotals;
+}
+export interface Summary {
+  date: string;
+  scope: string;
+  agent_id?: string | null;
+  totals: Totals;
+  agents?: { agent_id: string; name: string | null; totals: Totals }[] | null;
+}
+
+export interface TokenPair {
+  access_token: string;
+  refresh_token: string;
+  token_type: string;
+  expires_in: number;
+}
+
+/** RFC 9457 problem details as the API sends them. */
+export interface Problem {
+  type?: string;
+  title?: string;
+  status?: number;
+  detail?: string;
+  errors?: { field: string; message: string }[];
+}
