@@ -10,6 +10,8 @@ import { createContext, useContext, useState } from "react";
 import { Button } from "./ui";
 
 const UserContext = createContext<User | null>(null);
+/** Provides the signed-in user (the layout does; tests render pages inside it directly). */
+export const UserProvider = UserContext.Provider;
 /** The signed-in user (only inside the signed-in layout). */
 export function useUser(): User {
   const u = useContext(UserContext);
