@@ -17,7 +17,7 @@ NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 .PHONY: help setup build run test lint fmt-check clippy template-lint unit-and-integration invoke bench-gateway release
 
 help:
-	@echo "make run    - the whole system locally (HTTP API :$(HTTP_PORT), WebSocket :$(WS_PORT)); Ctrl-C stops it"
+	@echo "make run    - the whole system locally (web app :$(WEB_PORT), HTTP API :$(HTTP_PORT), WebSocket :$(WS_PORT)); Ctrl-C stops it"
 	@echo "make test   - every test: fmt, clippy, template lint, unit, integration, end to end"
 	@echo "make invoke FN=<function> EVENT=events/<file>.json - one invocation, like sam local invoke"
 	@echo "make bench-gateway - gateway overhead, cold starts and RSS"
@@ -33,8 +33,10 @@ build: setup
 export COLLECTPRO_ADMIN_PASSWORD ?= collectpro-local-admin
 DEMO ?= 0
 
+# The web app is built for these ports and served on http://localhost:$(WEB_PORT) (vite preview).
+WEB_PORT ?= 5173
 run: build
-	DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) DYNAMODB_DATA_DIR=$(DATA_DIR) DEMO=$(DEMO) \
+	DYNAMODB_PORT=$(DYNAMODB_PORT) SQS_PORT=$(SQS_PORT) DYNAMODB_DATA_DIR=$(DATA_DIR) DEMO=$(DEMO) WEB_PORT=$(WEB_PORT) \
 	  infra/stack.sh infra/run-local.sh $(BIN_DIR) $(HTTP_PORT) $(WS_PORT)
 
 invoke: build
@@ -63,7 +65,18 @@ else
 	infra/stack.sh cargo test --workspace --no-fail-fast
 endif
 
-test: lint unit-and-integration
+test: lint unit-and-integration web-test web-e2e
+
+# The web app (web/): type check and unit tests (Vitest + React Testing Library, jsdom), then
+# end to end in Debian's Chromium (playwright-core) against this stack started by the run on
+# free ports, with the SPA built for them (web/e2e/run.mjs; screenshots and axe results in
+# web/test-results/).
+.PHONY: web-test web-e2e
+web-test: setup
+	cd web && npx tsc -b && npx vitest run
+
+web-e2e: build
+	cd web && COLLECTPRO_BIN_DIR=$(BIN_DIR) node e2e/run.mjs
 
 # Benchmarks run the bench-fast profile's binaries (see Cargo.toml; BENCH_PROFILE=dev measures
 # the test build instead); the gateway and the harnesses find them through COLLECTPRO_BIN_DIR.

@@ -39,3 +39,15 @@ if ! stamp_ok venv "$PY_PACKAGES"; then
   "$local_dir/venv/bin/pip" install --quiet --disable-pip-version-check $PY_PACKAGES
   stamp_set venv "$PY_PACKAGES"
 fi
+
+# The web app's npm packages (web/package-lock.json) into web/node_modules: `npm ci`, skipped
+# while the lockfile's hash matches the stamp. Playwright never downloads a browser here (the
+# E2E run drives Debian's /usr/bin/chromium through playwright-core).
+if [ -f "$root/web/package-lock.json" ]; then
+  web_lock="$(sha256sum "$root/web/package-lock.json" | cut -d' ' -f1)"
+  if ! stamp_ok web "$web_lock" || [ ! -d "$root/web/node_modules" ]; then
+    echo "setup: npm ci in web/"
+    (cd "$root/web" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    stamp_set web "$web_lock"
+  fi
+fi

@@ -63,11 +63,11 @@ function applyToCache(store: AppStore, msg: LiveMessage) {
  */
 export function LiveProvider({ children }: { children: ReactNode }) {
   const store = useStore() as AppStore;
-  const [client, setClient] = useState<LiveClient | null>(null);
   const listeners = useRef(new Set<Listener>());
   const [value, setValue] = useState<LiveContextValue>({ client: null, listen: () => () => {} });
 
   useEffect(() => {
+    const confirmed = new Set<string>();
     const c = new LiveClient({
       url: WS_URL,
       getToken: async () => {
@@ -81,13 +81,24 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         return accessToken;
       },
       onMessage: (msg) => {
+        if (msg.type === "subscribed") {
+          // Confirmed topics as a document attribute: lets a person's tools (and the E2E run)
+          // see that live updates are flowing for a page before acting.
+          const topics = (msg.data?.topics as string[] | undefined) ?? [];
+          topics.forEach((t) => confirmed.add(t));
+          document.documentElement.dataset.liveTopics = [...confirmed].join(" ");
+          return;
+        }
         applyToCache(store, msg);
         for (const l of listeners.current) l(msg);
       },
-      onStatus: (s) => store.dispatch(liveStatus(s)),
+      onStatus: (s) => {
+        if (s !== "up") confirmed.clear();
+        document.documentElement.dataset.live = s;
+        store.dispatch(liveStatus(s));
+      },
     });
     c.start();
-    setClient(c);
     setValue({
       client: c,
       listen: (fn) => {
@@ -110,7 +121,6 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     };
   }, [store]);
 
-  void client;
   return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;
 }
 
