@@ -161,7 +161,9 @@ async function scenarios() {
 
   await scenario("a payment changes the balance and reaches another user live (account page and feed)", async () => {
     assert.ok(accountId, "needs the created account");
+    // Each tab signs in for itself: the refresh token lives in the tab's sessionStorage.
     await signIn(m1, "manager@collectpro.local");
+    await signIn(m2, "manager@collectpro.local");
     await m2.goto("/dashboard");
     await m2.getByRole("heading", { name: "Dashboard" }).waitFor();
     await live(m2, "payments");
@@ -235,7 +237,7 @@ async function scenarios() {
 
   await scenario("users admin lists users", async () => {
     await a.goto("/users");
-    await a.getByRole("cell", { name: "viewer@collectpro.local" }).waitFor();
+    await a.getByRole("cell", { name: "viewer@collectpro.local", exact: true }).waitFor();
     await screen(a, "users-admin");
   });
 

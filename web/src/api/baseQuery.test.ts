@@ -18,7 +18,7 @@ describe("the refresh-once base query", () => {
       }
       if (c.headers.get("authorization") !== "Bearer T2") return json(401, { title: "Unauthorized", status: 401 });
       if (c.path === "/accounts") return json(200, { items: [], next_cursor: null });
-      if (c.path === "/dashboard/summary") return json(200, { date: "2026-01-01", scope: "all", totals: {} });
+      if (c.path === "/dashboard/summary") return json(200, { date: "2026-01-01", scope: "all" });
       return json(404, {});
     });
     const store = makeStore({ auth: { accessToken: "T1", expiresAt: null, user: null, signedOutReason: null } });

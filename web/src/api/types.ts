@@ -128,12 +128,12 @@ export interface Totals {
   today: PeriodTotals;
   month: PeriodTotals;
 }
-export interface Summary {
+/** `GET /dashboard/summary`: the figures of the caller's scope, flattened beside date/scope. */
+export interface Summary extends Totals {
   date: string;
   scope: string;
   agent_id?: string | null;
-  totals: Totals;
-  agents?: { agent_id: string; name: string | null; totals: Totals }[] | null;
+  agents?: (Totals & { agent_id: string; name: string | null })[] | null;
 }
 
 export interface TokenPair {

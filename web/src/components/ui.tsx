@@ -190,3 +190,12 @@ export function formatDateTime(iso: string): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
 }
+
+/** A sideways-scrolling wrapper for wide tables: focusable, so keyboard users can scroll it. */
+export function ScrollX({ label, children, className = "", ...rest }: { label: string; children: ReactNode; className?: string } & React.HTMLAttributes<HTMLDivElement>) {
+  return (
+    <div role="region" aria-label={label} tabIndex={0} className={`overflow-x-auto ${className}`} {...rest}>
+      {children}
+    </div>
+  );
+}

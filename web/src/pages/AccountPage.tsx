@@ -11,7 +11,7 @@ import { problemMessage } from "../api/problem";
 import { PAYMENT_TRANSITIONS, type Account, type Payment } from "../api/types";
 import { can } from "../auth/roles";
 import { useUser } from "../components/Layout";
-import { Badge, Button, Card, Dialog, Empty, ErrorBox, Spinner, formatDateTime } from "../components/ui";
+import { Badge, Button, Card, Dialog, Empty, ErrorBox, Spinner, formatDateTime, ScrollX } from "../components/ui";
 import { useLiveMessages, useLiveTopics } from "../live/LiveProvider";
 import { formatMoney } from "../money";
 import { ActivityForm } from "./ActivityForm";
@@ -158,7 +158,7 @@ function Payments({ account, canChange }: { account: Account; canChange: boolean
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
   return (
     <Card title="Payments">
-      <div className="overflow-x-auto">
+      <ScrollX label="Payments table">
         <table className="w-full min-w-[36rem] text-left text-sm" data-testid="payments">
           <thead className="bg-slate-100">
             <tr>
@@ -174,7 +174,7 @@ function Payments({ account, canChange }: { account: Account; canChange: boolean
             <PaymentRows key={c ?? "first"} account={account} cursor={c} canChange={canChange} last={i === cursors.length - 1} onMore={(n) => setCursors([...cursors, n])} />
           ))}
         </table>
-      </div>
+      </ScrollX>
     </Card>
   );
 }

@@ -23,7 +23,7 @@ describe("filters in the URL", () => {
     const { calls } = fakeApi((c) =>
       c.path === "/accounts"
         ? json(200, { items: [account()], next_cursor: "NEXT" })
-        : json(200, { date: "2026-01-01", scope: "all", totals: {}, agents: [] }),
+        : json(200, { date: "2026-01-01", scope: "all", agents: [] }),
     );
     const { router } = renderPage(<AccountsPage />, { path: "/accounts", route: "/accounts?status=disputed&sort=-balance&limit=50" });
     await screen.findByText("REF-1");

@@ -4,7 +4,7 @@ import { useAccountsQuery, type AccountQuery } from "../api/api";
 import { ACCOUNT_STATUSES, DPD_BUCKETS } from "../api/types";
 import { can } from "../auth/roles";
 import { useUser } from "../components/Layout";
-import { Badge, Button, Empty, ErrorBox, Input, Select, Spinner } from "../components/ui";
+import { Badge, Button, Empty, ErrorBox, Input, Select, Spinner, ScrollX } from "../components/ui";
 import { formatMoney, minorToInput, parseMoney } from "../money";
 import { queryFromSearch, searchFromQuery, toggleSort, withChange } from "./accountFilters";
 import { useAgents } from "./useAgents";
@@ -78,7 +78,7 @@ export default function AccountsPage() {
       ) : items.length === 0 ? (
         <Empty>No accounts match these filters.</Empty>
       ) : (
-        <div className="overflow-x-auto rounded-lg border border-slate-200 bg-white" aria-busy={isFetching}>
+        <ScrollX label="Accounts table" className="rounded-lg border border-slate-200 bg-white" aria-busy={isFetching}>
           <table className="w-full min-w-[44rem] text-left text-sm">
             <caption className="sr-only">Accounts, sorted by {sort.replace(/^-/, "")} {sort.startsWith("-") ? "descending" : "ascending"}</caption>
             <thead className="bg-slate-100 text-slate-800">
@@ -136,7 +136,7 @@ export default function AccountsPage() {
               ))}
             </tbody>
           </table>
-        </div>
+        </ScrollX>
       )}
 
       <nav aria-label="Pages" className="flex flex-wrap items-center gap-2">
@@ -156,7 +156,7 @@ export default function AccountsPage() {
         >
           Next
         </Button>
-        <label className="ml-auto flex items-center gap-2 text-sm">
+        <label className="ml-auto flex items-center gap-2 whitespace-nowrap text-sm">
           Page size
           <Select className="w-20" value={query.limit ?? "25"} onChange={(e) => go(withChange(query, { limit: e.target.value === "25" ? undefined : e.target.value }))}>
             {["10", "25", "50", "100"].map((n) => <option key={n}>{n}</option>)}

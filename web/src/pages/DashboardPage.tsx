@@ -4,7 +4,7 @@ import { useSummaryQuery } from "../api/api";
 import type { Totals } from "../api/types";
 import { can } from "../auth/roles";
 import { useUser } from "../components/Layout";
-import { Card, ErrorBox, Spinner, formatDateTime } from "../components/ui";
+import { Card, ErrorBox, Spinner, formatDateTime, ScrollX } from "../components/ui";
 import { useLiveTopics } from "../live/LiveProvider";
 import { formatByCurrency, formatMoney, minorDigits } from "../money";
 import { useAppSelector } from "../store";
@@ -18,7 +18,13 @@ function Figure({ label, value, testId }: { label: string; value: string | numbe
   );
 }
 
-function ChartCard({ title, data, bars }: { title: string; data: object[]; bars: { key: string; colour: string; name?: string }[] }) {
+function ChartCard({ title, data, bars, empty }: { title: string; data: object[]; bars: { key: string; colour: string; name?: string }[]; empty?: string }) {
+  if (empty && data.length === 0)
+    return (
+      <Card title={title}>
+        <p className="text-sm text-slate-600">{empty}</p>
+      </Card>
+    );
   return (
     <Card title={title}>
       <figure aria-label={title}>
@@ -55,13 +61,13 @@ export default function DashboardPage() {
 
   if (isLoading) return <Spinner label="Loading the dashboard…" />;
   if (error || !data) return <ErrorBox error={error} title="Could not load the dashboard" onRetry={refetch} />;
-  const t: Totals = data.totals;
+  const t: Totals = data;
   const collected = [...new Set([...Object.keys(t.today.collected), ...Object.keys(t.month.collected)])].map((c) => ({
     name: c,
     today: (t.today.collected[c] ?? 0) / 10 ** minorDigits(c),
     month: (t.month.collected[c] ?? 0) / 10 ** minorDigits(c),
   }));
-  const methods = Object.entries(t.month.payments_by_method).map(([m, v]) => ({ name: m, payments: v.count }));
+  const methods = Object.entries(t.month.payments_by_method).filter(([, v]) => v.count > 0).map(([m, v]) => ({ name: m, payments: v.count }));
 
   return (
     <div className="space-y-4" aria-busy={isFetching}>
@@ -82,7 +88,7 @@ export default function DashboardPage() {
         <Figure label="Activities today" value={Object.values(t.today.activities).reduce((a, b) => a + b, 0)} />
       </div>
       <div className="grid gap-4 lg:grid-cols-2">
-        <ChartCard title="Collected, today and this month" data={collected} bars={[{ key: "today", colour: "#1d4ed8" }, { key: "month", colour: "#15803d" }]} />
+        <ChartCard title="Collected, today and this month" data={collected} bars={[{ key: "today", colour: "#1d4ed8" }, { key: "month", colour: "#15803d" }]} empty="Nothing collected this month yet." />
         <ChartCard title="Accounts by status" data={Object.entries(t.accounts.by_status).map(([name, n]) => ({ name: name.replace(/_/g, " "), accounts: n }))} bars={[{ key: "accounts", colour: "#1d4ed8" }]} />
         <ChartCard title="Accounts by days past due" data={Object.entries(t.accounts.by_dpd_bucket).map(([name, n]) => ({ name, accounts: n }))} bars={[{ key: "accounts", colour: "#b45309" }]} />
         <ChartCard
@@ -98,7 +104,7 @@ export default function DashboardPage() {
       </div>
       {can(user.role, "dashboard.agents") && data.agents && (
         <Card title="Agents">
-          <div className="overflow-x-auto">
+          <ScrollX label="Agents table">
             <table className="w-full min-w-[36rem] text-left text-sm">
               <thead className="bg-slate-100">
                 <tr>
@@ -114,16 +120,16 @@ export default function DashboardPage() {
                 {data.agents.map((a) => (
                   <tr key={a.agent_id} className="border-t border-slate-200">
                     <td className="p-2"><Link className="text-blue-800 underline" to={`/accounts?agent_id=${a.agent_id}`}>{a.name ?? a.agent_id}</Link></td>
-                    <td className="p-2 tabular-nums">{a.totals.accounts.total}</td>
-                    <td className="p-2 tabular-nums">{formatByCurrency(a.totals.outstanding)}</td>
-                    <td className="p-2 tabular-nums">{formatByCurrency(a.totals.today.collected)}</td>
-                    <td className="p-2 tabular-nums">{formatByCurrency(a.totals.month.collected)}</td>
-                    <td className="p-2 tabular-nums">{a.totals.month.promises.kept} / {a.totals.month.promises.broken}</td>
+                    <td className="p-2 tabular-nums">{a.accounts.total}</td>
+                    <td className="p-2 tabular-nums">{formatByCurrency(a.outstanding)}</td>
+                    <td className="p-2 tabular-nums">{formatByCurrency(a.today.collected)}</td>
+                    <td className="p-2 tabular-nums">{formatByCurrency(a.month.collected)}</td>
+                    <td className="p-2 tabular-nums">{a.month.promises.kept} / {a.month.promises.broken}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
-          </div>
+          </ScrollX>
         </Card>
       )}
     </div>

@@ -4,7 +4,7 @@ import { fieldErrors, problemMessage } from "../api/problem";
 import type { Role, User } from "../api/types";
 import { can } from "../auth/roles";
 import { useUser } from "../components/Layout";
-import { Badge, Button, Card, Dialog, Empty, ErrorBox, Field, Input, Select, Spinner } from "../components/ui";
+import { Badge, Button, Card, Dialog, Empty, ErrorBox, Field, Input, Select, Spinner, ScrollX } from "../components/ui";
 
 const ROLES: Role[] = ["admin", "manager", "agent", "viewer", "pending"];
 
@@ -30,7 +30,7 @@ export default function UsersPage() {
       )}
       <Card>
         {error ? <ErrorBox error={error} onRetry={refetch} /> : isLoading ? <Spinner /> : !items.length ? <Empty>No users.</Empty> : (
-          <div className="overflow-x-auto">
+          <ScrollX label="Users table">
             <table className="w-full min-w-[48rem] text-left text-sm">
               <thead className="bg-slate-100">
                 <tr>
@@ -43,7 +43,7 @@ export default function UsersPage() {
               </thead>
               <tbody>{items.map((u) => <UserRow key={u.id} user={u} self={u.id === me.id} />)}</tbody>
             </table>
-          </div>
+          </ScrollX>
         )}
         <div className="mt-2 flex gap-2">
           <Button disabled={!prev.length} onClick={() => { const p = [...prev]; setCursor(p.pop()); setPrev(p); }}>Previous</Button>
