@@ -59,7 +59,7 @@ async function scenario(name, fn) {
 }
 
 async function context(viewport = { width: 1280, height: 800 }) {
-  const ctx = await browser.newContext({ viewport, baseURL: WEB });
+  const ctx = await browser.newContext({ viewport, baseURL: WEB, reducedMotion: "reduce" });
   ctx.setDefaultTimeout(T.step);
   return ctx;
 }
@@ -297,10 +297,10 @@ async function scenarios() {
     const overflow = () => p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok((await overflow()) <= 0, "the worklist scrolls sideways");
     await p.getByRole("link", { name: "Accounts" }).click();
-    await p.getByRole("table").waitFor();
+    await p.getByRole("list", { name: "Accounts" }).getByRole("listitem").first().waitFor();
     await screen(p, "phone-accounts-agent");
     assert.ok((await overflow()) <= 0, "the accounts page scrolls sideways");
-    await p.locator("tbody a").first().click();
+    await p.getByRole("list", { name: "Accounts" }).getByRole("link").first().click();
     await p.getByTestId("balance").waitFor();
     await screen(p, "phone-account-agent");
     assert.ok((await overflow()) <= 0, "the account page scrolls sideways");

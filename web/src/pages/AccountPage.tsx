@@ -55,7 +55,7 @@ export default function AccountPage() {
           <h1 className="text-2xl font-bold">{account.debtor_name}</h1>
           <p className="text-slate-700">{account.reference} · <Badge value={account.status} /> {deleted && <Badge value="deleted" />}</p>
         </div>
-        <div className="text-right">
+        <div className="sm:text-right">
           <p className="text-sm text-slate-700">Balance</p>
           <p className="text-3xl font-bold tabular-nums" data-testid="balance">{formatMoney(account.balance, account.currency)}</p>
           <p className="text-sm text-slate-700">of {formatMoney(account.original_balance, account.currency)} · {account.days_past_due} days past due ({account.dpd_bucket})</p>

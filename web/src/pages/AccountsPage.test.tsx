@@ -26,7 +26,7 @@ describe("filters in the URL", () => {
         : json(200, { date: "2026-01-01", scope: "all", agents: [] }),
     );
     const { router } = renderPage(<AccountsPage />, { path: "/accounts", route: "/accounts?status=disputed&sort=-balance&limit=50" });
-    await screen.findByText("REF-1");
+    await screen.findAllByText("REF-1");
     const first = calls.find((c) => c.path === "/accounts")!;
     expect(Object.fromEntries(first.search)).toEqual({ status: "disputed", sort: "-balance", limit: "50" });
     expect(screen.getByLabelText("Status")).toHaveValue("disputed");
@@ -52,7 +52,7 @@ describe("filters in the URL", () => {
   it("a viewer sees no create or bulk action", async () => {
     fakeApi(() => json(200, { items: [account()], next_cursor: null }));
     renderPage(<AccountsPage />, { role: "viewer", path: "/accounts", route: "/accounts" });
-    await screen.findByText("REF-1");
+    await screen.findAllByText("REF-1");
     expect(screen.queryByRole("link", { name: "New account" })).toBeNull();
     expect(screen.queryByRole("button", { name: /Bulk update/ })).toBeNull();
     expect(screen.queryByRole("checkbox")).toBeNull();

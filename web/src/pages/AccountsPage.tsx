@@ -78,7 +78,39 @@ export default function AccountsPage() {
       ) : items.length === 0 ? (
         <Empty>No accounts match these filters.</Empty>
       ) : (
-        <ScrollX label="Accounts table" className="rounded-lg border border-slate-200 bg-white" aria-busy={isFetching}>
+        <>
+        {/* Phones: one card per account (a table would scroll sideways). */}
+        <ul className="space-y-2 md:hidden" aria-label="Accounts" aria-busy={isFetching}>
+          {items.map((a) => (
+            <li key={a.id} className="rounded-lg border border-slate-200 bg-white p-3">
+              <div className="flex items-start justify-between gap-2">
+                <div className="min-w-0">
+                  <Link to={`/accounts/${a.id}`} className="break-all font-medium text-blue-800 underline">{a.reference}</Link>
+                  <p>{a.debtor_name}</p>
+                </div>
+                {can(user.role, "bulk.run") && (
+                  <input
+                    type="checkbox"
+                    aria-label={`Select ${a.reference}`}
+                    className="mt-1 h-5 w-5"
+                    checked={selected.has(a.id)}
+                    onChange={() => {
+                      const next = new Set(selected);
+                      if (next.has(a.id)) next.delete(a.id); else next.add(a.id);
+                      setSelected(next);
+                    }}
+                  />
+                )}
+              </div>
+              <div className="mt-1 flex flex-wrap items-center justify-between gap-2 text-sm">
+                <Badge value={a.status} />
+                <span className="font-semibold tabular-nums">{formatMoney(a.balance, a.currency)}</span>
+                <span className="text-slate-700">{a.days_past_due} days past due</span>
+              </div>
+            </li>
+          ))}
+        </ul>
+        <ScrollX label="Accounts table" className="hidden rounded-lg border border-slate-200 bg-white md:block" aria-busy={isFetching}>
           <table className="w-full min-w-[44rem] text-left text-sm">
             <caption className="sr-only">Accounts, sorted by {sort.replace(/^-/, "")} {sort.startsWith("-") ? "descending" : "ascending"}</caption>
             <thead className="bg-slate-100 text-slate-800">
@@ -103,7 +135,7 @@ export default function AccountsPage() {
                 {SORTABLE.slice(0, 3).map((c) => (
                   <SortHeader key={c.key} column={c.key} label={c.label} sort={sort} disabled={!!query.q} onSort={(s) => go(withChange(query, { sort: s }))} />
                 ))}
-                <th scope="col" className="p-2">Agent</th>
+                {user.role !== "agent" && <th scope="col" className="p-2">Agent</th>}
               </tr>
             </thead>
             <tbody>
@@ -131,12 +163,13 @@ export default function AccountsPage() {
                   <td className="p-2 tabular-nums" data-testid="row-balance">{formatMoney(a.balance, a.currency)}</td>
                   <td className="p-2 tabular-nums">{a.days_past_due} <span className="text-slate-600">({a.dpd_bucket})</span></td>
                   <td className="p-2 tabular-nums">{a.due_date}</td>
-                  <td className="p-2">{agentName(a.assigned_agent_id)}</td>
+                  {user.role !== "agent" && <td className="p-2">{agentName(a.assigned_agent_id)}</td>}
                 </tr>
               ))}
             </tbody>
           </table>
         </ScrollX>
+        </>
       )}
 
       <nav aria-label="Pages" className="flex flex-wrap items-center gap-2">

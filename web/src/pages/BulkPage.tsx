@@ -102,7 +102,7 @@ function JobView({ id }: { id: string }) {
         <div>
           <div className="mb-1 flex justify-between text-sm"><span id="progress-label">Progress</span><span data-testid="progress-text">{pct}%</span></div>
           <div role="progressbar" aria-labelledby="progress-label" aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct} className="h-4 overflow-hidden rounded bg-slate-200" data-testid="progress">
-            <div className="h-full bg-blue-700 transition-[width]" style={{ width: `${pct}%` }} />
+            <div className="h-full bg-blue-700 motion-safe:transition-[width]" style={{ width: `${pct}%` }} />
           </div>
         </div>
         <dl className="grid grid-cols-2 gap-2 text-sm sm:grid-cols-5">
