@@ -99,6 +99,17 @@ export function Layout({ user }: { user: User }) {
               >
                 Sign out
               </Button>
+              <Button
+                className="hidden md:inline-flex"
+                disabled={busy}
+                title="Ends every session of yours, on every device"
+                onClick={async () => {
+                  setBusy(true);
+                  await signOut(true);
+                }}
+              >
+                Sign out everywhere
+              </Button>
             </div>
           </div>
         </header>

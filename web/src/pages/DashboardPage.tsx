@@ -154,7 +154,7 @@ export function LiveFeed() {
                   {m.type === "payment.recorded" && <>Payment {formatMoney(Number(d.amount), String(d.currency))} ({String(d.method)})</>}
                   {m.type === "payment.status_changed" && <>Payment {String(m.data.from)} → {String(m.data.to)}</>}
                   {m.type === "activity.logged" && <>Activity: {String(d.type).replace(/_/g, " ")}</>}{" "}
-                  <Link className="text-blue-800 underline" to={`/accounts/${String(d.account_id)}`}>account</Link>
+                  <Link className="text-blue-800 underline" to={`/accounts/${String(d.account_id)}`}>account …{String(d.account_id).slice(-6)}</Link>
                 </span>
                 {when && <time className="text-xs text-slate-600" dateTime={when}>{formatDateTime(when)}</time>}
               </li>
