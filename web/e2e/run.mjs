@@ -106,6 +106,13 @@ async function live(page, topic) {
   await page.waitForFunction((t) => (document.documentElement.dataset.liveTopics ?? "").split(" ").includes(t), topic, { timeout: T.live });
 }
 
+/** A time zone where it is now night (before 07:00 or from 22:00): a call there is refused. */
+function nightZone() {
+  const zones = ["America/New_York", "Europe/London", "Asia/Tokyo", "Australia/Sydney", "America/Los_Angeles", "Asia/Kolkata", "Pacific/Honolulu", "Europe/Berlin", "America/Sao_Paulo", "Asia/Dubai"];
+  const hour = (z) => Number(new Intl.DateTimeFormat("en-US", { timeZone: z, hour: "numeric", hourCycle: "h23" }).format(new Date()));
+  return zones.find((z) => hour(z) < 7 || hour(z) >= 22);
+}
+
 const money = (s) => new RegExp(s.replace(/[$.]/g, (c) => `\\${c}`));
 
 // ------------------------------------------------------------------ scenarios
@@ -149,7 +156,7 @@ async function scenarios() {
     await a.getByLabel("Debtor name").fill("Erin Endtoend");
     await a.getByLabel("Email").fill("erin@example.com");
     await a.getByLabel("Phone").fill("+14155550123");
-    await a.getByLabel("Time zone").fill("America/New_York");
+    await a.getByLabel("Time zone").fill(nightZone());
     await a.getByLabel("Original balance").fill("500.00");
     await a.getByRole("button", { name: "Create account" }).click();
     await a.waitForURL(/\/accounts\/[0-9A-Z]{26}$/);
@@ -214,6 +221,17 @@ async function scenarios() {
     assert.match(await m1.getByTestId("conflict").innerText(), /Someone else changed this account/);
     await m1.getByLabel("Debtor name").and(m1.locator('[value="Erin Edited-By-Admin"]')).waitFor();
     await screen(m1, "account-412-manager");
+  });
+
+  await scenario("a call outside calling hours is refused with the reason", async () => {
+    assert.ok(accountId, "needs the created account");
+    await a.goto(accountUrl);
+    const form = a.getByRole("form", { name: "Log an activity" });
+    await form.getByLabel("Type").selectOption("call");
+    await form.getByRole("button", { name: "Log activity" }).click();
+    await a.getByTestId("refusal").waitFor();
+    assert.match(await a.getByTestId("refusal").innerText(), /outside 08:00–21:00 in the debtor's time zone/);
+    await screen(a, "account-call-refused");
   });
 
   await scenario("bulk status change of 50 accounts: the progress bar reaches 100%", async () => {

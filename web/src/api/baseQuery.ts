@@ -55,6 +55,20 @@ export function refreshOnce(api: Api, extra: object = {}): Promise<boolean> {
   return refreshing;
 }
 
+/** The shared refresh from outside an endpoint (session restore, background refresh, the live client). */
+export function refreshWithStore(store: { dispatch: Api["dispatch"]; getState: Api["getState"] }): Promise<boolean> {
+  const controller = new AbortController();
+  return refreshOnce({
+    signal: controller.signal,
+    abort: () => controller.abort(),
+    dispatch: store.dispatch,
+    getState: store.getState,
+    extra: undefined,
+    endpoint: "refresh",
+    type: "mutation",
+  });
+}
+
 function retryAfter(meta: { response?: Response } | undefined): number | undefined {
   const v = meta?.response?.headers.get("retry-after");
   if (!v) return undefined;

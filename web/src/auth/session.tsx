@@ -2,24 +2,11 @@ import { useEffect, useState, type ReactNode } from "react";
 import { Navigate, useLocation } from "react-router";
 import { useStore } from "react-redux";
 import { api } from "../api/api";
-import { refreshOnce } from "../api/baseQuery";
+import { refreshWithStore } from "../api/baseQuery";
 import type { User } from "../api/types";
 import { useAppSelector, type AppStore } from "../store";
 import { Spinner, ErrorBox } from "../components/ui";
 import { loadRefreshToken } from "./tokens";
-
-function storeApi(store: AppStore) {
-  const c = new AbortController();
-  return {
-    signal: c.signal,
-    abort: () => c.abort(),
-    dispatch: store.dispatch,
-    getState: store.getState,
-    extra: undefined,
-    endpoint: "session",
-    type: "mutation" as const,
-  };
-}
 
 /**
  * Signed-in pages: restores the session after a reload (memory lost the access token; the
@@ -35,13 +22,13 @@ export function RequireAuth({ children }: { children: (user: User) => ReactNode 
 
   useEffect(() => {
     if (!restoring) return;
-    void refreshOnce(storeApi(store)).finally(() => setRestoring(false));
+    void refreshWithStore(store).finally(() => setRestoring(false));
   }, [restoring, store]);
 
   useEffect(() => {
     if (!expiresAt) return;
     const ms = Math.max(5_000, (expiresAt - 60) * 1000 - Date.now());
-    const t = setTimeout(() => void refreshOnce(storeApi(store)), ms);
+    const t = setTimeout(() => void refreshWithStore(store), ms);
     return () => clearTimeout(t);
   }, [expiresAt, store]);
 

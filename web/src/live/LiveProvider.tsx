@@ -1,7 +1,7 @@
 import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
 import { useStore } from "react-redux";
 import { api } from "../api/api";
-import { refreshOnce } from "../api/baseQuery";
+import { refreshWithStore } from "../api/baseQuery";
 import { WS_URL } from "../config";
 import { tokenExpiry } from "../auth/tokens";
 import type { AppStore } from "../store";
@@ -16,20 +16,6 @@ interface LiveContextValue {
 }
 
 const LiveContext = createContext<LiveContextValue>({ client: null, listen: () => () => {} });
-
-/** The minimal BaseQueryApi the shared refresh needs outside an endpoint. */
-function queryApi(store: AppStore) {
-  const controller = new AbortController();
-  return {
-    signal: controller.signal,
-    abort: () => controller.abort(),
-    dispatch: store.dispatch,
-    getState: store.getState,
-    extra: undefined,
-    endpoint: "liveToken",
-    type: "mutation" as const,
-  };
-}
 
 /** What a message changes in the cache, whichever page is open. */
 function applyToCache(store: AppStore, msg: LiveMessage) {
@@ -75,7 +61,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         if (!accessToken) return null;
         const exp = tokenExpiry(accessToken);
         if (exp !== null && exp - Date.now() / 1000 < 30) {
-          await refreshOnce(queryApi(store));
+          await refreshWithStore(store);
           return store.getState().auth.accessToken;
         }
         return accessToken;

@@ -32,7 +32,8 @@ function NewJob() {
   const navigate = useNavigate();
   const agents = useAgents();
   const ids = (location.state as { account_ids?: string[] } | null)?.account_ids;
-  const filter = bulkFilter(queryFromSearch(search));
+  const listQuery = queryFromSearch(search);
+  const filter = bulkFilter(listQuery);
   const [status, setStatus] = useState("");
   const [agent, setAgent] = useState("");
   const [local, setLocal] = useState<string | null>(null);
@@ -59,6 +60,11 @@ function NewJob() {
   return (
     <Card title="New bulk update">
       <p className="mb-3 text-sm">Applies to <strong data-testid="bulk-target">{target}</strong>. Choose accounts on the <Link className="text-blue-800 underline" to="/accounts">accounts list</Link> (a selection or the current filter).</p>
+      {!ids?.length && listQuery.q && (
+        <p role="note" className="mb-3 rounded-md border border-amber-300 bg-amber-50 p-2 text-sm">
+          A bulk update cannot use a search; it applies to the other filters only. Select the accounts instead to update just the search results.
+        </p>
+      )}
       <form onSubmit={submit} noValidate aria-label="Bulk update" className="grid gap-3 sm:grid-cols-3">
         <Field label="Set status" error={api["changes.status"]}>
           {(p) => (
