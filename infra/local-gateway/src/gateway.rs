@@ -42,6 +42,12 @@ pub struct GatewayOptions {
     pub provision: bool,
     /// Start the SQS / stream pollers and schedules (the `invoke` subcommand does not).
     pub event_sources: bool,
+    /// DynamoDB (and Streams) endpoint of this gateway instead of the environment's
+    /// `AWS_ENDPOINT_URL_DYNAMODB` (a test that stops and restarts its own DynamoDB Local).
+    pub dynamodb_endpoint: Option<String>,
+    /// Put a fault-injecting proxy between the functions and DynamoDB
+    /// ([`crate::fault_proxy`]); the gateway's own clients bypass it.
+    pub dynamodb_faults: Option<crate::fault_proxy::FaultConfig>,
 }
 
 impl Default for GatewayOptions {
@@ -58,6 +64,8 @@ impl Default for GatewayOptions {
             logs: LogSink::Stdout,
             provision: true,
             event_sources: true,
+            dynamodb_endpoint: None,
+            dynamodb_faults: None,
         }
     }
 }
@@ -91,6 +99,7 @@ pub struct RunningGateway {
     provisioned: Provisioned,
     tasks: Vec<JoinHandle<()>>,
     scheduler: Option<crate::schedule::Scheduler>,
+    fault_proxy: Option<crate::fault_proxy::FaultProxy>,
 }
 
 /// The default directory of function binaries for a workspace: `COLLECTPRO_BIN_DIR` when set
@@ -114,11 +123,12 @@ impl Gateway {
             template.set_param(k, v);
         }
         let sdk = sdk_config().await;
+        let endpoints = crate::fault_proxy::Endpoints::resolve(&options).await?;
         let region = sdk
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".into());
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let dynamodb = endpoints.dynamodb_client(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let provisioned = if options.provision {
             provision(&template, &options.prefix, &dynamodb, &sqs)
@@ -154,6 +164,7 @@ impl Gateway {
                 extra_env.insert(key, value);
             }
         }
+        endpoints.set_function_env(&mut extra_env);
         extra_env.insert(
             "WEBSOCKET_MANAGEMENT_ENDPOINT".into(),
             format!("http://{ws_addr}"),
@@ -213,7 +224,7 @@ impl Gateway {
                     mapping,
                 ));
             }
-            let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+            let streams = endpoints.streams_client(&sdk);
             for mapping in shared.model.streams.clone() {
                 tasks.push(crate::stream_source::start(
                     shared.clone(),
@@ -232,6 +243,7 @@ impl Gateway {
             provisioned,
             tasks,
             scheduler,
+            fault_proxy: endpoints.proxy,
         })
     }
 }
@@ -262,6 +274,16 @@ impl RunningGateway {
     /// The instances of a function (stats: instances started, invocations).
     pub fn pool(&self, function: &str) -> Option<&Arc<FunctionPool>> {
         self.shared.pools.get(function)
+    }
+
+    /// The process ids of a function's live instances (a fault test kills one with SIGKILL).
+    pub fn instance_pids(&self, function: &str) -> Vec<u32> {
+        self.pool(function).map(|p| p.pids()).unwrap_or_default()
+    }
+
+    /// The fault-injecting DynamoDB proxy, when [`GatewayOptions::dynamodb_faults`] set one.
+    pub fn fault_proxy(&self) -> Option<&crate::fault_proxy::FaultProxy> {
+        self.fault_proxy.as_ref()
     }
 
     /// Invokes a function once, directly (as `aws lambda invoke` would).

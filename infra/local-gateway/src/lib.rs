@@ -49,6 +49,7 @@
 //! Binaries are looked up in `--bin-dir` / [`GatewayOptions::bin_dir`], by default
 //! `$CARGO_TARGET_DIR/debug` or `<workspace>/target/debug`.
 
+pub mod fault_proxy;
 pub mod gateway;
 pub mod http_api;
 pub mod model;

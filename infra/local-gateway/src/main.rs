@@ -14,6 +14,8 @@ usage:
   local-gateway run --template template.yaml [--http-port 3000] [--ws-port 3001]
                     [--bin-dir DIR] [--prefix collectpro-local-] [--max-instances 8]
                     [--param Name=Value ...]
+                    [--dynamodb-faults TransactionConflict=0.05,Throttling=0.02,InternalServerError=0.01
+                     --fault-seed N]   (see docs/faults.md)
   local-gateway invoke --function <LogicalIdOrBinary> --event <file.json>
                     [--template template.yaml] [--bin-dir DIR] [--prefix P] [--param Name=Value ...]
 
@@ -30,6 +32,8 @@ fn parse(args: &[String]) -> Result<Args> {
     let mut options = GatewayOptions::default();
     let mut function = None;
     let mut event = None;
+    let mut faults: Option<String> = None;
+    let mut fault_seed = 0u64;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let (flag, inline) = match flag.split_once('=') {
@@ -61,11 +65,18 @@ fn parse(args: &[String]) -> Result<Args> {
             "--schedule-speedup" => {
                 options.schedule_speedup = value()?.parse().context("--schedule-speedup")?
             }
+            "--dynamodb-faults" => faults = Some(value()?),
+            "--fault-seed" => fault_seed = value()?.parse().context("--fault-seed")?,
             "--function" | "-f" => function = Some(value()?),
             "--event" | "-e" => event = Some(value()?.into()),
             "--help" | "-h" => bail!("{USAGE}"),
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
+    }
+    if let Some(spec) = faults {
+        options.dynamodb_faults = Some(local_gateway::fault_proxy::FaultConfig::parse(
+            &spec, fault_seed,
+        )?);
     }
     Ok(Args {
         options,

@@ -258,6 +258,14 @@ impl FunctionPool {
         }
     }
 
+    /// The process ids of the live instances.
+    pub fn pids(&self) -> Vec<u32> {
+        self.pids
+            .lock()
+            .map(|p| p.values().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// The cap on concurrent instances.
     pub fn max_instances(&self) -> usize {
         self.settings.max_instances
