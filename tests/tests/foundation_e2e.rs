@@ -1,5 +1,5 @@
 //! The foundation through the local gateway, as `make run` serves it: liveness, readiness,
-//! the OpenAPI document and its viewer, CORS, and the problem+json 404.
+//! the OpenAPI document and its viewer, CORS, and API Gateway's 404 for an unknown route.
 
 use e2e::{Stack, StackOptions};
 use reqwest::StatusCode;
@@ -37,10 +37,12 @@ async fn health_docs_cors_and_unknown_routes() {
         .send()
         .await
         .unwrap();
+    // API Gateway's own answer to a path no route matches (as on AWS).
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.headers()["content-type"], "application/json");
     assert_eq!(
-        unknown.headers()["content-type"],
-        "application/problem+json"
+        unknown.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"message": "Not Found"})
     );
 
     // CORS preflight from an allowed origin (template default) and from another.

@@ -31,6 +31,12 @@ pub struct GatewayOptions {
     /// Prefix of table and queue names.
     pub prefix: String,
     pub max_instances: usize,
+    /// HTTP invocations of a function (without reserved concurrency) that may wait for an
+    /// instance when `max_instances` are busy; beyond, they are throttled
+    /// ([`crate::runtime::Admission::Bounded`]).
+    pub max_queued: usize,
+    /// How long such an invocation waits before it is throttled.
+    pub queue_wait: Duration,
     /// Template parameter overrides (`Stage` defaults to `local`).
     pub params: BTreeMap<String, String>,
     /// Divides `rate(...)` intervals (tests set e.g. 60 so `rate(1 minute)` fires every second).
@@ -59,6 +65,8 @@ impl Default for GatewayOptions {
             bin_dir: None,
             prefix: "collectpro-local-".into(),
             max_instances: 8,
+            max_queued: 256,
+            queue_wait: Duration::from_secs(10),
             params: BTreeMap::new(),
             schedule_speedup: 1.0,
             logs: LogSink::Stdout,
@@ -75,6 +83,8 @@ pub struct Shared {
     pub model: Model,
     pub pools: BTreeMap<String, Arc<FunctionPool>>,
     pub ws: WsState,
+    /// The HTTP API stage's token buckets.
+    pub throttle: crate::http_api::StageThrottle,
     pub region: String,
     pub ws_addr: SocketAddr,
 }
@@ -172,6 +182,8 @@ impl Gateway {
         let settings = Arc::new(RuntimeSettings {
             bin_dir,
             max_instances: options.max_instances.max(1),
+            max_queued: options.max_queued,
+            queue_wait: options.queue_wait,
             region: region.clone(),
             extra_env,
             logs: options.logs,
@@ -190,6 +202,7 @@ impl Gateway {
             model,
             pools,
             ws: WsState::default(),
+            throttle: Default::default(),
             region: region.clone(),
             ws_addr,
         });

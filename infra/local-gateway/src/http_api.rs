@@ -14,10 +14,51 @@ use serde_json::{json, Map, Value};
 
 use crate::gateway::Shared;
 use crate::model::{Cors, HttpRoute};
-use crate::runtime::Outcome;
+use crate::runtime::{Admission, Outcome};
 
-/// Request bodies above this are refused with 413, as API Gateway does.
+/// Request bodies above this are refused with 413, as API Gateway does (HTTP API payload
+/// quota, 10 MB). Lambda's own 6 MB quota on the event ([`crate::runtime::MAX_REQUEST_PAYLOAD`])
+/// usually bites first.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// The stage's throttles as token buckets, one per route key
+/// ([`crate::model::StageThrottling`]).
+///
+/// API Gateway throttles with the token bucket algorithm: a route's bucket holds
+/// `ThrottlingBurstLimit` tokens and refills at `ThrottlingRateLimit` per second; a request
+/// finding it empty is answered `429 {"message":"Too Many Requests"}` without reaching the
+/// function (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>,
+/// <https://repost.aws/knowledge-center/api-gateway-429-limit>). The template's
+/// `DefaultRouteSettings` (parameters `ApiBurstLimit`, `ApiRateLimit`) and the login route's
+/// `RouteSettings` are therefore enforced locally too.
+#[derive(Default)]
+pub struct StageThrottle {
+    buckets: std::sync::Mutex<BTreeMap<String, (f64, std::time::Instant)>>,
+}
+
+impl StageThrottle {
+    /// Takes a token for `route_key` under `limit`; false when the bucket is empty.
+    pub fn admit(&self, route_key: &str, limit: Option<crate::model::RouteThrottle>) -> bool {
+        let Some(limit) = limit else { return true };
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let burst = limit.burst as f64;
+        let (tokens, last) = buckets.entry(route_key.to_owned()).or_insert((burst, now));
+        let refilled = *tokens + now.duration_since(*last).as_secs_f64() * limit.rate;
+        *tokens = if refilled.is_finite() {
+            refilled.min(burst)
+        } else {
+            burst
+        };
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// A matched route with its path parameters.
 pub struct Matched<'a> {
@@ -114,19 +155,9 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn problem(status: StatusCode, title: &str, detail: String) -> Response {
-    let body = json!({
-        "type": format!("https://collectpro.dev/problems/{}", title.to_lowercase().replace(' ', "-")),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [("content-type", "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
+/// API Gateway's own answer to a request no route matches.
+pub fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "Not Found")
 }
 
 fn message(status: StatusCode, msg: &str) -> Response {
@@ -273,12 +304,14 @@ async fn handle_inner(
     method: &str,
     path: &str,
 ) -> Response {
+    // No route (nor `$default`) matches: API Gateway answers itself, without invoking
+    // anything, `404 {"message":"Not Found"}` as `application/json` — for an unknown path
+    // and for a method the path does not declare alike (HTTP APIs have no 405; a CORS
+    // preflight is answered before routing, in `handle`). Routes are `METHOD /path`, `ANY
+    // /path` or the `$default` catch-all
+    // (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html>).
     let Some(matched) = match_route(&shared.model.http_routes, method, path) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            format!("no route {method} {path}"),
-        );
+        return not_found();
     };
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -286,16 +319,45 @@ async fn handle_inner(
             return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
         }
     };
+    let route_key = matched.route.route_key();
+    if !shared
+        .throttle
+        .admit(&route_key, shared.model.throttling.for_route(&route_key))
+    {
+        return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
     let event = build_event(&parts, peer, &matched, &body);
     let Some(pool) = shared.pools.get(&matched.route.function) else {
         return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
     let payload = Bytes::from(event.to_string());
-    match pool.invoke(payload).await {
+    outcome_response(pool.invoke_with(payload, Admission::Bounded).await)
+}
+
+/// What the HTTP API answers for an invocation's outcome.
+///
+/// - A function error, a crash, a response over Lambda's 6 MB (`Function.ResponseSizeTooLarge`,
+///   a function error) or a malformed response: `500 {"message":"Internal Server Error"}`,
+///   the HTTP API's answer to a failed Lambda integration
+///   (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-troubleshooting-lambda.html>).
+/// - Lambda throttled the invocation (`TooManyRequestsException`: the function's reserved or
+///   the account's concurrency is exhausted): also `500 Internal Server Error` — API Gateway
+///   does not pass Lambda's 429 on ("If the backend service throttled because of a high
+///   number of requests, then the API Gateway API might return an Internal server error",
+///   <https://repost.aws/knowledge-center/api-gateway-internal-server-error>). Only the
+///   stage's own throttle answers 429 (see [`StageThrottle`]).
+/// - An event over Lambda's 6 MB request quota (`RequestTooLargeException`, 413):
+///   `413 {"message":"Request Entity Too Large"}`, as for a body over API Gateway's quota.
+/// - Timeout: `503 Service Unavailable`; init failure: `502 Bad Gateway`.
+pub fn outcome_response(outcome: Outcome) -> Response {
+    match outcome {
         Outcome::Success(out) => map_response(&out),
         Outcome::Timeout => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
         Outcome::InitError(_) => message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
-        Outcome::FunctionError(_) | Outcome::Crashed(_) => {
+        Outcome::RequestTooLarge(_) => {
+            message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+        Outcome::Throttled | Outcome::FunctionError(_) | Outcome::Crashed(_) => {
             message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
     }

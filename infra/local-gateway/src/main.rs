@@ -13,6 +13,7 @@ const USAGE: &str = "\
 usage:
   local-gateway run --template template.yaml [--http-port 3000] [--ws-port 3001]
                     [--bin-dir DIR] [--prefix collectpro-local-] [--max-instances 8]
+                    [--max-queued 256] [--queue-wait-ms 10000]
                     [--param Name=Value ...]
                     [--dynamodb-faults TransactionConflict=0.05,Throttling=0.02,InternalServerError=0.01
                      --fault-seed N]   (see docs/faults.md)
@@ -54,6 +55,11 @@ fn parse(args: &[String]) -> Result<Args> {
             "--prefix" => options.prefix = value()?,
             "--max-instances" => {
                 options.max_instances = value()?.parse().context("--max-instances")?
+            }
+            "--max-queued" => options.max_queued = value()?.parse().context("--max-queued")?,
+            "--queue-wait-ms" => {
+                options.queue_wait =
+                    std::time::Duration::from_millis(value()?.parse().context("--queue-wait-ms")?)
             }
             "--param" | "--parameter" => {
                 let v = value()?;

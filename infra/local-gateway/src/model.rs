@@ -21,6 +21,9 @@ pub struct FunctionSpec {
     /// The template's environment, resolved (globals merged).
     pub environment: BTreeMap<String, String>,
     pub arn: String,
+    /// `ReservedConcurrentExecutions`: at most this many run at once, and a synchronous
+    /// invocation beyond it is throttled at once, as on AWS.
+    pub reserved_concurrency: Option<usize>,
 }
 
 /// An HTTP API route (`GET /accounts/{id}`).
@@ -53,6 +56,29 @@ pub struct Cors {
     pub expose_headers: Vec<String>,
     pub allow_credentials: bool,
     pub max_age: Option<u64>,
+}
+
+/// A stage throttle (`ThrottlingBurstLimit`, `ThrottlingRateLimit`): a token bucket of
+/// `burst` tokens refilled at `rate` per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteThrottle {
+    pub burst: u64,
+    pub rate: f64,
+}
+
+/// The HTTP API stage's throttling: `DefaultRouteSettings` applies to each route on its
+/// own, `RouteSettings` (by route key) replaces it for a route.
+#[derive(Debug, Clone, Default)]
+pub struct StageThrottling {
+    pub default: Option<RouteThrottle>,
+    pub routes: BTreeMap<String, RouteThrottle>,
+}
+
+impl StageThrottling {
+    /// The throttle of a route key (`GET /accounts/{id}`), if any.
+    pub fn for_route(&self, route_key: &str) -> Option<RouteThrottle> {
+        self.routes.get(route_key).copied().or(self.default)
+    }
 }
 
 /// The WebSocket API and its routes (route key to function).
@@ -105,6 +131,7 @@ pub struct Model {
     pub functions: BTreeMap<String, FunctionSpec>,
     pub http_routes: Vec<HttpRoute>,
     pub cors: Option<Cors>,
+    pub throttling: StageThrottling,
     pub websocket: Option<WebSocketApi>,
     pub sqs: Vec<SqsMapping>,
     pub streams: Vec<StreamMapping>,
@@ -163,6 +190,14 @@ impl Model {
                     timeout: Duration::from_secs(num("Timeout", 3)?),
                     environment,
                     arn: r.resolve_string(&serde_json::json!({"Fn::GetAtt": [id, "Arn"]}))?,
+                    reserved_concurrency: match p.get("ReservedConcurrentExecutions") {
+                        Some(v) => Some(
+                            r.resolve_string(v)?
+                                .parse::<usize>()
+                                .with_context(|| format!("{id}.ReservedConcurrentExecutions"))?,
+                        ),
+                        None => None,
+                    },
                 },
             );
             for (event_name, event) in p
@@ -290,6 +325,40 @@ impl Model {
             }
         }
         if let Some(api) = template.of_kind("AWS::Serverless::HttpApi").next() {
+            let throttle = |settings: &Value| -> Result<Option<RouteThrottle>> {
+                let settings = r.resolve(settings)?;
+                let burst = settings.get("ThrottlingBurstLimit").map(scalar);
+                let rate = settings.get("ThrottlingRateLimit").map(scalar);
+                if burst.is_none() && rate.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(RouteThrottle {
+                    burst: burst
+                        .map(|b| b.parse::<f64>().map(|f| f.max(0.0) as u64))
+                        .transpose()
+                        .context("ThrottlingBurstLimit")?
+                        .unwrap_or(u64::MAX),
+                    rate: rate
+                        .map(|b| b.parse::<f64>())
+                        .transpose()
+                        .context("ThrottlingRateLimit")?
+                        .unwrap_or(f64::INFINITY),
+                }))
+            };
+            if let Some(d) = api.properties.get("DefaultRouteSettings") {
+                model.throttling.default = throttle(d)?;
+            }
+            for (key, settings) in api
+                .properties
+                .get("RouteSettings")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = throttle(settings)? {
+                    model.throttling.routes.insert(key.clone(), t);
+                }
+            }
             if let Some(c) = api.properties.get("CorsConfiguration") {
                 let c = r.resolve(c)?;
                 let max_age = c.get("MaxAge").map(scalar).and_then(|s| s.parse().ok());

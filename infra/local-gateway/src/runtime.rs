@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +35,44 @@ pub enum Outcome {
     Crashed(String),
     /// The instance failed to initialise (exited before its first `/next`, or `/init/error`).
     InitError(String),
+    /// The event was larger than Lambda accepts for a synchronous invocation
+    /// ([`MAX_REQUEST_PAYLOAD`]): Invoke's `RequestTooLargeException` (HTTP 413); the
+    /// function never ran.
+    RequestTooLarge(usize),
+    /// No concurrency was left for the invocation (see [`Admission::Bounded`]): Invoke's
+    /// `TooManyRequestsException` (HTTP 429); the function never ran.
+    Throttled,
+}
+
+/// Lambda's payload quota for a synchronous invocation's request: "6 MB each for request and
+/// response" (<https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>; "For
+/// synchronous invocations, the maximum payload size is 6 MB",
+/// <https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html>). Lambda counts 6 MiB:
+/// a larger event is refused with `RequestTooLargeException` ("Request must be smaller than
+/// 6291456 bytes for the InvokeFunction operation") and the function does not run.
+pub const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// The response side of the same quota: Lambda accepts 100 bytes more (6,291,556), and a
+/// larger response posted to the Runtime API's `/response` is refused with 413 and turned
+/// into the function error `Function.ResponseSizeTooLarge` ("Response payload size exceeded
+/// maximum allowed payload size (6291556 bytes).").
+pub const MAX_RESPONSE_PAYLOAD: usize = 6 * 1024 * 1024 + 100;
+
+/// How an invocation waits for concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Waits for an instance however long it takes. Event source mappings and schedules use
+    /// this: on AWS their pollers back off and retry a throttled invocation instead of
+    /// failing the records, which locally is the same as waiting.
+    Wait,
+    /// A synchronous invocation (the HTTP API): Lambda throttles it (`TooManyRequestsException`,
+    /// 429) instead of queueing it. With `ReservedConcurrentExecutions` in the template the
+    /// answer is immediate once that many run, as on AWS. Without it the local cap
+    /// (`--max-instances`, a stand-in for the account's far larger concurrency) is a limit of
+    /// this machine, not of AWS, so a burst above it may wait briefly: at most
+    /// [`RuntimeSettings::max_queued`] invocations wait, each at most
+    /// [`RuntimeSettings::queue_wait`]; beyond either the invocation is throttled.
+    Bounded,
 }
 
 impl Outcome {
@@ -49,6 +87,15 @@ impl Outcome {
             }
             Outcome::Crashed(m) => json!({"errorType": "Runtime.ExitError", "errorMessage": m}),
             Outcome::InitError(m) => json!({"errorType": "Runtime.InitError", "errorMessage": m}),
+            Outcome::RequestTooLarge(size) => json!({
+                "errorType": "RequestTooLargeException",
+                "errorMessage": format!("{size} byte payload is too large for the RequestResponse invocation type (limit {MAX_REQUEST_PAYLOAD} bytes)"),
+            }),
+            Outcome::Throttled => json!({
+                "errorType": "TooManyRequestsException",
+                "errorMessage": "Rate Exceeded.",
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+            }),
         }
     }
 
@@ -62,8 +109,13 @@ impl Outcome {
 pub struct RuntimeSettings {
     /// Where the function binaries are (`target/debug`).
     pub bin_dir: PathBuf,
-    /// Instances per function at most.
+    /// Instances per function at most (a function's `ReservedConcurrentExecutions` lowers it).
     pub max_instances: usize,
+    /// Synchronous invocations of a function without reserved concurrency that may wait for
+    /// an instance beyond `max_instances` running ([`Admission::Bounded`]).
+    pub max_queued: usize,
+    /// How long such an invocation waits for an instance before it is throttled.
+    pub queue_wait: Duration,
     pub region: String,
     /// Extra variables every function gets (`AWS_ENDPOINT_URL_*`, `WEBSOCKET_MANAGEMENT_ENDPOINT`).
     pub extra_env: BTreeMap<String, String>,
@@ -89,10 +141,35 @@ impl LogSink {
     }
 }
 
+/// A queued invocation's state: waiting, taken by an instance, or abandoned by its caller
+/// (throttled after waiting too long), so that an abandoned event never runs.
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
 struct Job {
     request_id: String,
     payload: Bytes,
     reply: oneshot::Sender<Outcome>,
+    state: Arc<AtomicU8>,
+}
+
+impl Job {
+    /// Claims the job for an instance; false when its caller gave up on it.
+    fn take(&self) -> bool {
+        self.state
+            .compare_exchange(WAITING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// Counts an admitted invocation until it ends (whatever way it ends).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Current {
@@ -133,6 +210,8 @@ pub struct FunctionPool {
     pub stats: PoolStats,
     next_instance: AtomicUsize,
     pids: StdMutex<BTreeMap<usize, u32>>,
+    /// Invocations admitted and not yet answered (running or waiting for an instance).
+    in_flight: AtomicUsize,
 }
 
 struct Instance {
@@ -176,6 +255,7 @@ impl FunctionPool {
             stats: PoolStats::default(),
             next_instance: AtomicUsize::new(0),
             pids: StdMutex::new(BTreeMap::new()),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -183,14 +263,42 @@ impl FunctionPool {
         &self.spec.binary
     }
 
-    /// Invokes the function with `payload` and waits for the outcome.
+    /// Invokes the function with `payload` and waits for the outcome, however long an
+    /// instance takes to become free ([`Admission::Wait`]).
     pub async fn invoke(self: &Arc<Self>, payload: Bytes) -> Outcome {
+        self.invoke_with(payload, Admission::Wait).await
+    }
+
+    /// Invokes the function with `payload`, admitted as `admission` says.
+    pub async fn invoke_with(self: &Arc<Self>, payload: Bytes, admission: Admission) -> Outcome {
+        if payload.len() > MAX_REQUEST_PAYLOAD {
+            return Outcome::RequestTooLarge(payload.len());
+        }
+        let cap = self.max_instances();
+        let (allowance, wait) = match (admission, self.spec.reserved_concurrency) {
+            (Admission::Wait, _) => (usize::MAX, None),
+            (Admission::Bounded, Some(_)) => (0, None),
+            (Admission::Bounded, None) => {
+                (self.settings.max_queued, Some(self.settings.queue_wait))
+            }
+        };
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap.saturating_add(allowance)).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return Outcome::Throttled;
+        }
+        let _in_flight = InFlight(&self.in_flight);
         let request_id = uuid_like();
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(WAITING));
         let spawn = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.queued += 1;
-            if st.queued > st.idle && st.instances < self.settings.max_instances {
+            if st.queued > st.idle && st.instances < cap {
                 st.instances += 1;
                 true
             } else {
@@ -204,6 +312,7 @@ impl FunctionPool {
                 request_id,
                 payload,
                 reply: tx,
+                state: state.clone(),
             })
             .is_err()
         {
@@ -215,6 +324,25 @@ impl FunctionPool {
                 let msg = format!("{err:#}");
                 eprintln!("[{}] cannot start: {msg}", self.name());
                 self.fail_queue_if_no_instances(&msg).await;
+            }
+        }
+        if let Some(wait) = wait {
+            tokio::select! {
+                outcome = &mut rx => {
+                    return outcome
+                        .unwrap_or_else(|_| Outcome::Crashed("the invocation was dropped".into()));
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Still not taken by an instance: give up on it (it will never run), unless an
+            // instance claimed it at this very moment.
+            if state
+                .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.queued = st.queued.saturating_sub(1);
+                return Outcome::Throttled;
             }
         }
         rx.await
@@ -238,6 +366,9 @@ impl FunctionPool {
         }
         let mut rx = self.receiver.lock().await;
         while let Ok(job) = rx.try_recv() {
+            if !job.take() {
+                continue; // abandoned: its caller has its answer and has uncounted it
+            }
             {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.queued = st.queued.saturating_sub(1);
@@ -266,9 +397,18 @@ impl FunctionPool {
             .unwrap_or_default()
     }
 
-    /// The cap on concurrent instances.
+    /// The cap on concurrent instances: `--max-instances`, or the function's
+    /// `ReservedConcurrentExecutions` when that is lower.
     pub fn max_instances(&self) -> usize {
-        self.settings.max_instances
+        match self.spec.reserved_concurrency {
+            Some(reserved) => reserved.min(self.settings.max_instances),
+            None => self.settings.max_instances,
+        }
+    }
+
+    /// Invocations admitted and not yet answered (running or waiting for an instance).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Instances alive now.
@@ -366,6 +506,8 @@ impl FunctionPool {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
+            // `/response` enforces Lambda's own limit; axum's default 2 MB must not.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(instance.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -545,7 +687,12 @@ async fn next(State(inst): State<Arc<Instance>>) -> Response {
     }
     let job = {
         let mut rx = pool.receiver.lock().await;
-        rx.recv().await
+        loop {
+            match rx.recv().await {
+                Some(job) if !job.take() => continue, // abandoned by its caller
+                other => break other,
+            }
+        }
     };
     {
         let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -622,15 +769,37 @@ async fn next(State(inst): State<Arc<Instance>>) -> Response {
     (StatusCode::OK, headers, job.payload).into_response()
 }
 
+/// `/response`: the invocation's result, up to [`MAX_RESPONSE_PAYLOAD`]. A larger one is
+/// refused with 413 and the invocation ends in the function error Lambda reports for it.
 async fn response(
     State(inst): State<Arc<Instance>>,
     Path(id): Path<String>,
-    body: Bytes,
-) -> StatusCode {
+    body: axum::body::Body,
+) -> Response {
+    let body = match axum::body::to_bytes(body, MAX_RESPONSE_PAYLOAD).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = json!({
+                "errorType": "Function.ResponseSizeTooLarge",
+                "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_PAYLOAD} bytes)."),
+            });
+            eprintln!(
+                "[{}] RequestId: {id} function error: {error}",
+                inst.pool.name()
+            );
+            inst.finish(&id, Outcome::FunctionError(error.clone()));
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                [("content-type", "application/json")],
+                error.to_string(),
+            )
+                .into_response();
+        }
+    };
     if inst.finish(&id, Outcome::Success(body)) {
-        StatusCode::ACCEPTED
+        StatusCode::ACCEPTED.into_response()
     } else {
-        StatusCode::BAD_REQUEST
+        StatusCode::BAD_REQUEST.into_response()
     }
 }
 

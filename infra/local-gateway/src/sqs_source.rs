@@ -1,6 +1,7 @@
 //! SQS event source mapping: long-polls a queue, invokes the consumer with batches in the
-//! SQS event shape, deletes what succeeded (honouring `ReportBatchItemFailures`), makes
-//! failures visible again, and scales pollers with the queue depth up to the function's cap.
+//! SQS event shape, deletes what succeeded (honouring `ReportBatchItemFailures`), leaves
+//! failures to come back after the visibility timeout (and to the DLQ after
+//! `maxReceiveCount`), and scales pollers with the queue depth up to the function's cap.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -248,20 +249,15 @@ async fn process(
             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&err), "delete failed");
         }
     }
-    // Failures become visible again at once, so retries and the redrive to the DLQ happen
-    // in seconds locally (on AWS they wait for the visibility timeout).
-    for m in batch
-        .iter()
-        .filter(|m| failed.contains(m.message_id().unwrap_or_default()))
-    {
-        let _ = sqs
-            .change_message_visibility()
-            .queue_url(&mapping.queue_url)
-            .receipt_handle(m.receipt_handle().unwrap_or_default())
-            .visibility_timeout(0)
-            .send()
-            .await;
-    }
+    // Failures are left alone: neither deleted nor made visible again. They come back when
+    // the queue's visibility timeout expires, and after `maxReceiveCount` receives SQS moves
+    // them to the dead-letter queue. That is Lambda's SQS event source: "if Lambda encounters
+    // an error at any point while processing a batch, all messages in that batch return to
+    // the queue. After the visibility timeout, the messages become visible to Lambda again";
+    // partial batch responses return "only the failed messages back to the queue"
+    // (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html>). Retries
+    // are therefore as slow locally as on AWS: a queue's `VisibilityTimeout` is part of what
+    // a local run tests.
 }
 
 fn all_ids(batch: &[Message]) -> HashSet<String> {

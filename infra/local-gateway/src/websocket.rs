@@ -54,15 +54,126 @@ impl WsState {
 }
 
 /// The router of the WebSocket port.
+///
+/// The `@connections` management API (`POST` to send, `GET` for the connection's info,
+/// `DELETE` to close it, as the API Gateway Management API's `PostToConnection`,
+/// `GetConnection` and `DeleteConnection`) is guarded by [`management_guard`].
 pub fn router(shared: Arc<Shared>) -> Router {
     let manage = post(post_to_connection)
         .get(get_connection)
-        .delete(delete_connection);
+        .delete(delete_connection)
+        .route_layer(axum::middleware::from_fn(management_guard));
     Router::new()
         .route("/@connections/{id}", manage.clone())
         .route("/{stage}/@connections/{id}", manage)
         .fallback(upgrade)
         .with_state(shared)
+}
+
+/// A 403 answer of the management API in API Gateway's shape (`x-amzn-ErrorType` names the
+/// error, the body carries the message).
+fn forbidden(error_type: &str, message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [
+            ("content-type", "application/json"),
+            ("x-amzn-errortype", error_type),
+        ],
+        json!({ "message": message }).to_string(),
+    )
+        .into_response()
+}
+
+/// Why a management request is refused, if it is: it must come from this machine and carry
+/// a SigV4 `Authorization` header of the right shape.
+///
+/// On AWS the `@connections` API is an IAM-authorised part of the WebSocket API (action
+/// `execute-api:ManageConnections`) and "you must sign requests with Signature Version 4
+/// (SigV4)" (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-control-access-iam.html>);
+/// an unsigned request gets `403 {"message":"Missing Authentication Token"}`
+/// (<https://repost.aws/knowledge-center/api-gateway-authentication-token-errors>) and a
+/// header without `Credential`, `SignedHeaders` or `Signature` an `IncompleteSignatureException`.
+/// So a caller that forgot to sign (a hand-rolled HTTP client instead of the SDK) fails here
+/// as it would on AWS.
+///
+/// **Only the presence and shape are checked locally**, not the signature itself: the
+/// functions run with the dummy credentials `local`/`local`, there is no IAM to hold a policy,
+/// and the port is bound to `127.0.0.1` (see `Gateway::start`). Requests from any other
+/// address are refused as well, so the management API stays local even if the bind address
+/// changes.
+pub fn check_management_request(peer: &SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+    if !peer.ip().is_loopback() {
+        return Err(forbidden("ForbiddenException", "Forbidden"));
+    }
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Err(forbidden(
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ));
+    };
+    if let Err(reason) = sigv4_shape(auth) {
+        return Err(forbidden("IncompleteSignatureException", &reason));
+    }
+    if !headers.contains_key("x-amz-date") && !headers.contains_key("date") {
+        return Err(forbidden(
+            "IncompleteSignatureException",
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `auth` looks like `AWS4-HMAC-SHA256 Credential=AKID/20261201/us-east-1/
+/// execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=<64 hex digits>`.
+fn sigv4_shape(auth: &str) -> Result<(), String> {
+    let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 ") else {
+        return Err("Authorization header requires the 'AWS4-HMAC-SHA256' algorithm.".into());
+    };
+    let mut credential = None;
+    let mut signed_headers = None;
+    let mut signature = None;
+    for part in rest.split(',').map(str::trim) {
+        match part.split_once('=') {
+            Some(("Credential", v)) => credential = Some(v),
+            Some(("SignedHeaders", v)) => signed_headers = Some(v),
+            Some(("Signature", v)) => signature = Some(v),
+            _ => {}
+        }
+    }
+    let scope_ok = credential.is_some_and(|c| {
+        let parts: Vec<&str> = c.split('/').collect();
+        parts.len() == 5
+            && !parts[0].is_empty()
+            && parts[1].len() == 8
+            && parts[1].bytes().all(|b| b.is_ascii_digit())
+            && !parts[2].is_empty()
+            && parts[3] == "execute-api"
+            && parts[4] == "aws4_request"
+    });
+    if !scope_ok {
+        return Err("Authorization header requires 'Credential' parameter of the form <key>/<yyyymmdd>/<region>/execute-api/aws4_request.".into());
+    }
+    if signed_headers.is_none_or(|h| !h.split(';').any(|h| h == "host")) {
+        return Err(
+            "Authorization header requires 'SignedHeaders' parameter (including host).".into(),
+        );
+    }
+    if signature.is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err("Authorization header requires 'Signature' parameter.".into());
+    }
+    Ok(())
+}
+
+/// Middleware of the `@connections` routes: [`check_management_request`].
+async fn management_guard(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match check_management_request(&peer, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
 }
 
 fn gone() -> Response {
@@ -516,5 +627,74 @@ async fn run_connection(socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Messa
             .shared
             .invoke(function, Bytes::from(event.to_string()))
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=content-length;host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert("authorization", a.parse().unwrap());
+        }
+        h.insert("x-amz-date", "20261201T052600Z".parse().unwrap());
+        h
+    }
+
+    fn refusal(peer: &str, auth: Option<&str>) -> Option<(StatusCode, String)> {
+        let peer: SocketAddr = peer.parse().unwrap();
+        check_management_request(&peer, &headers(auth))
+            .err()
+            .map(|r| {
+                let kind = r.headers()["x-amzn-errortype"].to_str().unwrap().to_owned();
+                (r.status(), kind)
+            })
+    }
+
+    #[test]
+    fn a_signed_request_from_loopback_passes() {
+        assert!(refusal("127.0.0.1:5000", Some(SIGNED)).is_none());
+        assert!(refusal("[::1]:5000", Some(SIGNED)).is_none());
+    }
+
+    #[test]
+    fn a_request_from_another_address_is_refused_even_when_signed() {
+        assert_eq!(
+            refusal("10.1.2.3:5000", Some(SIGNED)),
+            Some((StatusCode::FORBIDDEN, "ForbiddenException".into()))
+        );
+    }
+
+    #[test]
+    fn unsigned_and_malformed_signatures_are_refused() {
+        assert_eq!(
+            refusal("127.0.0.1:5000", None),
+            Some((
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationTokenException".into()
+            ))
+        );
+        for bad in [
+            "Bearer abc",
+            "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=00",
+            "AWS4-HMAC-SHA256 Credential=local/2026/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=xyz",
+        ] {
+            assert_eq!(
+                refusal("127.0.0.1:5000", Some(bad)),
+                Some((StatusCode::FORBIDDEN, "IncompleteSignatureException".into())),
+                "{bad}"
+            );
+        }
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut no_date = HeaderMap::new();
+        no_date.insert("authorization", SIGNED.parse().unwrap());
+        assert!(check_management_request(&peer, &no_date).is_err());
     }
 }

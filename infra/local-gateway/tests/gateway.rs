@@ -17,26 +17,36 @@ struct Fixture {
     base: String,
 }
 
-async fn start_with(speedup: f64, max_instances: usize) -> Fixture {
-    let out = std::env::temp_dir().join(format!("lg-{}", random_prefix()));
-    std::fs::create_dir_all(&out).unwrap();
+fn fixture_options(out: &Path) -> GatewayOptions {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_gateway-fixture"))
         .parent()
         .unwrap()
         .to_path_buf();
-    let gw = Gateway::start(GatewayOptions {
+    GatewayOptions {
         template_path: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
         http_port: 0,
         ws_port: 0,
         bin_dir: Some(bin_dir),
         prefix: random_prefix(),
-        max_instances,
         params: [("OutDir".to_owned(), out.display().to_string())].into(),
-        schedule_speedup: speedup,
         ..Default::default()
+    }
+}
+
+async fn start_with(speedup: f64, max_instances: usize) -> Fixture {
+    start_with_options(|o| {
+        o.schedule_speedup = speedup;
+        o.max_instances = max_instances;
     })
     .await
-    .unwrap();
+}
+
+async fn start_with_options(change: impl FnOnce(&mut GatewayOptions)) -> Fixture {
+    let out = std::env::temp_dir().join(format!("lg-{}", random_prefix()));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut options = fixture_options(&out);
+    change(&mut options);
+    let gw = Gateway::start(options).await.unwrap();
     let base = format!("http://{}", gw.http_addr());
     Fixture {
         gw,
@@ -56,6 +66,16 @@ fn lines(path: &Path) -> Vec<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// A well-formed SigV4 `Authorization` header: the local `@connections` API checks that a
+/// request is signed (its shape), as AWS requires, not the signature itself.
+const SIGV4: &str = "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn signed(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request
+        .header("authorization", SIGV4)
+        .header("x-amz-date", "20261201T052600Z")
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -146,19 +166,24 @@ async fn routes_path_parameters_and_environment() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"hello": "world"}));
 
-    for (method, path) in [("GET", "/nope"), ("DELETE", "/items/abc")] {
+    // An unknown path, and a method a known path does not declare, get API Gateway's own
+    // answer (HTTP APIs have no 405), and no function runs.
+    for (method, path) in [
+        ("GET", "/nope"),
+        ("DELETE", "/items/abc"),
+        ("PATCH", "/items"),
+        ("GET", "/items"),
+    ] {
         let r = f
             .http
             .request(method.parse().unwrap(), format!("{}{path}", f.base))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 404);
-        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        assert_eq!(r.status(), 404, "{method} {path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
         let v: Value = r.json().await.unwrap();
-        assert_eq!(v["type"], "https://collectpro.dev/problems/not-found");
-        assert_eq!(v["status"], 404);
-        assert!(v["detail"].as_str().unwrap().contains(path), "{v}");
+        assert_eq!(v, json!({"message": "Not Found"}), "{method} {path}");
     }
 
     let r = f
@@ -386,7 +411,7 @@ async fn websocket_connect_messages_and_connections_api() {
     assert!(got.contains(&json!({"posted": 200})), "{got:?}");
 
     let conn_url = format!("http://{}/@connections/{id_a}", f.gw.ws_addr());
-    let r = f.http.get(&conn_url).send().await.unwrap();
+    let r = signed(f.http.get(&conn_url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.json::<Value>().await.unwrap()["connectedAt"].is_string());
 
@@ -406,28 +431,27 @@ async fn websocket_connect_messages_and_connections_api() {
             .any(|l| l["disconnected"] == id_b.as_str())
     })
     .await;
-    let r = f
-        .http
-        .post(format!(
-            "http://{}/local/@connections/{id_b}",
-            f.gw.ws_addr()
-        ))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = signed(f.http.post(format!(
+        "http://{}/local/@connections/{id_b}",
+        f.gw.ws_addr()
+    )))
+    .body("x")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 410);
-    let r = f
-        .http
-        .post(format!("http://{}/@connections/unknown", f.gw.ws_addr()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = signed(
+        f.http
+            .post(format!("http://{}/@connections/unknown", f.gw.ws_addr())),
+    )
+    .body("x")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 410);
 
     // DELETE closes the connection.
-    let r = f.http.delete(&conn_url).send().await.unwrap();
+    let r = signed(f.http.delete(&conn_url)).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let end = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -439,7 +463,85 @@ async fn websocket_connect_messages_and_connections_api() {
     })
     .await;
     assert!(end.is_ok(), "the client was not disconnected");
-    assert_eq!(f.http.get(&conn_url).send().await.unwrap().status(), 410);
+    assert_eq!(
+        signed(f.http.get(&conn_url)).send().await.unwrap().status(),
+        410
+    );
+    assert_eq!(
+        signed(f.http.delete(&conn_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        410,
+        "deleting a closed connection is gone"
+    );
+}
+
+#[tokio::test]
+async fn connections_api_refuses_unsigned_requests_as_aws_does() {
+    let f = start().await;
+    let ws = format!("ws://{}", f.gw.ws_addr());
+    let (mut a, _) = tokio_tungstenite::connect_async(format!("{ws}/local?token=ok"))
+        .await
+        .unwrap();
+    a.send(Message::text(r#"{"action":"hello"}"#))
+        .await
+        .unwrap();
+    let reply: Value =
+        serde_json::from_str(a.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    let id = reply["connectionId"].as_str().unwrap().to_owned();
+    let url = format!("http://{}/local/@connections/{id}", f.gw.ws_addr());
+
+    // Unsigned: PostToConnection, GetConnection and DeleteConnection are all refused, and
+    // the connection is left alone.
+    for method in ["POST", "GET", "DELETE"] {
+        let r = f
+            .http
+            .request(method.parse().unwrap(), &url)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method}");
+        assert_eq!(
+            r.headers()["x-amzn-errortype"],
+            "MissingAuthenticationTokenException"
+        );
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"message": "Missing Authentication Token"})
+        );
+    }
+    // A header that is not SigV4 (a bearer token, say) is refused too.
+    let r = f
+        .http
+        .post(&url)
+        .header("authorization", "Bearer something")
+        .header("x-amz-date", "20261201T052600Z")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()["x-amzn-errortype"],
+        "IncompleteSignatureException"
+    );
+
+    // The connection is still open: a signed post reaches it.
+    let r = signed(f.http.post(&url))
+        .body("still here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = tokio::time::timeout(Duration::from_secs(5), a.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.to_text().unwrap(), "still here");
 }
 
 #[tokio::test]
@@ -494,6 +596,23 @@ async fn sqs_partial_batch_failure_is_retried_then_dead_lettered() {
         .map(|l| &l["receiveCount"])
         .collect();
     assert_eq!(counts, vec![&json!("1"), &json!("2")]);
+    // The failed message came back only when the queue's visibility timeout (3 s) expired,
+    // as on AWS: the gateway neither deleted it nor made it visible again at once.
+    let retry = seen
+        .iter()
+        .find(|l| l["body"] == "fail-1" && l["receiveCount"] == "2")
+        .unwrap();
+    let first_received: u64 = retry["firstReceivedAt"]
+        .as_str()
+        .expect("SQS reports ApproximateFirstReceiveTimestamp")
+        .parse()
+        .unwrap();
+    let retried_at = retry["invokedAt"].as_u64().unwrap();
+    assert!(
+        retried_at >= first_received + 3000,
+        "retried {} ms after the first receive, before the visibility timeout",
+        retried_at.saturating_sub(first_received)
+    );
 }
 
 #[tokio::test]
@@ -625,4 +744,190 @@ async fn invoke_subcommand_prints_the_response_and_fails_on_function_error() {
         .as_str()
         .unwrap()
         .contains("on purpose"));
+}
+
+#[tokio::test]
+async fn lambda_payload_quotas_are_enforced_as_on_aws() {
+    let f = start().await;
+    const MIB: usize = 1024 * 1024;
+    // A 5 MB body fits Lambda's 6 MB request quota (and the echo's answer its response quota).
+    let r = f
+        .http
+        .post(format!("{}/items", f.base))
+        .header("content-type", "text/plain")
+        .body("b".repeat(5 * MIB))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .len(),
+        5 * MIB
+    );
+    // 6.5 MB is under API Gateway's 10 MB but over Lambda's 6 MB: refused, nothing runs.
+    let invocations = || {
+        f.gw.pool("EchoFunction")
+            .unwrap()
+            .stats
+            .invocations
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = invocations();
+    let r = f
+        .http
+        .post(format!("{}/items", f.base))
+        .header("content-type", "text/plain")
+        .body("b".repeat(6 * MIB + MIB / 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Request Entity Too Large"})
+    );
+    assert_eq!(invocations(), before, "the function must not run");
+    // A direct invocation gets Invoke's RequestTooLargeException.
+    let outcome =
+        f.gw.invoke("EchoFunction", json!({"body": "b".repeat(6 * MIB)}))
+            .await;
+    assert!(
+        matches!(outcome, Outcome::RequestTooLarge(_)),
+        "{outcome:?}"
+    );
+
+    // Responses: 5 MB (over axum's default body limit, under Lambda's) comes back whole;
+    // over 6,291,556 bytes is the function error Function.ResponseSizeTooLarge, which the
+    // HTTP API answers as a failed integration.
+    let r = f
+        .http
+        .get(format!("{}/big?size={}", f.base, 5 * MIB))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 5 * MIB);
+    let r = f
+        .http
+        .get(format!("{}/big?size={}", f.base, 6 * MIB + 100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Internal Server Error"})
+    );
+    match f
+        .gw
+        .invoke(
+            "BigFunction",
+            json!({"queryStringParameters": {"size": (7 * MIB).to_string()}}),
+        )
+        .await
+    {
+        Outcome::FunctionError(v) => assert_eq!(v["errorType"], "Function.ResponseSizeTooLarge"),
+        other => panic!("expected Function.ResponseSizeTooLarge, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_stage_throttle_answers_429_per_route() {
+    let f = start().await;
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", f.base);
+        let http = f.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    // GET /limited: burst 2, refilled at 0.001/s.
+    assert_eq!(get("/limited").await.status(), 200);
+    assert_eq!(get("/limited").await.status(), 200);
+    let r = get("/limited").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Too Many Requests"})
+    );
+    // Another route of the same function has its own (here: no) throttle.
+    assert_eq!(get("/raw").await.status(), 200);
+    assert_eq!(get("/raw").await.status(), 200);
+    assert_eq!(get("/raw").await.status(), 200);
+}
+
+#[tokio::test]
+async fn reserved_concurrency_throttles_synchronous_invocations_instead_of_queueing() {
+    let f = start().await;
+    let pool = f.gw.pool("HoldFunction").unwrap().clone();
+    assert_eq!(pool.max_instances(), 1, "ReservedConcurrentExecutions: 1");
+    let first = tokio::spawn(f.http.get(format!("{}/hold", f.base)).send());
+    wait_for(
+        "the first invocation to be admitted",
+        Duration::from_secs(5),
+        || pool.in_flight() == 1,
+    )
+    .await;
+    // The first holds the only instance for 4 s: Lambda throttles the second at once, and
+    // the HTTP API answers that as an integration failure.
+    let r = f.http.get(format!("{}/hold", f.base)).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Internal Server Error"})
+    );
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        pool.stats
+            .invocations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the throttled request never reached the function"
+    );
+    // Free again: the next one runs.
+    assert_eq!(
+        f.http
+            .get(format!("{}/hold", f.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn http_invocations_wait_boundedly_for_an_instance_then_are_throttled() {
+    // One instance, one waiting invocation at most, waiting at most 10 s.
+    let f = start_with_options(|o| {
+        o.max_instances = 1;
+        o.max_queued = 1;
+    })
+    .await;
+    let pool = f.gw.pool("LongFunction").unwrap().clone();
+    let running = tokio::spawn(f.http.get(format!("{}/long", f.base)).send());
+    wait_for("the first invocation", Duration::from_secs(5), || {
+        pool.in_flight() == 1
+    })
+    .await;
+    let waiting = tokio::spawn(f.http.get(format!("{}/long", f.base)).send());
+    wait_for("the second invocation", Duration::from_secs(5), || {
+        pool.in_flight() == 2
+    })
+    .await;
+    // The third finds the instance busy and the queue full: throttled.
+    let r = f.http.get(format!("{}/long", f.base)).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    // The one that waited ran once the instance was free.
+    assert_eq!(running.await.unwrap().unwrap().status(), 200);
+    assert_eq!(waiting.await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        pool.stats
+            .invocations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
 }

@@ -8,6 +8,16 @@ use std::time::Duration;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 
+/// A SigV4 `Authorization` header of the right shape for the local `@connections` API.
+const FAKE_SIGV4: &str = "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn append(value: &Value) {
     if let Ok(path) = std::env::var("FIXTURE_OUT") {
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -62,8 +72,12 @@ async fn websocket(event: &Value) -> Result<Value, Error> {
                     "{endpoint}/{}/@connections/{target}",
                     ctx["stage"].as_str().unwrap_or("local")
                 );
+                // The gateway checks the shape of a SigV4 header, not the signature (the
+                // real functions sign with the SDK); a fixed, well-formed one stands in.
                 let status = reqwest::Client::new()
                     .post(url)
+                    .header("authorization", FAKE_SIGV4)
+                    .header("x-amz-date", "20261201T000000Z")
                     .body(body["data"].to_string())
                     .send()
                     .await?
@@ -104,6 +118,18 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             std::process::exit(3)
         }
         "raw" => Ok(json!({"hello": "world"})),
+        "big" => {
+            // A text body of `?size=N` bytes (Lambda's response quota tests).
+            let size: usize = event["queryStringParameters"]["size"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            Ok(json!({
+                "statusCode": 200,
+                "headers": {"content-type": "text/plain"},
+                "body": "a".repeat(size),
+            }))
+        }
         "websocket" => websocket(&event).await,
         "sqs" => {
             let mut failures = Vec::new();
@@ -112,6 +138,8 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
                     "messageId": r["messageId"],
                     "body": r["body"],
                     "receiveCount": r["attributes"]["ApproximateReceiveCount"],
+                    "firstReceivedAt": r["attributes"]["ApproximateFirstReceiveTimestamp"],
+                    "invokedAt": now_ms(),
                     "eventSource": r["eventSource"],
                 }));
                 if r["body"].as_str().unwrap_or_default().contains("fail") {
