@@ -346,7 +346,14 @@ async function scenarios() {
     const row = a.getByRole("row").filter({ hasText: email });
     await row.waitFor();
     await row.getByRole("combobox").selectOption("viewer");
+    await a.getByRole("dialog", { name: "Change role?" }).getByRole("button", { name: "Change role" }).click();
     await row.getByText("Role changed.").waitFor();
+    // The newcomer's next sign-in gets in.
+    await p.goto("/login");
+    await p.getByLabel("Email").fill(email);
+    await p.getByLabel("Password").fill("a-long-unusual-passphrase-42");
+    await p.getByRole("button", { name: "Sign in" }).click();
+    await p.getByRole("heading", { name: "Dashboard" }).waitFor();
     await ctx.close();
   });
 

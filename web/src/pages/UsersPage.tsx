@@ -61,6 +61,7 @@ function UserRow({ user, self }: { user: User; self: boolean }) {
   const [update, upd] = useUpdateUserMutation();
   const [revoke, rev] = useRevokeSessionsMutation();
   const [note, setNote] = useState<string | null>(null);
+  const [newRole, setNewRole] = useState<Role | null>(null);
   const locked = !!user.locked_until && Date.parse(user.locked_until) > Date.now();
   const run = async (p: Promise<unknown>, ok: string) => {
     setNote(null);
@@ -73,7 +74,7 @@ function UserRow({ user, self }: { user: User; self: boolean }) {
   };
   const err = upd.error ?? rev.error;
   return (
-    <tr className="border-t border-slate-200 align-top">
+    <tr className="border-t border-slate-200 align-middle">
       <td className="p-2">{user.name}</td>
       <td className="p-2">{user.email}</td>
       <td className="p-2">
@@ -83,10 +84,28 @@ function UserRow({ user, self }: { user: User; self: boolean }) {
           className="w-32"
           value={user.role}
           disabled={upd.isLoading}
-          onChange={(e) => void run(update({ id: user.id, changes: { role: e.target.value as Role } }).unwrap(), "Role changed.")}
+          onChange={(e) => setNewRole(e.target.value as Role)}
         >
           {ROLES.map((r) => <option key={r} value={r}>{r}</option>)}
         </Select>
+        <Dialog open={newRole !== null} title="Change role?" onClose={() => setNewRole(null)}>
+          <p className="mb-3 text-sm">
+            {user.email} becomes <strong>{newRole}</strong> (now {user.role}). Their current sessions end and they sign in again.
+          </p>
+          <div className="flex justify-end gap-2">
+            <Button onClick={() => setNewRole(null)}>Keep {user.role}</Button>
+            <Button
+              variant="primary"
+              onClick={() => {
+                const role = newRole!;
+                setNewRole(null);
+                void run(update({ id: user.id, changes: { role } }).unwrap(), "Role changed.");
+              }}
+            >
+              Change role
+            </Button>
+          </div>
+        </Dialog>
       </td>
       <td className="p-2 space-x-1">
         {user.role === "pending" && <Badge value="pending" />}
