@@ -4,7 +4,7 @@
 // Screenshots and axe results go to web/test-results/ (ignored by git). Exit status 1 when a
 // scenario fails or axe finds a serious or critical violation.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { axeSource, ensureOutDir, freePort, outDir, repoDir, run, start, stopAll, waitForOutput, webDir } from "./harness.mjs";
@@ -25,6 +25,8 @@ const shots = [];
 let browser;
 
 async function main() {
+  if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (infra/setup.sh does as root), or set CHROMIUM_PATH`);
+  if (!existsSync(join(binDir, "local-gateway"))) throw new Error(`no function binaries in ${binDir}: cargo build --workspace --bins (or set COLLECTPRO_BIN_DIR)`);
   console.log(`e2e: API ${API}, WebSocket ws://127.0.0.1:${wsPort}, app ${WEB}`);
   await run(process.execPath, ["node_modules/vite/bin/vite.js", "build", "--outDir", "test-results/app", "--emptyOutDir", "--logLevel", "warn"], {
     cwd: webDir,

@@ -71,3 +71,21 @@ describe("the refresh-once base query", () => {
     expect(r).toMatchObject({ error: { status: 423, retryAfter: 840 } });
   });
 });
+
+describe("the dashboard summary", () => {
+  it("revalidates with If-None-Match and keeps the figures on a 304", async () => {
+    const body = { date: "2026-12-01", scope: "all", accounts: { total: 7, by_status: {}, by_dpd_bucket: {} } };
+    const { calls } = fakeApi((c) =>
+      c.headers.get("if-none-match") === '"v1"' ? json(304, null, { etag: '"v1"' }) : json(200, body, { etag: '"v1"' }),
+    );
+    const store = makeStore({ auth: { accessToken: "T1", expiresAt: null, user: null, signedOutReason: null } });
+    const { resetSummaryCache } = await import("./api");
+    resetSummaryCache();
+    const first = await store.dispatch(api.endpoints.summary.initiate());
+    expect(first.data?.accounts.total).toBe(7);
+    const again = await store.dispatch(api.endpoints.summary.initiate(undefined, { forceRefetch: true }));
+    expect(again.error).toBeUndefined();
+    expect(again.data?.accounts.total).toBe(7);
+    expect(calls.map((c) => c.headers.get("if-none-match"))).toEqual([null, '"v1"']);
+  });
+});
