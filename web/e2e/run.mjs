@@ -208,6 +208,38 @@ async function scenarios() {
     assert.equal((await apiGet(token, `/accounts/${accountId}`)).balance, 48666);
   });
 
+  await scenario("refunding a payment through the status machine puts the amount back", async () => {
+    assert.ok(accountId, "needs the created account");
+    const row = a.getByTestId("payments").getByRole("row").filter({ hasText: "$1.00" });
+    await row.getByRole("button", { name: "Mark refunded" }).click();
+    await row.getByText("refunded").waitFor();
+    await a.getByTestId("balance").filter({ hasText: "$487.66" }).waitFor();
+    assert.equal(await row.getByRole("button", { name: /^Mark / }).count(), 0, "a refunded payment offers no further change");
+  });
+
+  await scenario("live updates down: the banner shows, and the client reconnects by itself", async () => {
+    const ctx = await context();
+    const p = await ctx.newPage();
+    let down = true;
+    const open = [];
+    await p.routeWebSocket(/.*/, (ws) => {
+      if (down) {
+        ws.close({ code: 1011, reason: "test: server unreachable" });
+        return;
+      }
+      open.push(ws.connectToServer());
+    });
+    await signIn(p, "viewer@collectpro.local");
+    await p.getByText("Live updates are down").waitFor({ timeout: T.live });
+    await screen(p, "live-down-viewer");
+    down = false;
+    await p.waitForFunction(() => document.documentElement.dataset.live === "up", null, { timeout: 60_000 });
+    await p.getByText("Live updates are down").waitFor({ state: "detached" });
+    await live(p, "dashboard");
+    assert.ok(open.length >= 1, "the client reconnected through the restored route");
+    await ctx.close();
+  });
+
   await scenario("editing the same account in two contexts: the second save gets the 412 message", async () => {
     assert.ok(accountId, "needs the created account");
     await m1.goto(accountUrl);
