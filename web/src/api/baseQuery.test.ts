@@ -55,6 +55,15 @@ describe("the refresh-once base query", () => {
     expect(store.getState().auth.signedOutReason).toMatch(/session has ended/);
   });
 
+  it("a 401 with no refresh token in this tab ends the session", async () => {
+    const { calls } = fakeApi(() => json(401, { title: "Unauthorized", status: 401 }));
+    const store = makeStore({ auth: { accessToken: "T1", expiresAt: null, user: null, signedOutReason: null } });
+    const r = await store.dispatch(api.endpoints.accounts.initiate({}));
+    expect(r.error).toMatchObject({ status: 401 });
+    expect(calls.map((c) => c.path)).toEqual(["/accounts"]);
+    expect(store.getState().auth.accessToken).toBeNull();
+  });
+
   it("a 401 on sign-in is the answer, never a refresh", async () => {
     saveRefreshToken("R1");
     const { calls } = fakeApi(() => json(401, { title: "Unauthorized", detail: "wrong email or password", status: 401 }));

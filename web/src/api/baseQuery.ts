@@ -95,6 +95,11 @@ export const baseQuery: BaseQueryFn<string | FetchArgs, unknown, ApiError, objec
     const ok = current && current !== sentWith ? true : await refreshOnce(api, extra);
     if (ok) result = await raw(args, api, extra);
   }
+  // Still 401 with no way to refresh (no refresh token in this tab, or the new token refused
+  // too): the session is over; say so instead of leaving every screen failing.
+  if (result.error?.status === 401 && !NO_REFRESH.includes(urlOf(args)) && (api.getState() as State).auth.accessToken) {
+    api.dispatch(signedOut("Your session has ended. Please sign in again."));
+  }
   if (result.error) {
     const error: ApiError = { ...(result.error as ApiError), retryAfter: retryAfter(result.meta) };
     return { error, meta: result.meta };
