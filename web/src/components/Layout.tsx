@@ -99,8 +99,8 @@ export function Layout({ user }: { user: User }) {
               >
                 Sign out
               </Button>
+              <span className="hidden md:contents">
               <Button
-                className="hidden md:inline-flex"
                 disabled={busy}
                 title="Ends every session of yours, on every device"
                 onClick={async () => {
@@ -110,6 +110,7 @@ export function Layout({ user }: { user: User }) {
               >
                 Sign out everywhere
               </Button>
+              </span>
             </div>
           </div>
         </header>
