@@ -18,7 +18,7 @@ interface LiveContextValue {
 const LiveContext = createContext<LiveContextValue>({ client: null, listen: () => () => {} });
 
 /** What a message changes in the cache, whichever page is open. */
-function applyToCache(store: AppStore, msg: LiveMessage) {
+export function applyToCache(store: AppStore, msg: LiveMessage) {
   const d = msg.data ?? {};
   if (msg.type === "payment.recorded" || msg.type === "payment.status_changed" || msg.type === "activity.logged") {
     const payment = (msg.type === "payment.status_changed" ? d.payment : d) as { account_id?: string } | undefined;
