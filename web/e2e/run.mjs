@@ -32,9 +32,12 @@ async function main() {
     cwd: webDir,
     env: { ...process.env, VITE_API_URL: API, VITE_WS_URL: `ws://127.0.0.1:${wsPort}` },
   });
+  // DynamoDB Local and moto on free ports too (stack.sh picks them when these are unset), so a
+  // developer's `make run` on the default ports keeps running.
+  const { DYNAMODB_PORT: _d, SQS_PORT: _s, DYNAMODB_DATA_DIR: _p, ...env } = process.env;
   const stack = start("stack", "bash", ["infra/stack.sh", "infra/run-local.sh", binDir, String(httpPort), String(wsPort)], {
     cwd: repoDir,
-    env: { ...process.env, DEMO: "1", WEB: "0", GATEWAY_PARAMS: `AllowedOrigins=${WEB}`, COLLECTPRO_ADMIN_PASSWORD: PASSWORD },
+    env: { ...env, DEMO: "1", WEB: "0", GATEWAY_PARAMS: `AllowedOrigins=${WEB}`, COLLECTPRO_ADMIN_PASSWORD: PASSWORD },
   });
   const preview = start("preview", process.execPath, ["node_modules/vite/bin/vite.js", "preview", "--outDir", "test-results/app", "--host", "127.0.0.1", "--port", String(webPort), "--strictPort"], { cwd: webDir });
   await Promise.all([
