@@ -19,7 +19,10 @@ export default function BulkPage() {
   if (!can(user.role, "bulk.run")) return <p>Your role cannot run bulk updates.</p>;
   return (
     <div className="space-y-4">
-      <h1 className="text-2xl font-bold">Bulk updates</h1>
+      <div className="flex flex-wrap items-center justify-between gap-2">
+        <h1 className="text-2xl font-bold">Bulk updates</h1>
+        {jobId && <Link to="/accounts" className="text-sm text-blue-800 underline">New bulk update: choose accounts</Link>}
+      </div>
       {jobId ? <JobView id={jobId} /> : <NewJob />}
       <JobList />
     </div>
