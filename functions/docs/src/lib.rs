@@ -5,15 +5,25 @@
 //!   the document cannot drift from the code. A test checks it against `template.yaml`.
 //! - `GET /docs` and `GET /docs/{asset}`: Swagger UI. Its JavaScript and CSS are compiled
 //!   into the binary from the `swagger-ui-dist` crate (which carries the npm package's files),
-//!   so the page loads nothing from any CDN.
+//!   so the page loads nothing from any CDN. The page is our own ([`VIEWER_PAGE`]): the
+//!   crate's page names its assets with the request's absolute URI, which `lambda_http` builds
+//!   as `https://<host>/docs`, so on plain-HTTP `make run` the browser refused every asset
+//!   and the page stayed blank. Ours uses relative URLs, which resolve against whatever
+//!   origin and stage prefix the browser used (`http://localhost:3000/docs`,
+//!   `https://<api>.execute-api.<region>.amazonaws.com/<stage>/docs`).
+//!
+//! The responses every operation shares (problem+json errors, 401/403 of signed-in routes,
+//! 429/500/503, API Gateway's own answers) are added to the merged document in one place:
+//! [`common_responses`].
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use shared::http::{route_key, unknown_route, HttpResult};
 use shared::ApiError;
 use tower::ServiceExt;
-use utoipa::openapi::OpenApi as OpenApiDocument;
 use utoipa::OpenApi;
+
+pub mod common_responses;
 
 /// The document's frame: title, version and the tags the functions use.
 #[derive(OpenApi)]
@@ -31,8 +41,9 @@ use utoipa::OpenApi;
 )]
 struct Frame;
 
-/// The OpenAPI document of every function, merged.
-pub fn openapi() -> OpenApiDocument {
+/// The OpenAPI document of every function, merged, with the responses every operation
+/// shares added ([`common_responses::complete`]).
+pub fn openapi() -> Result<serde_json::Value, serde_json::Error> {
     let mut document = Frame::openapi();
     document.merge(health::ApiDoc::openapi());
     document.merge(auth::ApiDoc::openapi());
@@ -42,8 +53,35 @@ pub fn openapi() -> OpenApiDocument {
     document.merge(activities::ApiDoc::openapi());
     document.merge(bulk_api::ApiDoc::openapi());
     document.merge(dashboard::ApiDoc::openapi());
-    document
+    let mut document = serde_json::to_value(document)?;
+    common_responses::complete(&mut document);
+    Ok(document)
 }
+
+/// The viewer page. Every URL in it is relative (see the module docs): `docs/...` and
+/// `openapi.json` resolve next to `/docs`, with any stage prefix kept.
+pub const VIEWER_PAGE: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>CollectPro API</title>
+  <link rel="stylesheet" href="docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script>
+  window.onload = function () {
+    window.ui = SwaggerUIBundle({
+      url: new URL("openapi.json", document.baseURI).href,
+      dom_id: "#swagger-ui"
+    });
+  };
+</script>
+</body>
+</html>
+"##;
 
 /// The rendered document and the viewer's routes, built once per cold start.
 pub struct App {
@@ -53,7 +91,7 @@ pub struct App {
 
 impl App {
     pub fn new() -> Result<Self, serde_json::Error> {
-        let openapi_json = openapi().to_json()?;
+        let openapi_json = serde_json::to_string(&openapi()?)?;
         let viewer = swagger_ui_dist::generate_routes(swagger_ui_dist::ApiDefinition {
             uri_prefix: "/docs",
             api_definition: swagger_ui_dist::OpenApiSource::Uri("/openapi.json"),
@@ -69,8 +107,8 @@ impl App {
 pub async fn handle(app: &App, req: Request) -> HttpResult {
     match route_key(&req).as_str() {
         "GET /openapi.json" => openapi_document(app),
-        "GET /docs" => viewer_page(app, req).await,
-        "GET /docs/{asset}" => viewer_asset(app, req).await,
+        "GET /docs" => viewer_page(),
+        "GET /docs/{asset}" => viewer_asset(app, &req).await,
         other => Err(unknown_route(other)),
     }
 }
@@ -87,27 +125,32 @@ fn openapi_document(app: &App) -> HttpResult {
         .map_err(ApiError::internal)
 }
 
-/// Swagger UI, reading `/openapi.json`.
+/// Swagger UI, reading `openapi.json`.
 #[utoipa::path(get, path = "/docs", tag = "docs",
     responses((status = 200, description = "The viewer page", content_type = "text/html")))]
-async fn viewer_page(app: &App, req: Request) -> HttpResult {
-    viewer(app, req).await
+fn viewer_page() -> HttpResult {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(http::header::CACHE_CONTROL, "public, max-age=300")
+        .body(Body::from(VIEWER_PAGE))
+        .map_err(ApiError::internal)
 }
 
-/// The viewer's script and style sheet, compiled into the function.
+/// The viewer's script and style sheet (and their source maps), compiled into the function.
 #[utoipa::path(get, path = "/docs/{asset}", tag = "docs",
     params(("asset" = String, Path, description = "e.g. swagger-ui-bundle.js, swagger-ui.css")),
     responses(
-        (status = 200, description = "The asset"),
-        (status = 404, description = "No such asset", body = shared::error::Problem, content_type = "application/problem+json")))]
-async fn viewer_asset(app: &App, req: Request) -> HttpResult {
-    viewer(app, req).await
-}
-
-/// Serves a viewer page or asset through the `swagger-ui-dist` router, in-process.
-async fn viewer(app: &App, req: Request) -> HttpResult {
-    let (parts, body) = req.into_parts();
-    let request = http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
+        (status = 200, description = "The asset", content(
+            ("text/javascript"), ("text/css"), ("application/json"), ("text/html"))),
+        (status = 404, description = "No such asset", body = shared::error::Problem)))]
+async fn viewer_asset(app: &App, req: &Request) -> HttpResult {
+    // The asset is named by the path parameter, not the request path, which carries the
+    // stage prefix behind a named API Gateway stage.
+    let asset: String = shared::http::path_param(req, "asset")?;
+    let request = http::Request::get(format!("/docs/{asset}"))
+        .body(axum::body::Body::empty())
+        .map_err(|_| ApiError::not_found("no such documentation asset"))?;
     let response = app
         .viewer
         .clone()
