@@ -12,6 +12,11 @@ use utoipa::ToSchema;
 /// The base of every problem `type` URI; the suffix is a stable, documented code.
 pub const PROBLEM_TYPE_BASE: &str = "https://collectpro.dev/problems/";
 
+/// The most field errors one problem lists; `error_count` says how many there were. A
+/// request with 100,000 bad items would otherwise answer megabytes of errors (over Lambda's
+/// 6 MB response limit); the first 50 are enough to fix a client.
+pub const MAX_REPORTED_ERRORS: usize = 50;
+
 /// One invalid field of a request: `field` is a JSON pointer-like dotted path
 /// (`changes.status`, `account_ids[3]`), `message` says what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -39,6 +44,10 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// How many field errors the request had (when it had any); `errors` lists at most the
+    /// first [`MAX_REPORTED_ERRORS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_count: Option<usize>,
 }
 
 /// An error a handler answers with. Construct it with the named constructors so the same
@@ -52,6 +61,8 @@ pub struct ApiError {
     pub title: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// How many field errors there were before `errors` was capped.
+    pub error_count: usize,
     /// Seconds a client should wait before retrying (`Retry-After`), for 429 and 503.
     pub retry_after: Option<u64>,
 }
@@ -64,6 +75,7 @@ impl ApiError {
             title,
             detail,
             errors: Vec::new(),
+            error_count: 0,
             retry_after: None,
         }
     }
@@ -78,21 +90,32 @@ impl ApiError {
         )
     }
 
-    /// 400 listing each invalid field and why.
+    /// 400 listing each invalid field and why (the first [`MAX_REPORTED_ERRORS`]).
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let detail = match errors.as_slice() {
             [one] => format!("{}: {}", one.field, one.message),
+            many if many.len() > MAX_REPORTED_ERRORS => format!(
+                "{} fields are invalid; the first {MAX_REPORTED_ERRORS} are listed",
+                many.len()
+            ),
             many => format!("{} fields are invalid", many.len()),
         };
-        Self {
-            errors,
-            ..Self::new(
-                StatusCode::BAD_REQUEST,
-                "validation",
-                "Invalid request",
-                detail,
-            )
-        }
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            "Invalid request",
+            detail,
+        )
+        .with_errors(errors)
+    }
+
+    /// The same error naming `errors` (capped at [`MAX_REPORTED_ERRORS`], the count kept):
+    /// a `403` or `422` can say which fields it is about, like a `400`.
+    pub fn with_errors(mut self, mut errors: Vec<FieldError>) -> Self {
+        self.error_count = errors.len();
+        errors.truncate(MAX_REPORTED_ERRORS);
+        self.errors = errors;
+        self
     }
 
     /// 400 for one invalid field.
@@ -237,6 +260,7 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             errors: self.errors.clone(),
+            error_count: (self.error_count > 0).then_some(self.error_count),
         }
     }
 }

@@ -95,6 +95,14 @@ pub fn query<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
 /// - a type error (missing field, wrong type, unknown field under `deny_unknown_fields`)
 ///   is a 400 naming the field's path.
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    parse_json(json_bytes(req)?)
+}
+
+/// The bytes of a JSON body, after the checks every body gets before it is parsed: a
+/// `Content-Type` other than JSON is a 415, more than [`MAX_BODY_BYTES`] a 413. For handlers
+/// that look at the raw JSON before deserialising it (`PATCH /accounts/{id}` names the
+/// read-only fields it refuses).
+pub fn json_bytes(req: &Request) -> Result<&[u8], ApiError> {
     if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
         let content_type = content_type.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = content_type.split(';').next().unwrap_or("").trim();
@@ -111,7 +119,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             bytes.len()
         )));
     }
-    parse_json(bytes)
+    Ok(bytes)
 }
 
 /// [`json_body`]'s parsing, for callers that have the bytes (SQS messages, tests).

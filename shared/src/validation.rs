@@ -21,7 +21,36 @@ use lambda_http::Request;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+use crate::domain::MinorUnits;
 use crate::error::{ApiError, FieldError};
+
+/// The largest amount of money anywhere in the API, in minor units: 10^12 (ten billion
+/// dollars in cents). Every amount a client sends is bounded by it — an account's
+/// `original_balance` (0..=10^12), a payment's `amount` and a promise's `promise_amount`
+/// (1..=10^12), balance filters of lists and bulk jobs (0..=10^12) — and the OpenAPI schema
+/// says so (`minimum` / `maximum`). Bounded amounts keep every sum the system keeps in an
+/// `i64`: a dashboard total would need 9.2 million accounts at the bound to overflow, and
+/// the aggregates saturate (and log) rather than wrap if it ever did
+/// (`shared::dashboard::tally`).
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// Checks that `amount` is an integer of minor units from `min` to [`MAX_AMOUNT`]; records
+/// the error under `field` in `v` otherwise. `true` when it is.
+pub fn check_amount(
+    v: &mut crate::http::Validation,
+    field: &str,
+    amount: MinorUnits,
+    min: i64,
+) -> bool {
+    let ok = (min..=MAX_AMOUNT).contains(&amount.0);
+    if !ok {
+        v.add(
+            field,
+            format!("must be an integer of minor units from {min} to {MAX_AMOUNT}"),
+        );
+    }
+    ok
+}
 
 /// Deserialises a string with surrounding whitespace removed.
 pub fn trimmed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

@@ -51,6 +51,7 @@ use shared::http::{
 };
 use shared::payments::{activity_put, backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
 use shared::platform::{InitError, Platform};
+use shared::validation::check_amount;
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -159,9 +160,10 @@ pub struct LogActivityBody {
     /// Calls only.
     #[serde(default)]
     pub outcome: Option<CallOutcome>,
-    /// Promises only: minor units, 1..=balance.
+    /// Promises only: minor units, 1..=balance (and at most 10^12,
+    /// `shared::validation::MAX_AMOUNT`).
     #[serde(default)]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub promise_amount: Option<MinorUnits>,
     /// Promises only: `YYYY-MM-DD`, from the debtor's today to 90 days later.
     #[serde(default)]
@@ -184,7 +186,7 @@ pub fn validate_log(body: LogActivityBody) -> Result<NewActivity, ApiError> {
     if kind.is_system() {
         v.add(
             "type",
-            "status_change and payment activities are written by the system only",
+            "status_change, payment and field_change activities are written by the system only",
         );
     }
     let note = body.note.unwrap_or_default().trim().to_owned();
@@ -209,14 +211,7 @@ pub fn validate_log(body: LogActivityBody) -> Result<NewActivity, ApiError> {
                 v.add("promise_amount", "a promise to pay needs an amount");
                 None
             }
-            Some(a) if a.0 < 1 => {
-                v.add(
-                    "promise_amount",
-                    "must be a positive integer of minor units",
-                );
-                None
-            }
-            Some(a) => Some(a),
+            Some(a) => check_amount(&mut v, "promise_amount", a, 1).then_some(a),
         };
         let date = match body.promise_date.as_deref() {
             None => {
@@ -743,6 +738,7 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// 1 to 100 account ids (duplicates are answered once).
+    #[schema(min_items = 1, max_items = 100)]
     pub account_ids: Vec<String>,
     /// Activities per account, 1..=50, default 10.
     #[serde(default)]
@@ -793,7 +789,13 @@ pub async fn batch(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     }
     let mut ids = Vec::new();
     let mut seen = HashSet::new();
-    for (i, raw) in body.account_ids.iter().enumerate() {
+    // Over the cap the list is one error: its items are not checked one by one.
+    let items = if body.account_ids.len() > MAX_BATCH_IDS {
+        &[][..]
+    } else {
+        &body.account_ids[..]
+    };
+    for (i, raw) in items.iter().enumerate() {
         if let Some(id) = v.check(&format!("account_ids[{i}]"), raw.trim().parse::<Id>()) {
             if seen.insert(id) {
                 ids.push(id);

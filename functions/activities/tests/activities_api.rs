@@ -586,3 +586,53 @@ async fn batch_answers_each_id() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body["errors"].as_array().unwrap().len(), 100);
 }
+
+/// Hole 9 (issue 13): 100,000 empty ids used to answer ~9 MB of field errors (over
+/// Lambda's 6 MB response limit); the list size is checked first and the errors are capped.
+#[tokio::test]
+async fn a_huge_batch_is_one_small_problem() {
+    let f = fixture().await;
+    let empty: Vec<String> = vec![String::new(); 100_000];
+    let answer = f.batch(&f.admin, json!({"account_ids": empty})).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let size = serde_json::to_vec(&answer.body).unwrap().len();
+    assert!(size < 16 * 1024, "the problem is {size} bytes");
+    let errors = answer.body["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["field"], "account_ids", "{}", answer.body);
+    // 100 malformed ids and a bad limit: the first 50 errors and the count of all 101.
+    let bad: Vec<String> = (0..100).map(|i| format!("bad-{i}")).collect();
+    let answer = f
+        .batch(&f.admin, json!({"account_ids": bad, "limit": 0}))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let errors = answer.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 50, "{}", answer.body);
+    assert_eq!(answer.body["error_count"], 101, "{}", answer.body);
+}
+
+/// Hole 8 (issue 13): a promise amount is at most 10^12 minor units.
+#[tokio::test]
+async fn promise_amounts_are_bounded() {
+    let f = fixture().await;
+    let account = f.account(1_000, None).await;
+    let date = shared::accounts::model::format_date(
+        noon().as_offset_date_time().date() + time::Duration::days(3),
+    );
+    for amount in [json!(1_000_000_000_001_i64), json!(i64::MAX)] {
+        let answer = f
+            .log(
+                &f.admin,
+                account.id,
+                json!({"type": "promise_to_pay", "promise_amount": amount, "promise_date": date}),
+                noon(),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{amount}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["errors"][0]["field"], "promise_amount");
+    }
+}
