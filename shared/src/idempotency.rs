@@ -16,9 +16,12 @@
 //!    `409` with `Retry-After: 1`.
 //!
 //! The `resource_id` (the payment id) is chosen at the first claim and inherited by a
-//! request that takes over a crashed claim, so if the crashed request had in fact committed,
-//! the payment's own `attribute_not_exists` condition catches it and the stored payment is
-//! answered instead of a second one. TTL deletes records lazily; expiry is checked in the
+//! request that takes over a crashed claim ([`Claim::Acquired`] with `taken_over`). If the
+//! crashed request had in fact committed, the resource exists under that id: the taker
+//! looks it up *before* validating anything and answers it as the original response (a
+//! re-validation could refuse what was already done — a pay-off leaves a balance of 0 that
+//! the same amount no longer fits). The payment's own `attribute_not_exists` condition
+//! remains the last guard: nothing is ever recorded twice. TTL deletes records lazily; expiry is checked in the
 //! claim's condition, never trusted to TTL.
 
 use std::collections::HashMap;
@@ -58,6 +61,9 @@ pub enum Claim {
     Acquired {
         claim_id: String,
         resource_id: String,
+        /// Whether this claim took over a crashed one of the same request: its work may
+        /// have committed, so look `resource_id` up before doing it again.
+        taken_over: bool,
     },
     /// The first request completed: answer its response.
     Replay(StoredResponse),
@@ -207,11 +213,18 @@ impl IdempotencyStore {
                         Ok(Claim::Acquired {
                             claim_id,
                             resource_id: previous,
+                            taken_over: true,
                         })
                     }
-                    _ => Ok(Claim::Acquired {
+                    Some(_) => Ok(Claim::Acquired {
                         claim_id,
                         resource_id: resource_id.to_owned(),
+                        taken_over: true,
+                    }),
+                    None => Ok(Claim::Acquired {
+                        claim_id,
+                        resource_id: resource_id.to_owned(),
+                        taken_over: false,
                     }),
                 }
             }

@@ -43,6 +43,7 @@ use shared::payments::{
     BalanceChange, Ledger, LedgerRefusal, Payment, PaymentMethod, PaymentStatus, PaymentWrite,
 };
 use shared::platform::{InitError, Platform};
+use shared::validation::check_amount;
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -144,8 +145,8 @@ fn refusal(refusal: LedgerRefusal, account: Id) -> ApiError {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordPaymentBody {
-    /// Minor units, a positive integer not above the balance.
-    #[schema(value_type = i64, example = 2500)]
+    /// Minor units, 1..=10^12 (`shared::validation::MAX_AMOUNT`) and not above the balance.
+    #[schema(value_type = i64, example = 2500, minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: MinorUnits,
     /// ISO 4217; must be the account's currency.
     #[schema(value_type = String, example = "USD")]
@@ -174,9 +175,7 @@ pub struct NewPayment {
 /// Validates a record body (`400` listing every bad field).
 pub fn validate_record(body: RecordPaymentBody, now: Timestamp) -> Result<NewPayment, ApiError> {
     let mut v = Validation::new();
-    if body.amount.0 < 1 {
-        v.add("amount", "must be a positive integer of minor units");
-    }
+    check_amount(&mut v, "amount", body.amount, 1);
     let status = body.status.unwrap_or(PaymentStatus::Completed);
     if !matches!(status, PaymentStatus::Pending | PaymentStatus::Completed) {
         v.add("status", "a new payment is pending or completed");
@@ -242,13 +241,15 @@ pub async fn record_payment(
         app.idempotency.claim(&record_id, &hash, &candidate, now),
         app.ledger.account(account_id)
     );
-    let (claim_id, payment_id) = match claim? {
+    let (claim_id, payment_id, taken_over) = match claim? {
         Claim::Acquired {
             claim_id,
             resource_id,
+            taken_over,
         } => (
             claim_id,
             resource_id.parse::<Id>().map_err(ApiError::internal)?,
+            taken_over,
         ),
         Claim::Replay(stored) => return replay(&stored),
         Claim::InProgress => {
@@ -265,14 +266,26 @@ pub async fn record_payment(
             ))
         }
     };
-    let outcome = match account {
-        Ok(account) => {
+    // A takeover of a crashed claim: if that request committed, its payment exists under
+    // the key's payment id. Answer it as the first request would have (201, same body),
+    // before any check against the account it already changed.
+    let committed = if taken_over {
+        app.ledger.payment(account_id, payment_id).await?
+    } else {
+        None
+    };
+    let outcome = match (committed, account) {
+        (Some(payment), _) => {
+            tracing::info!(payment = %payment.id, "replaying a payment a crashed request committed");
+            created(&payment).map(|response| (response, None))
+        }
+        (None, Ok(account)) => {
             record(
                 app, caller, &scope, account_id, account, new, payment_id, now,
             )
             .await
         }
-        Err(err) => Err(err),
+        (None, Err(err)) => Err(err),
     };
     match outcome {
         Ok((response, refresh)) => {
@@ -417,13 +430,19 @@ pub async fn record(
             .ok_or_else(|| ApiError::internal("payment vanished after a conflict"))?,
         Err(other) => return Err(refusal(other, account_id)),
     };
-    let mut response = payment_response(StatusCode::CREATED, &payment)?;
-    if let Ok(location) =
-        HeaderValue::from_str(&format!("/accounts/{account_id}/payments/{}", payment.id))
-    {
+    Ok((created(&payment)?, refresh))
+}
+
+/// The `201` of a recorded payment, with its `ETag` and `Location`.
+fn created(payment: &Payment) -> HttpResult {
+    let mut response = payment_response(StatusCode::CREATED, payment)?;
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/accounts/{}/payments/{}",
+        payment.account_id, payment.id
+    )) {
         response.headers_mut().insert(LOCATION, location);
     }
-    Ok((response, refresh))
+    Ok(response)
 }
 
 // ------------------------------------------------------------------ history

@@ -514,3 +514,111 @@ async fn crashed_claims_are_taken_over_and_expired_keys_are_new() {
     assert_eq!(answer.status, StatusCode::CREATED);
     assert_ne!(answer.body["id"], "stale");
 }
+
+/// Hole 11 (issue 13): a payment that committed but whose request died before storing its
+/// idempotent response is found by the retry (it carries the key's payment id) and
+/// answered as the original `201` — not re-validated against the balance it changed.
+#[tokio::test]
+async fn a_committed_payment_whose_response_was_lost_replays_as_201() {
+    use shared::auth::{authorize, Action};
+    use shared::idempotency::{record_key, request_hash, Claim};
+    let f = fixture().await;
+    let account = f.account(5_000, "USD", None).await;
+    // Pays the account off: a re-validation on retry would see balance 0 and answer 422.
+    let body = json!({"amount": 5_000, "currency": "USD", "method": "ach"});
+    let path = format!("/accounts/{}/payments", account.id);
+    let hash = request_hash("POST", &path, body.to_string().as_bytes());
+    let k = key();
+    let record = record_key(f.admin.user_id, "POST /accounts/{id}/payments", &k);
+    let now = shared::domain::Timestamp::now();
+
+    // The first request: claims the key and commits the payment through the handler's own
+    // recording step, then "crashes" before completing the idempotency record.
+    let Claim::Acquired { resource_id, .. } = f
+        .app
+        .idempotency
+        .claim(
+            &record,
+            &hash,
+            &shared::domain::Id::generate().to_string(),
+            now,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the first request claims the key")
+    };
+    let scope = authorize(&f.admin, Action::RecordPayment).unwrap();
+    let new =
+        payments::validate_record(serde_json::from_value(body.clone()).unwrap(), now).unwrap();
+    let (response, _) = payments::record(
+        &f.app,
+        &f.admin,
+        &scope,
+        account.id,
+        Some(f.stored(account.id).await),
+        new,
+        resource_id.parse().unwrap(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let first = shared::testing::body_json(&response);
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(0));
+
+    // The client retries after the claim's lock lapsed.
+    let later = now.plus(time::Duration::seconds(20));
+    let answer = f
+        .call_at(&f.admin, record_req(account.id, &body, &k), later)
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.body["id"], first["id"]);
+    assert_eq!(answer.body, first, "the same body");
+    let stored = f.stored(account.id).await;
+    assert_eq!(stored.balance, MinorUnits(0), "debited once");
+    assert_eq!(f.history(account.id, "limit=100").await.len(), 1);
+    // And the response is now stored: a third try replays it.
+    let again = f
+        .call_at(
+            &f.admin,
+            record_req(account.id, &body, &k),
+            later.plus(time::Duration::seconds(1)),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body["id"], first["id"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+}
+
+fn record_req(
+    account: shared::domain::Id,
+    body: &serde_json::Value,
+    key: &str,
+) -> shared::testing::TestRequest {
+    support::record(account, body, Some(key))
+}
+
+/// Hole 8 (issue 13): a payment amount is at most 10^12 minor units.
+#[tokio::test]
+async fn payment_amounts_are_bounded() {
+    let f = fixture().await;
+    let account = f.account(5_000, "USD", None).await;
+    for amount in [json!(1_000_000_000_001_i64), json!(i64::MAX)] {
+        let answer = f
+            .pay(
+                &f.admin,
+                account.id,
+                &json!({"amount": amount, "currency": "USD", "method": "card"}),
+                &key(),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{amount}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["errors"][0]["field"], "amount");
+    }
+}
