@@ -413,3 +413,42 @@ async fn reconciliation_agrees_after_a_mix_and_names_a_corrupted_counter() {
     assert_eq!((d.expected, d.stored), (2, 5));
     assert!(d.to_string().contains("off by 3"), "{d}");
 }
+
+/// Hole 8 (issue 13): a stored total beyond what an `i64` holds (DynamoDB numbers have 38
+/// digits) used to vanish on read — neither the dashboard nor the reconciliation saw it.
+/// Now the read saturates (and logs) and the reconciliation reports it as impossible.
+#[tokio::test]
+async fn a_stored_total_beyond_i64_is_reported_not_dropped() {
+    let f = fixture().await;
+    let agent = Id::generate();
+    let huge = "99999999999999999999";
+    f.dynamodb
+        .update_item()
+        .table_name(f.tables.aggregates.as_str())
+        .key("pk", AttributeValue::S(Period::State.key()))
+        .key("sk", AttributeValue::S(Scope::Agent(agent).key()))
+        .update_expression("ADD #c :n")
+        .expression_attribute_names("#c", "outstanding:USD")
+        .expression_attribute_values(":n", AttributeValue::N(huge.into()))
+        .send()
+        .await
+        .unwrap();
+    let key = AggregateKey {
+        period: Period::State,
+        scope: Scope::Agent(agent),
+    };
+    let read = f.store.get(&[key]).await.unwrap();
+    assert_eq!(
+        read.get(&key)
+            .and_then(|c| c.get("outstanding:USD"))
+            .copied(),
+        Some(i64::MAX),
+        "saturated, not dropped: {read:?}"
+    );
+    let drift = reconcile(&f.dynamodb, &f.tables, &f.store).await.unwrap();
+    let found = drift
+        .iter()
+        .find(|d| d.key == key && d.counter == "outstanding:USD")
+        .unwrap_or_else(|| panic!("the impossible total is reported: {drift:#?}"));
+    assert!(found.to_string().contains(huge), "{found}");
+}

@@ -202,7 +202,12 @@ async fn repair_counter(
     drift: &Drift,
 ) -> Result<bool> {
     let number = |n: i64| AttributeValue::N(n.to_string());
-    let condition = if drift.stored == 0 {
+    // An impossible total is matched as DynamoDB holds it, not as the saturated i64.
+    let stored = match &drift.impossible {
+        Some(text) => AttributeValue::N(text.clone()),
+        None => number(drift.stored),
+    };
+    let condition = if drift.stored == 0 && drift.impossible.is_none() {
         "attribute_not_exists(#c) OR #c = :stored"
     } else {
         "#c = :stored"
@@ -216,7 +221,7 @@ async fn repair_counter(
         .condition_expression(condition)
         .expression_attribute_names("#c", &drift.counter)
         .expression_attribute_values(":expected", number(drift.expected))
-        .expression_attribute_values(":stored", number(drift.stored))
+        .expression_attribute_values(":stored", stored)
         .send()
         .await;
     match result {

@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::Client;
 use futures::future::try_join_all;
 
-use super::store::AggregateStore;
+use super::store::{AggregateStore, Impossible};
 use super::tally::{contribution, AggregateKey, Tally, Tracked};
 use crate::config::{TableName, Tables};
 use crate::dynamo::for_each_page;
@@ -14,17 +14,32 @@ use crate::error::ApiError;
 /// Parallel Scan segments per table.
 const SEGMENTS: i32 = 4;
 
-/// A counter whose stored value differs from the recomputed one.
+/// A counter whose stored value differs from the recomputed one, or is impossible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
     pub key: AggregateKey,
     pub counter: String,
     pub expected: i64,
+    /// The stored value (saturated when it is impossible).
     pub stored: i64,
+    /// The stored number as DynamoDB holds it, when it is no 64-bit integer: a total no
+    /// bounded amounts can add up to. Always reported (even if the recomputed value
+    /// saturates too), never dropped; `--repair` conditions on this text.
+    pub impossible: Option<String>,
 }
 
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(stored) = &self.impossible {
+            return write!(
+                f,
+                "{} / {} {}: stored {stored}, an impossible total (beyond a 64-bit integer), recomputed {}",
+                self.key.period.key(),
+                self.key.scope.key(),
+                self.counter,
+                self.expected
+            );
+        }
         write!(
             f,
             "{} / {} {}: stored {}, recomputed {} (off by {})",
@@ -33,7 +48,7 @@ impl std::fmt::Display for Drift {
             self.counter,
             self.stored,
             self.expected,
-            self.stored - self.expected
+            i128::from(self.stored) - i128::from(self.expected)
         )
     }
 }
@@ -98,19 +113,56 @@ pub fn drift(expected: &Tally, stored: &Tally) -> Vec<Drift> {
                 counter: counter.clone(),
                 expected: value(expected, key, counter),
                 stored: value(stored, key, counter),
+                impossible: None,
             })
         })
         .collect()
 }
 
-/// Recomputes and compares: the drift of every counter (empty when the aggregates agree).
+/// Recomputes and compares: the drift of every counter (empty when the aggregates agree),
+/// and every stored counter beyond `i64` as an impossible total.
 pub async fn reconcile(
     dynamodb: &Client,
     tables: &Tables,
     store: &AggregateStore,
 ) -> Result<Vec<Drift>, ApiError> {
-    let (expected, stored) = futures::try_join!(recompute(dynamodb, tables), store.scan())?;
-    Ok(drift(&expected, &stored))
+    let (expected, (stored, impossible)) =
+        futures::try_join!(recompute(dynamodb, tables), store.scan_checked())?;
+    Ok(with_impossible(
+        drift(&expected, &stored),
+        &expected,
+        impossible,
+    ))
+}
+
+/// `drift` with each impossible counter reported once, as impossible.
+fn with_impossible(
+    mut drift: Vec<Drift>,
+    expected: &Tally,
+    impossible: Vec<Impossible>,
+) -> Vec<Drift> {
+    for found in impossible {
+        drift.retain(|d| !(d.key == found.key && d.counter == found.counter));
+        let recomputed = expected
+            .items()
+            .get(&found.key)
+            .and_then(|c| c.get(&found.counter))
+            .copied()
+            .unwrap_or(0);
+        let stored = if found.stored.trim_start().starts_with('-') {
+            i64::MIN
+        } else {
+            i64::MAX
+        };
+        drift.push(Drift {
+            key: found.key,
+            counter: found.counter,
+            expected: recomputed,
+            stored,
+            impossible: Some(found.stored),
+        });
+    }
+    drift
 }
 
 #[cfg(test)]
@@ -137,13 +189,15 @@ mod tests {
             key,
             counter: "status:active".into(),
             expected: 3,
-            stored: 2
+            stored: 2,
+            impossible: None,
         }));
         assert!(found.contains(&Drift {
             key,
             counter: "status:paid".into(),
             expected: 0,
-            stored: 1
+            stored: 1,
+            impossible: None,
         }));
         assert!(drift(&expected, &expected).is_empty());
     }

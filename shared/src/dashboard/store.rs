@@ -79,8 +79,41 @@ fn key_of(key: &AggregateKey) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// A stored counter that is no 64-bit integer (DynamoDB numbers have 38 digits, so `ADD`
+/// can carry a counter past `i64`): the aggregates read it saturated, the reconciliation
+/// reports it as impossible with the stored text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Impossible {
+    pub key: AggregateKey,
+    pub counter: String,
+    /// The number as DynamoDB holds it.
+    pub stored: String,
+}
+
+/// A stored number as an `i64`: beyond the range it saturates (and is logged), so a total
+/// never silently vanishes from the dashboard. `None` only for text that is no number.
+fn counter_value(text: &str) -> Option<(i64, bool)> {
+    if let Ok(n) = text.parse::<i64>() {
+        return Some((n, false));
+    }
+    // DynamoDB numbers: up to 38 significant digits, maybe a fraction or an exponent.
+    let value: f64 = text.parse().ok()?;
+    let saturated = if value.is_sign_negative() {
+        i64::MIN
+    } else {
+        i64::MAX
+    };
+    Some((saturated, true))
+}
+
 /// The counters of an aggregate item; `None` for other items (markers).
 fn parse_item(item: &Item) -> Option<(AggregateKey, Counters)> {
+    parse_checked(item).map(|(key, counters, _)| (key, counters))
+}
+
+/// [`parse_item`] and the counters of the item that are no `i64` (saturated in the
+/// counters, logged).
+fn parse_checked(item: &Item) -> Option<(AggregateKey, Counters, Vec<Impossible>)> {
     let text = |name: &str| match item.get(name) {
         Some(AttributeValue::S(v)) => Some(v.as_str()),
         _ => None,
@@ -89,15 +122,33 @@ fn parse_item(item: &Item) -> Option<(AggregateKey, Counters)> {
         period: Period::parse(text("pk")?)?,
         scope: Scope::parse(text("sk")?)?,
     };
+    let mut impossible = Vec::new();
     let counters = item
         .iter()
         .filter(|(name, _)| !KEY_ATTRIBUTES.contains(&name.as_str()))
         .filter_map(|(name, value)| match value {
-            AttributeValue::N(n) => n.parse().ok().map(|n| (name.clone(), n)),
+            AttributeValue::N(n) => {
+                let (value, saturated) = counter_value(n)?;
+                if saturated {
+                    tracing::error!(
+                        period = %key.period.key(),
+                        scope = %key.scope.key(),
+                        counter = %name,
+                        stored = %n,
+                        "stored dashboard counter is beyond i64; read saturated"
+                    );
+                    impossible.push(Impossible {
+                        key,
+                        counter: name.clone(),
+                        stored: n.clone(),
+                    });
+                }
+                Some((name.clone(), value))
+            }
             _ => None,
         })
         .collect();
-    Some((key, counters))
+    Some((key, counters, impossible))
 }
 
 /// The Aggregates table.
@@ -283,19 +334,27 @@ impl AggregateStore {
     /// Every aggregate item (markers left out): what the reconciliation compares. A Scan,
     /// for the offline command only.
     pub async fn scan(&self) -> Result<Tally, ApiError> {
+        Ok(self.scan_checked().await?.0)
+    }
+
+    /// [`AggregateStore::scan`] and every stored counter that is no `i64` (read saturated
+    /// into the tally).
+    pub async fn scan_checked(&self) -> Result<(Tally, Vec<Impossible>), ApiError> {
         let scan = self.dynamodb.scan().table_name(self.table.as_str());
         let mut tally = Tally::default();
+        let mut impossible = Vec::new();
         for_each_page(scan, |items| {
             for item in items {
-                if let Some((key, counters)) = parse_item(&item) {
+                if let Some((key, counters, out_of_range)) = parse_checked(&item) {
                     for (counter, n) in counters {
                         tally.add(key, &counter, n);
                     }
+                    impossible.extend(out_of_range);
                 }
             }
             Ok(true)
         })
         .await?;
-        Ok(tally)
+        Ok((tally, impossible))
     }
 }

@@ -154,13 +154,28 @@ impl Tally {
     }
 
     /// Adds `n` to `counter` of one item; counters at 0 disappear.
+    ///
+    /// Overflow is defined: the sum saturates at `i64::MAX` / `i64::MIN` and an error is
+    /// logged. Amounts are bounded (`shared::validation::MAX_AMOUNT`, 10^12), so a real
+    /// total reaches the bound only with millions of accounts at the maximum; a saturated
+    /// figure is visibly wrong on the dashboard and `make reconcile` reports it, where a
+    /// panic would have failed every stream batch that touched the counter (and a release
+    /// build would have wrapped to a negative total).
     pub fn add(&mut self, key: AggregateKey, counter: &str, n: i64) {
         if n == 0 {
             return;
         }
         let counters = self.0.entry(key).or_default();
         let value = counters.entry(counter.to_owned()).or_insert(0);
-        *value += n;
+        *value = value.checked_add(n).unwrap_or_else(|| {
+            tracing::error!(
+                period = %key.period.key(),
+                scope = %key.scope.key(),
+                counter,
+                "dashboard counter overflows i64; saturated"
+            );
+            value.saturating_add(n)
+        });
         if *value == 0 {
             counters.remove(counter);
             if counters.is_empty() {
@@ -191,11 +206,11 @@ impl Tally {
         }
     }
 
-    /// Adds `other` times `sign` (1 or −1).
+    /// Adds `other` times `sign` (1 or −1), saturating like [`Tally::add`].
     pub fn merge(&mut self, other: &Tally, sign: i64) {
         for (key, counters) in &other.0 {
             for (counter, n) in counters {
-                self.add(*key, counter, n * sign);
+                self.add(*key, counter, n.saturating_mul(sign));
             }
         }
     }
@@ -464,6 +479,27 @@ mod tests {
 
         let call_log = item(&[("sk", s("CALLS"))]);
         assert!(contribution(Tracked::Activities, &call_log).is_empty());
+    }
+
+    /// Hole 8 (issue 13): two accounts at `i64::MAX` used to overflow the sum (a panic in
+    /// a debug build, a wrap in release); the sum saturates instead.
+    #[test]
+    fn sums_beyond_i64_saturate_instead_of_overflowing() {
+        let agent = Id::generate();
+        let mut total = Tally::default();
+        for _ in 0..2 {
+            total.merge(
+                &contribution(Tracked::Accounts, &account_item(agent, "active", i64::MAX)),
+                1,
+            );
+        }
+        let state = key(Period::State, Scope::All);
+        assert_eq!(total.items()[&state]["outstanding:USD"], i64::MAX);
+        assert_eq!(total.items()[&state]["accounts"], 2);
+        let mut negative = Tally::default();
+        negative.merge(&total, -1);
+        negative.merge(&total, -1);
+        assert_eq!(negative.items()[&state]["outstanding:USD"], i64::MIN);
     }
 
     #[test]
