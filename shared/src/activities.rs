@@ -24,6 +24,10 @@ pub enum ActivityType {
     Dispute,
     StatusChange,
     Payment,
+    /// A change of a compliance-relevant account field other than the status (debtor
+    /// time zone, phone, email, assigned agent), logged by `PATCH /accounts/{id}` in the
+    /// same transaction as the change: see `shared::accounts::rules`.
+    FieldChange,
 }
 
 /// One entry of an account's timeline.
@@ -147,12 +151,30 @@ impl ActivityType {
             ActivityType::Dispute => "dispute",
             ActivityType::StatusChange => "status_change",
             ActivityType::Payment => "payment",
+            ActivityType::FieldChange => "field_change",
         }
     }
 
+    /// Every type, in the order the API documents them.
+    pub const ALL: [ActivityType; 10] = [
+        ActivityType::Call,
+        ActivityType::Email,
+        ActivityType::Sms,
+        ActivityType::Letter,
+        ActivityType::Note,
+        ActivityType::PromiseToPay,
+        ActivityType::Dispute,
+        ActivityType::StatusChange,
+        ActivityType::Payment,
+        ActivityType::FieldChange,
+    ];
+
     /// Types only the system writes (with the change they record).
     pub fn is_system(&self) -> bool {
-        matches!(self, ActivityType::StatusChange | ActivityType::Payment)
+        matches!(
+            self,
+            ActivityType::StatusChange | ActivityType::Payment | ActivityType::FieldChange
+        )
     }
 }
 
@@ -160,23 +182,12 @@ impl std::str::FromStr for ActivityType {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use ActivityType::*;
-        [
-            Call,
-            Email,
-            Sms,
-            Letter,
-            Note,
-            PromiseToPay,
-            Dispute,
-            StatusChange,
-            Payment,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
-        .ok_or_else(|| {
-            "must be one of call, email, sms, letter, note, promise_to_pay, dispute, status_change, payment"
-                .to_owned()
-        })
+        ActivityType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                "must be one of call, email, sms, letter, note, promise_to_pay, dispute, status_change, payment, field_change"
+                    .to_owned()
+            })
     }
 }

@@ -148,12 +148,17 @@ fn agent_change<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AgentChange>, 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesBody {
+    /// `paid` is refused per account (`invalid_change`) while its balance is above 0.
     pub status: Option<AccountStatus>,
-    /// An agent's user id; `null` unassigns.
+    /// An enabled agent's user id (`shared::accounts::check_assignable`); `null` unassigns.
     #[serde(default, deserialize_with = "agent_change")]
     #[schema(value_type = Option<String>)]
     pub assigned_agent_id: Option<AgentChange>,
+    /// At most 20.
+    #[schema(max_items = 20)]
     pub add_tags: Option<Vec<String>>,
+    /// At most 20.
+    #[schema(max_items = 20)]
     pub remove_tags: Option<Vec<String>>,
 }
 
@@ -217,14 +222,17 @@ pub struct Filter {
     pub agent_id: Option<Id>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpd_bucket: Option<DpdBucket>,
+    /// Minor units, 0..=10^12 (`shared::validation::MAX_AMOUNT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub min_balance: Option<MinorUnits>,
+    /// Minor units, 0..=10^12.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_balance: Option<MinorUnits>,
-    /// Accounts carrying every one of these tags.
+    /// Accounts carrying every one of these tags (at most 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
 }
 

@@ -6,14 +6,21 @@
 //! - `GET /accounts/{id}` answers with a strong `ETag` (`"<version>"`) and honours
 //!   `If-None-Match` (`304`); list pages carry a weak `ETag` over the page.
 //!   `Cache-Control: private, no-cache` everywhere: a client may keep a copy but revalidates.
-//! - `PATCH` needs `If-Match` (`428` without, `412` when stale), is conditional on the
-//!   version and increments it; a status change logs a `status_change` activity in the same
-//!   transaction. Fields only payments change are a `400`.
+//! - `GET /accounts/{id}`'s `ETag` is `"<version>-<days_past_due>"`: aging changes with the
+//!   calendar without a version bump, so it is part of the tag (no `304` for stale aging).
+//! - `PATCH` needs `If-Match` (`428` without, `412` when stale; only the version part of the
+//!   tag is compared), is conditional on the version and increments it. Which role may
+//!   change which field, and which changes are logged (`status_change`, `field_change`, in
+//!   the same transaction), is the one table in `shared::accounts::rules`. Fields only
+//!   payments change are a `400`; `paid` on a balance above 0 is a `422`.
+//! - `assigned_agent_id` must name an enabled agent (`shared::accounts::check_assignable`).
+//! - Bodies go through the same checks as every route (`shared::http::json_bytes`: JSON
+//!   `Content-Type`, size limit) before they are parsed.
 //! - `DELETE` is soft: `deleted_at` is set and every index key removed, so the account
 //!   leaves every list; reads answer `404`; payments and activities stay.
 //! - RBAC: every role reads; admin and manager write; an agent sees only its accounts and
-//!   may PATCH only those, only `status`, `tags` and contact fields. Writes count against
-//!   the caller's `WRITE_LIMIT_PER_USER`.
+//!   may PATCH only those, only the fields `shared::accounts::rules` gives it. Writes count
+//!   against the caller's `WRITE_LIMIT_PER_USER`.
 //!
 //! [`handle`] authenticates and calls [`dispatch`], which tests call with a `Caller`.
 
@@ -23,13 +30,12 @@ use http::header::{IF_MATCH, LOCATION};
 use http::{HeaderValue, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Deserializer, Serialize};
-use shared::accounts::dpd::today_utc;
 use shared::accounts::model::parse_date;
 use shared::accounts::{
-    not_found, readable, writable, Account, AccountRepo, AccountStatus, DpdBucket, ListRequest,
-    Sort, WriteConflict,
+    check_assignable, not_found, readable, rules, writable, Account, AccountRepo, AccountStatus,
+    DpdBucket, ListRequest, Sort, WriteConflict,
 };
-use shared::activities::status_change;
+use shared::auth::users::UserRepo;
 use shared::auth::{authorize, Action, Caller, Scope};
 use shared::domain::{Currency, Id, MinorUnits, Timestamp};
 use shared::http::{
@@ -37,13 +43,16 @@ use shared::http::{
     unknown_route, with_cache_headers, HttpResult, Validation, Validator, MAX_PAGE_LIMIT,
 };
 use shared::platform::{InitError, Platform};
+use shared::validation::{check_amount, MAX_AMOUNT};
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// The shared platform and the account repository, built once per cold start.
+/// The shared platform, the account repository and the users (who accounts may be
+/// assigned to), built once per cold start.
 pub struct App {
     pub platform: Platform,
     pub repo: AccountRepo,
+    pub users: UserRepo,
 }
 
 impl App {
@@ -55,6 +64,7 @@ impl App {
                 tables.accounts.clone(),
                 tables.activities.clone(),
             ),
+            users: UserRepo::new(platform.clients.dynamodb.clone(), tables.users.clone()),
             platform,
         }
     }
@@ -83,14 +93,26 @@ pub async fn handle(app: &App, req: Request) -> HttpResult {
 
 /// Routes a request of an authenticated caller by the route key API Gateway matched.
 pub async fn dispatch(app: &App, caller: &Caller, req: Request) -> HttpResult {
+    dispatch_at(app, caller, req, Timestamp::now()).await
+}
+
+/// [`dispatch`] with the clock injected: `now` stamps writes, and its UTC date is the
+/// "today" an account's `days_past_due` (and so its `ETag`) is computed for. Tests move it
+/// across midnight.
+pub async fn dispatch_at(app: &App, caller: &Caller, req: Request, now: Timestamp) -> HttpResult {
     match route_key(&req).as_str() {
-        "GET /accounts" => list_accounts(app, caller, &req).await,
-        "POST /accounts" => create_account(app, caller, &req).await,
-        "GET /accounts/{id}" => get_account(app, caller, &req).await,
-        "PATCH /accounts/{id}" => update_account(app, caller, &req).await,
-        "DELETE /accounts/{id}" => delete_account(app, caller, &req).await,
+        "GET /accounts" => list_accounts(app, caller, &req, now).await,
+        "POST /accounts" => create_account(app, caller, &req, now).await,
+        "GET /accounts/{id}" => get_account(app, caller, &req, now).await,
+        "PATCH /accounts/{id}" => update_account(app, caller, &req, now).await,
+        "DELETE /accounts/{id}" => delete_account(app, caller, &req, now).await,
         other => Err(unknown_route(other)),
     }
+}
+
+/// The UTC date of `now`: the day aging is computed for.
+fn today_of(now: Timestamp) -> time::Date {
+    now.as_offset_date_time().date()
 }
 
 // ------------------------------------------------------------------ caching helpers
@@ -114,12 +136,12 @@ fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
     if value == "*" {
         return Ok(None);
     }
-    value
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::invalid_field("If-Match", "must be an ETag of this API, e.g. \"3\""))
+    Account::version_of_etag(value).map(Some).ok_or_else(|| {
+        ApiError::invalid_field(
+            "If-Match",
+            "must be an ETag of this API, e.g. \"3-12\" (GET /accounts/{id})",
+        )
+    })
 }
 
 // ------------------------------------------------------------------ validation
@@ -178,7 +200,9 @@ fn check_timezone(v: &mut Validation, value: &str) {
 
 fn clean_tags(v: &mut Validation, tags: Vec<String>) -> Vec<String> {
     if tags.len() > MAX_TAGS {
+        // Checked first: a list over the cap is one error, not one per item.
         v.add("tags", format!("at most {MAX_TAGS} tags"));
+        return Vec::new();
     }
     let mut out = BTreeSet::new();
     for (i, tag) in tags.into_iter().enumerate() {
@@ -251,8 +275,10 @@ pub fn list_request(
                 field,
                 s.parse::<i64>()
                     .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or("must be a non-negative integer of minor units"),
+                    .filter(|n| (0..=MAX_AMOUNT).contains(n))
+                    .ok_or(format!(
+                        "must be an integer of minor units from 0 to {MAX_AMOUNT}"
+                    )),
             )
         })
     };
@@ -315,7 +341,7 @@ pub fn list_request(
         (status = 304, description = "The page is unchanged (If-None-Match)"),
         (status = 400, description = "Bad filter, sort, limit or cursor", body = shared::error::Problem),
         (status = 401, description = "Not signed in", body = shared::error::Problem)))]
-async fn list_accounts(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+async fn list_accounts(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
     let scope = authorize(caller, Action::ReadAccounts)?;
     let query: ListQuery = shared::http::query(req)?;
     let (request, cursor) = list_request(query, &scope)?;
@@ -325,7 +351,7 @@ async fn list_accounts(app: &App, caller: &Caller, req: &Request) -> HttpResult 
             &request,
             cursor.as_deref(),
             &app.platform.cursors,
-            today_utc(),
+            today_of(now),
         )
         .await?;
     tracing::debug!(
@@ -353,14 +379,19 @@ pub struct CreateAccountBody {
     pub debtor_timezone: String,
     /// ISO 4217.
     pub currency: String,
-    /// Minor units, > 0.
+    /// Minor units, 0..=10^12 (`shared::validation::MAX_AMOUNT`).
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub original_balance: MinorUnits,
-    /// Default `active`.
+    /// Default `active` (`paid` when `original_balance` is 0; `paid` with a balance above 0
+    /// is a `422`).
     pub status: Option<AccountStatus>,
+    /// An enabled user with role agent.
     pub assigned_agent_id: Option<Id>,
     /// `YYYY-MM-DD`.
     pub due_date: String,
+    /// At most 20.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub tags: Vec<String>,
 }
 
@@ -378,19 +409,19 @@ pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, A
     let debtor_timezone = body.debtor_timezone.trim().to_owned();
     check_timezone(&mut v, &debtor_timezone);
     let currency = v.check("currency", body.currency.trim().parse::<Currency>());
-    if body.original_balance.0 <= 0 {
-        v.add(
-            "original_balance",
-            "must be a positive integer of minor units",
-        );
-    }
+    check_amount(&mut v, "original_balance", body.original_balance, 0);
     let due_date = check_due(&mut v, body.due_date.trim());
     let tags = clean_tags(&mut v, body.tags);
     v.finish()?;
     let (Some(currency), Some(due_date)) = (currency, due_date) else {
         return Err(ApiError::internal("validated fields missing"));
     };
-    Ok(Account {
+    let status = body.status.unwrap_or(if body.original_balance.0 == 0 {
+        AccountStatus::Paid
+    } else {
+        AccountStatus::Active
+    });
+    let account = Account {
         id: Id::generate(),
         reference,
         debtor_name,
@@ -400,7 +431,7 @@ pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, A
         currency,
         original_balance: body.original_balance,
         balance: body.original_balance,
-        status: body.status.unwrap_or(AccountStatus::Active),
+        status,
         assigned_agent_id: body.assigned_agent_id,
         due_date,
         days_past_due: 0,
@@ -412,24 +443,30 @@ pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, A
         deleted_at: None,
         applied_bulk_jobs: Default::default(),
     }
-    .fresh())
+    .aged(today_of(now));
+    rules::check_paid(&account)?;
+    Ok(account)
 }
 
 /// Create an account (admin, manager).
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = CreateAccountBody,
     responses(
         (status = 201, description = "Created; ETag and Location set", body = Account),
-        (status = 400, description = "Invalid field", body = shared::error::Problem),
+        (status = 400, description = "Invalid field; assigned_agent_id not an enabled agent", body = shared::error::Problem),
         (status = 403, description = "Role may not create", body = shared::error::Problem),
-        (status = 409, description = "Reference taken", body = shared::error::Problem)))]
-async fn create_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+        (status = 409, description = "Reference taken", body = shared::error::Problem),
+        (status = 422, description = "status paid while the balance is above 0", body = shared::error::Problem)))]
+async fn create_account(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
     authorize(caller, Action::CreateAccount)?;
     app.platform
         .limiter
         .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: CreateAccountBody = shared::http::json_body(req)?;
-    let account = new_account(body, Timestamp::now())?;
+    let account = new_account(body, now)?;
+    if let Some(agent) = account.assigned_agent_id {
+        check_assignable(&app.users, agent, "assigned_agent_id").await?;
+    }
     match app.repo.create(&account).await? {
         Ok(()) => {
             let mut response = account_response(StatusCode::CREATED, &account)?;
@@ -456,13 +493,14 @@ async fn visible(app: &App, scope: &Scope, id: Id) -> Result<Account, ApiError> 
 #[utoipa::path(get, path = "/accounts/{id}", tag = "accounts",
     params(("id" = String, Path, description = "Account id (ULID)")),
     responses(
-        (status = 200, description = "The account; ETag is its version", body = Account),
+        (status = 200, description = "The account; ETag is \"<version>-<days_past_due>\"", body = Account),
         (status = 304, description = "Unchanged (If-None-Match)"),
         (status = 404, description = "No such account, deleted, or not the agent's", body = shared::error::Problem)))]
-async fn get_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+async fn get_account(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
     let scope = authorize(caller, Action::ReadAccounts)?;
     let id: Id = path_param(req, "id")?;
-    let account = visible(app, &scope, id).await?;
+    let mut account = visible(app, &scope, id).await?;
+    account.refresh_dpd(today_of(now));
     let etag = account.etag();
     if none_match(req, &etag) {
         return not_modified(&etag);
@@ -483,11 +521,13 @@ pub struct UpdateAccountBody {
     pub debtor_phone: Option<String>,
     pub debtor_timezone: Option<String>,
     pub status: Option<AccountStatus>,
-    /// `null` unassigns.
+    /// An enabled user with role agent; `null` unassigns.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub assigned_agent_id: Option<Option<Id>>,
     pub due_date: Option<String>,
+    /// At most 20.
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -507,15 +547,6 @@ const READ_ONLY: [(&str, &str); 10] = [
     ("deleted_at", "use DELETE /accounts/{id}"),
     ("days_past_due", "is derived from due_date"),
     ("dpd_bucket", "is derived from due_date"),
-];
-
-/// Fields an agent may change on its own accounts.
-const AGENT_FIELDS: [&str; 5] = [
-    "status",
-    "tags",
-    "debtor_email",
-    "debtor_phone",
-    "debtor_timezone",
 ];
 
 /// Parses a PATCH body: read-only fields are a `400` naming each.
@@ -581,7 +612,8 @@ pub fn apply_update(
     v.finish()?;
     next.version = account.version + 1;
     next.updated_at = now;
-    Ok(next.fresh())
+    next.refresh_dpd(today_of(now));
+    Ok(next)
 }
 
 /// Update an account (`If-Match` required).
@@ -590,13 +622,15 @@ pub fn apply_update(
            ("If-Match" = String, Header, description = "ETag of the version read")),
     responses(
         (status = 200, description = "Updated; new ETag", body = Account),
-        (status = 400, description = "Invalid or read-only field", body = shared::error::Problem),
-        (status = 403, description = "Role or agent may not change this", body = shared::error::Problem),
+        (status = 400, description = "Invalid or read-only field; assigned_agent_id not an enabled agent", body = shared::error::Problem),
+        (status = 403, description = "Not the agent's account, or a field (or status move) the caller's role may not change: `errors` names each field", body = shared::error::Problem),
         (status = 404, description = "No such account", body = shared::error::Problem),
         (status = 409, description = "New reference taken", body = shared::error::Problem),
         (status = 412, description = "Stale If-Match", body = shared::error::Problem),
+        (status = 415, description = "Content-Type is not JSON", body = shared::error::Problem),
+        (status = 422, description = "status paid while the balance is above 0", body = shared::error::Problem),
         (status = 428, description = "If-Match missing", body = shared::error::Problem)))]
-async fn update_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+async fn update_account(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
     let scope = authorize(caller, Action::UpdateAccount)?;
     let id: Id = path_param(req, "id")?;
     let expected = if_match(req)?;
@@ -604,35 +638,24 @@ async fn update_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
         .limiter
         .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
-    let (body, fields) = parse_update(req.body().as_ref())?;
+    let (body, fields) = parse_update(shared::http::json_bytes(req)?)?;
     let account = writable(app.repo.get(id).await?, &scope, id)?;
-    if let Scope::Assigned(_) = &scope {
-        let refused: Vec<&String> = fields
-            .iter()
-            .filter(|f| !AGENT_FIELDS.contains(&f.as_str()))
-            .collect();
-        if !refused.is_empty() {
-            return Err(ApiError::forbidden(format!(
-                "an agent may change only status, tags and contact fields, not {}",
-                refused
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
+    rules::check_fields(caller.role, &fields, account.status, body.status)?;
     let expected = expected.unwrap_or(account.version);
     if expected != account.version {
         return Err(stale(&account));
     }
-    let now = Timestamp::now();
     let next = apply_update(&account, body, now)?;
-    let activity = (next.status != account.status)
-        .then(|| status_change(id, account.status, next.status, caller.user_id, now));
+    rules::check_paid(&next)?;
+    if let Some(agent) = next.assigned_agent_id {
+        if next.assigned_agent_id != account.assigned_agent_id {
+            check_assignable(&app.users, agent, "assigned_agent_id").await?;
+        }
+    }
+    let activities = rules::audit(&account, &next, caller.user_id, now);
     match app
         .repo
-        .replace(&account, &next, expected, activity.as_ref())
+        .replace(&account, &next, expected, &activities)
         .await?
     {
         Ok(()) => account_response(StatusCode::OK, &next),
@@ -663,7 +686,7 @@ fn stale(account: &Account) -> ApiError {
         (status = 403, description = "Role may not delete", body = shared::error::Problem),
         (status = 404, description = "No such account", body = shared::error::Problem),
         (status = 412, description = "Stale If-Match", body = shared::error::Problem)))]
-async fn delete_account(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+async fn delete_account(app: &App, caller: &Caller, req: &Request, now: Timestamp) -> HttpResult {
     authorize(caller, Action::DeleteAccount)?;
     let id: Id = path_param(req, "id")?;
     let expected = match header(req, IF_MATCH.as_str()) {
@@ -683,14 +706,13 @@ async fn delete_account(app: &App, caller: &Caller, req: &Request) -> HttpResult
     if expected.is_some_and(|v| v != account.version) {
         return Err(stale(&account));
     }
-    let now = Timestamp::now();
     let mut next = account.clone();
     next.deleted_at = Some(now);
     next.updated_at = now;
     next.version = account.version + 1;
     match app
         .repo
-        .replace(&account, &next, account.version, None)
+        .replace(&account, &next, account.version, &[])
         .await?
     {
         Ok(()) => empty(StatusCode::NO_CONTENT),

@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use accounts::{dispatch, App};
+use accounts::{dispatch_at, App};
 use http::StatusCode;
 use serde_json::{json, Value};
+use shared::auth::users::{NewUser, UserChanges, UserRepo};
 use shared::auth::{Caller, Role};
 use shared::config::Config;
-use shared::domain::Id;
+use shared::domain::{Id, Timestamp};
 use shared::rate_limit::RateLimits;
 use shared::testing::{body_json, TestRequest};
 
@@ -16,6 +17,7 @@ struct Fixture {
     app: App,
     config: Config,
     dynamodb: aws_sdk_dynamodb::Client,
+    users: UserRepo,
     admin: Caller,
 }
 
@@ -23,10 +25,12 @@ async fn fixture() -> Fixture {
     let app = App::new(shared::testing::platform(RateLimits::off()).await);
     let config = app.platform.config.clone();
     let dynamodb = app.platform.clients.dynamodb.clone();
+    let users = UserRepo::new(dynamodb.clone(), config.tables.users.clone());
     Fixture {
         app,
         config,
         dynamodb,
+        users,
         admin: caller(Role::Admin),
     }
 }
@@ -45,9 +49,62 @@ struct Answer {
 }
 
 impl Fixture {
+    /// A user stored in the Users table (assignments check it), as a caller.
+    async fn user(&self, role: Role) -> Caller {
+        let user = self
+            .users
+            .create(NewUser {
+                email: format!("{}@example.com", Id::generate()).to_lowercase(),
+                name: format!("Test {role:?}"),
+                role,
+                password_hash: "not-a-hash: these users never sign in".into(),
+            })
+            .await
+            .unwrap();
+        Caller {
+            user_id: user.id,
+            role,
+        }
+    }
+
+    async fn disable(&self, user: &Caller) {
+        let current = self.users.get(user.user_id).await.unwrap().unwrap();
+        let changes = UserChanges {
+            disabled: Some(true),
+            ..Default::default()
+        };
+        self.users.update(&current, &changes).await.unwrap();
+    }
+
+    /// The account's activities, oldest first.
+    async fn activities(&self, id: &str) -> Vec<shared::activities::Activity> {
+        let output = self
+            .dynamodb
+            .query()
+            .table_name(self.config.tables.activities.as_str())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.to_owned()),
+            )
+            .send()
+            .await
+            .unwrap();
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| shared::activities::Activity::from_item(item).unwrap())
+            .collect()
+    }
+
     async fn call(&self, caller: &Caller, req: TestRequest) -> Answer {
+        self.call_at(caller, req, Timestamp::now()).await
+    }
+
+    async fn call_at(&self, caller: &Caller, req: TestRequest, now: Timestamp) -> Answer {
         let response =
-            shared::http::serve(req.build(), |req| dispatch(&self.app, caller, req)).await;
+            shared::http::serve(req.build(), |req| dispatch_at(&self.app, caller, req, now)).await;
         Answer {
             status: response.status(),
             body: body_json(&response),
@@ -128,7 +185,12 @@ fn account(n: usize) -> Value {
         "debtor_phone": format!("+1415555{n:04}"),
         "debtor_timezone": "America/New_York",
         "currency": "USD",
-        "original_balance": 1000 + (n as i64 * 7919) % 50_000,
+        // `paid` follows from a zero balance (shared::accounts::rules).
+        "original_balance": if statuses[n % statuses.len()] == "paid" {
+            0
+        } else {
+            1000 + (n as i64 * 7919) % 50_000
+        },
         "status": statuses[n % statuses.len()],
         "due_date": shared::accounts::model::format_date(due),
         "tags": ["seed"],
@@ -160,10 +222,11 @@ async fn create_get_etag_and_validation() {
 
     let answer = f.call(&f.admin, get(id)).await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.headers["etag"], "\"1\"");
+    let etag = answer.headers["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with("\"1-"), "version first: {etag}");
     assert_eq!(answer.headers["cache-control"], "private, no-cache");
     let answer = f
-        .call(&f.admin, get(id).header("if-none-match", "\"1\""))
+        .call(&f.admin, get(id).header("if-none-match", &etag))
         .await;
     assert_eq!(answer.status, StatusCode::NOT_MODIFIED);
     let answer = f.call(&f.admin, get(&Id::generate().to_string())).await;
@@ -179,7 +242,7 @@ async fn create_get_etag_and_validation() {
 
     for (field, value) in [
         ("currency", json!("XXY")),
-        ("original_balance", json!(0)),
+        ("original_balance", json!(-1)),
         ("original_balance", json!(10.5)),
         ("debtor_email", json!("not-an-email")),
         ("debtor_phone", json!("415-555-0100")),
@@ -292,7 +355,7 @@ async fn paging_visits_each_account_once_in_order_for_every_sort() {
 #[tokio::test]
 async fn filters_match_an_in_memory_evaluation() {
     let f = fixture().await;
-    let agent = caller(Role::Agent);
+    let agent = f.user(Role::Agent).await;
     let mut created = Vec::new();
     for n in 0..40 {
         let mut body = account(n);
@@ -518,28 +581,29 @@ async fn patch_needs_if_match_logs_status_changes_and_refuses_payment_fields() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body["version"], 2);
     assert_eq!(answer.body["tags"], json!(["legal"]));
-    assert_eq!(answer.headers["etag"], "\"2\"");
-    // The status change was logged in the same transaction.
-    let activities = f
-        .dynamodb
-        .query()
-        .table_name(f.config.tables.activities.as_str())
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(
-            ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(id.to_owned()),
-        )
-        .send()
-        .await
-        .unwrap();
-    let items = activities.items.unwrap_or_default();
-    assert_eq!(items.len(), 1);
-    let activity = shared::activities::Activity::from_item(items[0].clone()).unwrap();
-    assert_eq!(
-        activity.activity_type,
-        shared::activities::ActivityType::StatusChange
+    assert!(answer.headers["etag"].to_str().unwrap().starts_with("\"2-"));
+    // The status change and the time zone change were logged in the same transaction.
+    let activities = f.activities(id).await;
+    assert_eq!(activities.len(), 2, "{activities:?}");
+    let status = activities
+        .iter()
+        .find(|a| a.activity_type == shared::activities::ActivityType::StatusChange)
+        .expect("a status_change activity");
+    assert_eq!(status.actor_id, f.admin.user_id);
+    let fields = activities
+        .iter()
+        .find(|a| a.activity_type == shared::activities::ActivityType::FieldChange)
+        .expect("a field_change activity");
+    assert!(
+        fields.note.contains("debtor_timezone") && fields.note.contains("Europe/Paris"),
+        "{}",
+        fields.note
     );
-    assert_eq!(activity.actor_id, f.admin.user_id);
+    assert!(
+        !fields.note.contains("tags"),
+        "tags are not audited: {}",
+        fields.note
+    );
     // Lists by the new status find it; by the old one not.
     let items = f.all_pages(&f.admin, "status=disputed", 10).await;
     assert!(ids(&items).contains(&id.to_owned()));
@@ -615,8 +679,8 @@ async fn soft_delete_hides_the_account_and_keeps_its_reference() {
 #[tokio::test]
 async fn agents_see_and_change_only_their_accounts_and_viewers_only_read() {
     let f = fixture().await;
-    let agent = caller(Role::Agent);
-    let other = caller(Role::Agent);
+    let agent = f.user(Role::Agent).await;
+    let other = f.user(Role::Agent).await;
     let viewer = caller(Role::Viewer);
     let manager = caller(Role::Manager);
     let mut mine = Vec::new();
@@ -728,4 +792,358 @@ async fn agents_see_and_change_only_their_accounts_and_viewers_only_read() {
     assert!(!ids(&items).contains(&mine[1]));
     let items = f.all_pages(&other, "", 50).await;
     assert!(ids(&items).contains(&mine[1]));
+}
+
+/// The ETag of the account as `caller` reads it now.
+async fn etag_of(f: &Fixture, caller: &Caller, id: &str) -> String {
+    let answer = f.call(caller, get(id)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.headers["etag"].to_str().unwrap().to_owned()
+}
+
+/// Hole 5 (issue 13): an agent changes only the fields its role may change, and never
+/// the status outside active / promise_to_pay / disputed; nobody sets `paid` on an account
+/// that still owes; every change of a compliance field is logged with the update.
+#[tokio::test]
+async fn each_role_changes_only_the_fields_it_may_and_compliance_changes_are_logged() {
+    let f = fixture().await;
+    let agent = f.user(Role::Agent).await;
+    let manager = f.user(Role::Manager).await;
+    let mut body = account(60);
+    body["status"] = json!("active");
+    body["assigned_agent_id"] = json!(agent.user_id.to_string());
+    let created = f.create(body).await;
+    let id = created["id"].as_str().unwrap();
+
+    // The agent may not move the debtor's time zone (that would lift the calling hours).
+    let etag = etag_of(&f, &agent, id).await;
+    let answer = f
+        .call(
+            &agent,
+            patch(id, json!({"debtor_timezone": "Pacific/Honolulu"})).header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert_eq!(field_of(&answer), "debtor_timezone", "{}", answer.body);
+    // Nor set it paid or closed, nor a payment plan.
+    for status in ["paid", "closed", "payment_plan"] {
+        let answer = f
+            .call(
+                &agent,
+                patch(id, json!({"status": status})).header("if-match", &etag),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{status}: {}",
+            answer.body
+        );
+        assert_eq!(field_of(&answer), "status", "{status}");
+    }
+    // Nothing was written.
+    assert_eq!(etag_of(&f, &agent, id).await, etag);
+    assert!(f.activities(id).await.is_empty());
+
+    // Contact fields and a dispute: allowed, and logged.
+    let answer = f
+        .call(
+            &agent,
+            patch(
+                id,
+                json!({"debtor_phone": "+14155550777", "status": "disputed", "tags": ["x"]}),
+            )
+            .header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let activities = f.activities(id).await;
+    let types: BTreeSet<&str> = activities
+        .iter()
+        .map(|a| a.activity_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["status_change", "field_change"]),
+        "{activities:?}"
+    );
+    let change = activities
+        .iter()
+        .find(|a| a.activity_type.as_str() == "field_change")
+        .unwrap();
+    assert!(change.note.contains("debtor_phone"), "{}", change.note);
+    assert!(change.note.contains("+14155550777"), "{}", change.note);
+    assert_eq!(change.actor_id, agent.user_id);
+
+    // An agent never clears a dispute.
+    let etag = etag_of(&f, &agent, id).await;
+    for status in ["active", "promise_to_pay"] {
+        let answer = f
+            .call(
+                &agent,
+                patch(id, json!({"status": status})).header("if-match", &etag),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{status}: {}",
+            answer.body
+        );
+        assert_eq!(field_of(&answer), "status");
+    }
+
+    // Nobody sets paid while a balance is owed (paid follows from a zero balance).
+    for caller in [&manager, &f.admin] {
+        let answer = f
+            .call(
+                caller,
+                patch(id, json!({"status": "paid"})).header("if-match", &etag),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            answer.body
+        );
+        assert_eq!(field_of(&answer), "status");
+    }
+
+    // A manager may clear the dispute and move the time zone: both logged.
+    let before = f.activities(id).await.len();
+    let answer = f
+        .call(
+            &manager,
+            patch(
+                id,
+                json!({"status": "active", "debtor_timezone": "America/Chicago"}),
+            )
+            .header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let activities = f.activities(id).await;
+    assert_eq!(activities.len(), before + 2, "{activities:?}");
+    assert!(activities
+        .iter()
+        .any(|a| a.activity_type.as_str() == "field_change"
+            && a.note.contains("America/New_York")
+            && a.note.contains("America/Chicago")
+            && a.actor_id == manager.user_id));
+    // A tags-only change logs nothing.
+    let etag = etag_of(&f, &manager, id).await;
+    let answer = f
+        .call(
+            &manager,
+            patch(id, json!({"tags": ["y"]})).header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(f.activities(id).await.len(), before + 2);
+}
+
+/// Hole 7 (issue 13): an account is assigned only to a user that exists, is enabled and
+/// has role agent — on create and on update.
+#[tokio::test]
+async fn accounts_are_assigned_only_to_enabled_agents() {
+    let f = fixture().await;
+    let agent = f.user(Role::Agent).await;
+    let viewer = f.user(Role::Viewer).await;
+    let disabled = f.user(Role::Agent).await;
+    f.disable(&disabled).await;
+    let nobody = Id::generate();
+
+    for (n, bad) in [viewer.user_id, disabled.user_id, nobody]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = account(70 + n);
+        body["assigned_agent_id"] = json!(bad.to_string());
+        let answer = f.call(&f.admin, post(body)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        assert_eq!(field_of(&answer), "assigned_agent_id");
+    }
+    let mut body = account(75);
+    body["assigned_agent_id"] = json!(agent.user_id.to_string());
+    let created = f.create(body).await;
+    let id = created["id"].as_str().unwrap();
+    let etag = etag_of(&f, &f.admin, id).await;
+    for bad in [viewer.user_id, disabled.user_id, nobody] {
+        let answer = f
+            .call(
+                &f.admin,
+                patch(id, json!({"assigned_agent_id": bad.to_string()})).header("if-match", &etag),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        assert_eq!(field_of(&answer), "assigned_agent_id");
+    }
+    // Unassigning needs no agent; the account was not touched by the refusals.
+    assert_eq!(etag_of(&f, &f.admin, id).await, etag);
+    let answer = f
+        .call(
+            &f.admin,
+            patch(id, json!({"assigned_agent_id": null})).header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["assigned_agent_id"], Value::Null);
+}
+
+/// Hole 8 (issue 13): `original_balance` is at most 10^12 minor units.
+#[tokio::test]
+async fn original_balances_are_bounded() {
+    let f = fixture().await;
+    for (n, value) in [json!(1_000_000_000_001_i64), json!(i64::MAX), json!(-1)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = account(80 + n);
+        body["original_balance"] = value.clone();
+        let answer = f.call(&f.admin, post(body)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{value}: {}",
+            answer.body
+        );
+        assert_eq!(field_of(&answer), "original_balance", "{value}");
+    }
+    let mut body = account(85);
+    body["original_balance"] = json!(1_000_000_000_000_i64);
+    let created = f.create(body).await;
+    assert_eq!(created["balance"], json!(1_000_000_000_000_i64));
+}
+
+/// Hole 9 (issue 13): PATCH goes through the same body checks as every other route
+/// (Content-Type, size), and field errors are capped.
+#[tokio::test]
+async fn patch_bodies_are_checked_like_every_body_and_errors_are_capped() {
+    let f = fixture().await;
+    let created = f.create(account(90)).await;
+    let id = created["id"].as_str().unwrap();
+    let etag = etag_of(&f, &f.admin, id).await;
+    let answer = f
+        .call(
+            &f.admin,
+            patch(id, json!({"tags": ["a"]}))
+                .header("content-type", "text/plain")
+                .header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        answer.body
+    );
+    let huge = format!(
+        r#"{{"debtor_name":"{}"}}"#,
+        "x".repeat(shared::http::MAX_BODY_BYTES)
+    );
+    let answer = f
+        .call(
+            &f.admin,
+            patch(id, json!({}))
+                .raw_body(&huge)
+                .header("if-match", &etag),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(etag_of(&f, &f.admin, id).await, etag, "nothing changed");
+
+    // 10,000 bad tags: one capped list of errors with the count.
+    let tags: Vec<String> = (0..10_000).map(|_| String::new()).collect();
+    let mut body = account(91);
+    body["tags"] = json!(tags);
+    let answer = f.call(&f.admin, post(body)).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let errors = answer.body["errors"].as_array().unwrap();
+    assert!(errors.len() <= 50, "{} errors", errors.len());
+    assert!(
+        errors.iter().any(|e| e["field"] == "tags"),
+        "{}",
+        answer.body
+    );
+}
+
+/// Hole 10 (issue 13): the ETag covers the aging the body shows, so a client never gets
+/// a 304 for yesterday's `days_past_due`; If-Match takes the ETag GET returned.
+#[tokio::test]
+async fn a_new_day_changes_the_etag_and_if_match_takes_it() {
+    let f = fixture().await;
+    let mut body = account(95);
+    let today = time::OffsetDateTime::now_utc().date();
+    body["due_date"] = json!(shared::accounts::model::format_date(
+        today - time::Duration::days(30)
+    ));
+    let created = f.create(body).await;
+    let id = created["id"].as_str().unwrap();
+    let now = Timestamp::now();
+    let first = f.call_at(&f.admin, get(id), now).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body["days_past_due"], 30);
+    assert_eq!(first.body["dpd_bucket"], "1-30");
+    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+    let same_day = f
+        .call_at(&f.admin, get(id).header("if-none-match", &etag), now)
+        .await;
+    assert_eq!(same_day.status, StatusCode::NOT_MODIFIED);
+
+    let tomorrow = now.plus(time::Duration::days(1));
+    let next_day = f
+        .call_at(&f.admin, get(id).header("if-none-match", &etag), tomorrow)
+        .await;
+    assert_eq!(
+        next_day.status,
+        StatusCode::OK,
+        "stale aging must not be a 304"
+    );
+    assert_eq!(next_day.body["days_past_due"], 31);
+    assert_eq!(next_day.body["dpd_bucket"], "31-60");
+    let new_etag = next_day.headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_etag, etag);
+
+    // PATCH takes the ETag GET returned (today's), and yesterday's too: the aging part is
+    // derived from the calendar, not stored state, so only the version can conflict.
+    let answer = f
+        .call_at(
+            &f.admin,
+            patch(id, json!({"tags": ["a"]})).header("if-match", &new_etag),
+            tomorrow,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let answer = f
+        .call_at(
+            &f.admin,
+            patch(id, json!({"tags": ["b"]})).header("if-match", &etag),
+            tomorrow,
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PRECONDITION_FAILED,
+        "version 1 is stale"
+    );
+    let current = answer_etag(&f, id, tomorrow).await;
+    let answer = f
+        .call_at(
+            &f.admin,
+            patch(id, json!({"tags": ["b"]})).header("if-match", &current),
+            tomorrow,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+async fn answer_etag(f: &Fixture, id: &str, now: Timestamp) -> String {
+    let answer = f.call_at(&f.admin, get(id), now).await;
+    answer.headers["etag"].to_str().unwrap().to_owned()
 }

@@ -11,8 +11,9 @@ use http::header::LOCATION;
 use http::{HeaderValue, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
+use shared::accounts::check_assignable;
 use shared::auth::users::UserRepo;
-use shared::auth::{authorize, Action, Caller, Role, Scope};
+use shared::auth::{authorize, Action, Caller, Scope};
 use shared::bulk::{
     clean_tag, plan_ids, AgentChange, BulkMessage, Changes, ChangesBody, Failure, FailureReason,
     Filter, FilterQuery, Job, JobRecord, JobSpec, JobState, JobStore, INDEX_BY_CREATED,
@@ -21,6 +22,7 @@ use shared::bulk::{
 use shared::domain::{Id, Timestamp};
 use shared::http::{json, path_param, route_key, unknown_route, HttpResult, Validation};
 use shared::platform::{InitError, Platform};
+use shared::validation::check_amount;
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -89,6 +91,8 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request) -> HttpResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJobBody {
+    /// 1 to 100,000 account ids (`shared::bulk::MAX_IDS`).
+    #[schema(min_items = 1, max_items = 100_000)]
     pub account_ids: Option<Vec<String>>,
     pub filter: Option<Filter>,
     pub changes: Option<ChangesBody>,
@@ -173,8 +177,8 @@ pub fn validate(body: CreateJobBody) -> Result<(Target, Changes), ApiError> {
                 ("filter.min_balance", filter.min_balance),
                 ("filter.max_balance", filter.max_balance),
             ] {
-                if value.is_some_and(|b| b.0 < 0) {
-                    v.add(field, "must be a non-negative integer of minor units");
+                if let Some(value) = value {
+                    check_amount(&mut v, field, value, 0);
                 }
             }
             if let (Some(min), Some(max)) = (filter.min_balance, filter.max_balance) {
@@ -249,17 +253,7 @@ async fn create_job(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let body: CreateJobBody = shared::http::json_body(req)?;
     let (target, changes) = validate(body)?;
     if let Some(AgentChange::Assign(agent)) = changes.assigned_agent {
-        let is_agent = app
-            .users
-            .get(agent)
-            .await?
-            .is_some_and(|u| u.role == Role::Agent && !u.disabled);
-        if !is_agent {
-            return Err(ApiError::invalid_field(
-                "changes.assigned_agent_id",
-                "is not an enabled user with role agent",
-            ));
-        }
+        check_assignable(&app.users, agent, "changes.assigned_agent_id").await?;
     }
     let now = Timestamp::now();
     let id = Id::generate();

@@ -720,6 +720,19 @@ async fn apply(
             .await?;
             return Ok(Outcome::Failed);
         }
+        // `paid` follows from a zero balance (shared::accounts::rules): a job cannot set it
+        // on an account that still owes.
+        if let Err(refusal) = shared::accounts::rules::check_paid(&next) {
+            fail(
+                app,
+                job.id,
+                id,
+                FailureReason::InvalidChange,
+                &refusal.detail,
+            )
+            .await?;
+            return Ok(Outcome::Failed);
+        }
         next.version = account.version + 1;
         next.updated_at = now;
         let mut item = next.to_item()?;

@@ -641,6 +641,29 @@ async fn a_filter_job_changes_exactly_the_matching_accounts() {
 #[tokio::test]
 async fn bad_input_is_refused_and_creates_no_job() {
     let e = env().await;
+    let users = shared::auth::users::UserRepo::new(
+        e.clients.dynamodb.clone(),
+        e.config.tables.users.clone(),
+    );
+    let user = |role: Role| shared::auth::users::NewUser {
+        email: format!("{}@example.com", Id::generate()).to_lowercase(),
+        name: "Bulk test".into(),
+        role,
+        password_hash: "not-a-hash".into(),
+    };
+    let viewer = users.create(user(Role::Viewer)).await.unwrap().id;
+    let agent = users.create(user(Role::Agent)).await.unwrap();
+    let disabled = agent.id;
+    users
+        .update(
+            &agent,
+            &shared::auth::users::UserChanges {
+                disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let id = Id::generate().to_string();
     let too_many: Vec<String> = (0..100_001).map(|_| id.clone()).collect();
     let cases = [
@@ -654,6 +677,11 @@ async fn bad_input_is_refused_and_creates_no_job() {
         json!({"account_ids": [id], "changes": {"assigned_agent_id": Id::generate().to_string()}}),
         json!({"account_ids": [id], "changes": {"add_tags": [""]}}),
         json!({"filter": {"min_balance": 10, "max_balance": 5}, "changes": {"status": "paid"}}),
+        // Hole 8 (issue 13): balances are bounded to 10^12 minor units.
+        json!({"filter": {"min_balance": 1_000_000_000_001_i64}, "changes": {"status": "closed"}}),
+        // Hole 7 (issue 13): only an enabled agent, the same check as the accounts API.
+        json!({"account_ids": [id], "changes": {"assigned_agent_id": viewer.to_string()}}),
+        json!({"account_ids": [id], "changes": {"assigned_agent_id": disabled.to_string()}}),
     ];
     for body in cases {
         let (status, problem) = create(&e, &e.admin, body.clone()).await;
@@ -745,7 +773,7 @@ async fn a_patch_between_two_deliveries_does_not_let_the_chunk_apply_twice() {
         next.debtor_name = "Renamed Debtor".into();
         next.version = current.version + 1;
         next.updated_at = Timestamp::now();
-        repo.replace(&current, &next, current.version, None)
+        repo.replace(&current, &next, current.version, &[])
             .await
             .unwrap()
             .unwrap();

@@ -9,12 +9,15 @@
 //!   conditional replace (+ activity), soft delete.
 //! - [`list`]: Query-only lists: sharded partitions and search indexes merged in sort
 //!   order, filters, signed cursors.
+//! - [`rules`]: who may change which field of an account, and which changes are logged.
+//! - [`check_assignable`]: who accounts may be assigned to (accounts API and bulk jobs).
 
 pub mod dpd;
 pub mod keys;
 pub mod list;
 pub mod model;
 pub mod repo;
+pub mod rules;
 pub mod search;
 
 pub use list::{ListRequest, Page, Sort};
@@ -53,6 +56,30 @@ pub fn writable(
             crate::ApiError::forbidden("agents act only on the accounts assigned to them"),
         ),
         _ => Ok(account),
+    }
+}
+
+/// Checks that accounts may be assigned to `agent`: a user that exists, is enabled and has
+/// role `agent` (one strongly consistent `GetItem` on Users). A `400` naming `field`
+/// otherwise — the same answer for an unknown id, a disabled user and another role, so the
+/// check reveals no more than "not an agent". `POST/PATCH /accounts` and `POST
+/// /bulk/accounts` all assign through this.
+pub async fn check_assignable(
+    users: &crate::auth::users::UserRepo,
+    agent: crate::domain::Id,
+    field: &str,
+) -> Result<(), crate::ApiError> {
+    let is_agent = users
+        .get(agent)
+        .await?
+        .is_some_and(|user| user.role == crate::auth::Role::Agent && !user.disabled);
+    if is_agent {
+        Ok(())
+    } else {
+        Err(crate::ApiError::invalid_field(
+            field,
+            "is not an enabled user with role agent",
+        ))
     }
 }
 

@@ -221,8 +221,13 @@ impl Account {
     }
 
     /// The account with its aging as of now (UTC).
-    pub fn fresh(mut self) -> Self {
-        self.refresh_dpd(today_utc());
+    pub fn fresh(self) -> Self {
+        self.aged(today_utc())
+    }
+
+    /// The account with its aging as of `today`.
+    pub fn aged(mut self, today: time::Date) -> Self {
+        self.refresh_dpd(today);
         self
     }
 
@@ -261,9 +266,23 @@ impl Account {
         .fresh())
     }
 
-    /// The strong `ETag` of this version.
+    /// The strong `ETag` of the account as the API shows it: `"<version>-<days_past_due>"`.
+    /// The version covers every stored change; `days_past_due` (and `dpd_bucket`, which
+    /// follows from it) changes with the calendar without a version bump, so it is part of
+    /// the tag: a client never gets a `304` for yesterday's aging. Refresh the aging
+    /// ([`Account::refresh_dpd`]) for the day of the answer before taking the tag.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        format!("\"{}-{}\"", self.version, self.days_past_due)
+    }
+
+    /// The version an `ETag` of [`Account::etag`] names (`W/` and quotes allowed); a bare
+    /// `"<version>"`, the form before aging was part of the tag, is accepted too. `If-Match`
+    /// compares only this: the aging part is derived from the date of the read, not from
+    /// stored state, so it cannot make a write conflict.
+    pub fn version_of_etag(tag: &str) -> Option<u64> {
+        let bare = tag.trim().trim_start_matches("W/").trim_matches('"');
+        let version = bare.split_once('-').map_or(bare, |(version, _)| version);
+        version.parse().ok()
     }
 }
 
@@ -295,6 +314,21 @@ mod tests {
             deleted_at: None,
             applied_bulk_jobs: ["01JOB".to_owned()].into_iter().collect(),
         }
+    }
+
+    #[test]
+    fn etags_carry_the_version_and_the_aging() {
+        let mut a = account();
+        a.version = 7;
+        a.refresh_dpd(time::macros::date!(2026 - 01 - 20));
+        assert_eq!(a.etag(), "\"7-5\"");
+        let next_day = a.etag();
+        a.refresh_dpd(time::macros::date!(2026 - 01 - 21));
+        assert_ne!(a.etag(), next_day);
+        for tag in ["\"7-6\"", "W/\"7-6\"", "\"7\"", " \"7-0\" "] {
+            assert_eq!(Account::version_of_etag(tag), Some(7), "{tag}");
+        }
+        assert_eq!(Account::version_of_etag("\"x-1\""), None);
     }
 
     #[test]

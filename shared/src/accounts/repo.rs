@@ -122,13 +122,13 @@ impl AccountRepo {
 
     /// Replaces `previous` by `next` if the stored version is still `expected_version` and
     /// the account is not deleted; moves the reference claim if it changed; writes
-    /// `activity` in the same transaction.
+    /// `activities` (the audit entries of the change) in the same transaction.
     pub async fn replace(
         &self,
         previous: &Account,
         next: &Account,
         expected_version: u64,
-        activity: Option<&Activity>,
+        activities: &[Activity],
     ) -> Result<Result<(), WriteConflict>, ApiError> {
         let put = Put::builder()
             .table_name(self.table.as_str())
@@ -142,7 +142,7 @@ impl AccountRepo {
             .build()
             .map_err(ApiError::internal)?;
         let reference_moves = reference_pk(&previous.reference) != reference_pk(&next.reference);
-        if activity.is_none() && !reference_moves {
+        if activities.is_empty() && !reference_moves {
             // One conditional Put: no transaction needed.
             let mut request = self
                 .dynamodb
@@ -187,7 +187,7 @@ impl AccountRepo {
                         .build(),
                 );
         }
-        if let Some(activity) = activity {
+        for activity in activities {
             transaction = transaction.transact_items(
                 TransactWriteItem::builder()
                     .put(

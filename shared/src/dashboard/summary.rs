@@ -15,18 +15,6 @@ use crate::domain::Id;
 use crate::error::ApiError;
 use crate::payments::PaymentMethod;
 
-const ACTIVITY_TYPES: [ActivityType; 9] = [
-    ActivityType::Call,
-    ActivityType::Email,
-    ActivityType::Sms,
-    ActivityType::Letter,
-    ActivityType::Note,
-    ActivityType::PromiseToPay,
-    ActivityType::Dispute,
-    ActivityType::StatusChange,
-    ActivityType::Payment,
-];
-
 const METHODS: [PaymentMethod; 5] = [
     PaymentMethod::Card,
     PaymentMethod::Ach,
@@ -153,7 +141,7 @@ fn period_totals(counters: Option<&Counters>) -> PeriodTotals {
                 (m.as_str().to_owned(), totals)
             })
             .collect(),
-        activities: ACTIVITY_TYPES
+        activities: ActivityType::ALL
             .iter()
             .map(|t| {
                 (
@@ -335,7 +323,7 @@ mod tests {
         assert_eq!(t.today.payments_by_method["card"].amount["USD"], 300);
         assert_eq!(t.today.payments_by_method["wire"].count, 0);
         assert_eq!(t.today.activities["call"], 4);
-        assert_eq!(t.today.activities.len(), 9);
+        assert_eq!(t.today.activities.len(), ActivityType::ALL.len());
         assert_eq!(t.today.promises.due, 1);
         assert_eq!(t.month.collected, ByCurrency::new());
     }
