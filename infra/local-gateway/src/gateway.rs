@@ -237,11 +237,24 @@ impl Gateway {
                     mapping,
                 ));
             }
-            let streams = endpoints.streams_client(&sdk);
+            let checkpoints = if options.provision && !shared.model.streams.is_empty() {
+                Some(
+                    crate::stream_source::Checkpoints::ensure(dynamodb.clone(), &options.prefix)
+                        .await
+                        .context("provisioning the stream checkpoint table")?,
+                )
+            } else {
+                None
+            };
+            let clients = crate::stream_source::StreamClients {
+                streams: endpoints.streams_client(&sdk),
+                sqs: sqs.clone(),
+                checkpoints,
+            };
             for mapping in shared.model.streams.clone() {
                 tasks.push(crate::stream_source::start(
                     shared.clone(),
-                    streams.clone(),
+                    clients.clone(),
                     mapping,
                 ));
             }

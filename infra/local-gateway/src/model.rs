@@ -105,6 +105,7 @@ pub struct SqsMapping {
 #[derive(Debug, Clone)]
 pub struct StreamMapping {
     pub function: String,
+    pub function_arn: String,
     pub stream_arn: String,
     pub starting_position: String,
     pub batch_size: usize,
@@ -112,6 +113,9 @@ pub struct StreamMapping {
     pub max_retries: Option<u32>,
     pub bisect: bool,
     pub report_failures: bool,
+    /// `DestinationConfig.OnFailure`: the SQS queue (URL) that gets a record's metadata
+    /// when its retries are exhausted.
+    pub on_failure: Option<String>,
 }
 
 /// A schedule (`rate(...)` or `cron(...)`).
@@ -279,6 +283,7 @@ impl Model {
                             .and_then(|n| u32::try_from(n).ok());
                         model.streams.push(StreamMapping {
                             function: id.clone(),
+                            function_arn: model.functions[&id].arn.clone(),
                             stream_arn,
                             starting_position: ep
                                 .get("StartingPosition")
@@ -291,6 +296,21 @@ impl Model {
                                 .and_then(|v| r.resolve_string(v).ok())
                                 .is_some_and(|s| s == "true"),
                             report_failures,
+                            on_failure: match ep.pointer("/DestinationConfig/OnFailure") {
+                                Some(dest) => {
+                                    let queue = dest
+                                        .get("Destination")
+                                        .and_then(referenced_id)
+                                        .ok_or_else(|| {
+                                            anyhow!("{id}.{event_name}: OnFailure must name a queue (!GetAtt Q.Arn)")
+                                        })?;
+                                    let info = provisioned.queues.get(&queue).ok_or_else(|| {
+                                        anyhow!("{id}.{event_name}: OnFailure names an unknown queue {queue}")
+                                    })?;
+                                    Some(info.url.clone())
+                                }
+                                None => None,
+                            },
                         });
                     }
                     "Schedule" | "ScheduleV2" => {

@@ -101,24 +101,27 @@ fn forbidden(error_type: &str, message: &str) -> Response {
 /// and the port is bound to `127.0.0.1` (see `Gateway::start`). Requests from any other
 /// address are refused as well, so the management API stays local even if the bind address
 /// changes.
-pub fn check_management_request(peer: &SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+pub fn check_management_request(
+    peer: &SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Box<Response>> {
     if !peer.ip().is_loopback() {
-        return Err(forbidden("ForbiddenException", "Forbidden"));
+        return Err(Box::new(forbidden("ForbiddenException", "Forbidden")));
     }
     let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(forbidden(
+        return Err(Box::new(forbidden(
             "MissingAuthenticationTokenException",
             "Missing Authentication Token",
-        ));
+        )));
     };
     if let Err(reason) = sigv4_shape(auth) {
-        return Err(forbidden("IncompleteSignatureException", &reason));
+        return Err(Box::new(forbidden("IncompleteSignatureException", &reason)));
     }
     if !headers.contains_key("x-amz-date") && !headers.contains_key("date") {
-        return Err(forbidden(
+        return Err(Box::new(forbidden(
             "IncompleteSignatureException",
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
-        ));
+        )));
     }
     Ok(())
 }
@@ -172,7 +175,7 @@ async fn management_guard(
 ) -> Response {
     match check_management_request(&peer, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 

@@ -149,8 +149,14 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
             Ok(json!({ "batchItemFailures": failures }))
         }
         "stream" => {
+            let mut poisoned = false;
             for r in event["Records"].as_array().into_iter().flatten() {
                 append(r);
+                poisoned |= !r["dynamodb"]["NewImage"]["poison"].is_null();
+            }
+            if poisoned {
+                // A record this function can never process: the whole batch fails.
+                return Err("the fixture cannot process a poison record".into());
             }
             Ok(json!({}))
         }
