@@ -1,11 +1,22 @@
 //! Sign-up, sign-in and sessions.
 //!
-//! - `POST /auth/register`: anyone; creates a `viewer`. `201` with the user, `409` when the
-//!   email is taken in any case (uniqueness is DynamoDB's, see `shared::auth::users`).
+//! - `POST /auth/register`: anyone; creates a `pending` user, which may do nothing but sign
+//!   in, read `/auth/me` and sign out until an admin grants a role (`PATCH /users/{id}`):
+//!   debtor data is regulated, so a stranger reads nothing (why a role and not invitations:
+//!   `shared::auth::rbac`). `201` with the user, `409` when the email is taken in any case
+//!   (uniqueness is DynamoDB's, see `shared::auth::users`). `SELF_REGISTRATION=off` (template
+//!   parameter `SelfRegistration`) turns it off: `403` problem `registration-disabled`, before
+//!   the body is read.
 //! - `POST /auth/login`: `{access_token, refresh_token, token_type: "Bearer", expires_in}`.
 //! - `POST /auth/refresh`: rotates (new pair); a spent token presented again revokes its
 //!   whole family (every session descended from that login) and answers `401`.
 //! - `POST /auth/logout`: signed in; revokes the family of the refresh token in the body.
+//! - `POST /auth/logout-all`: signed in (any role, `pending` too); ends every session of the
+//!   caller: every refresh-token family is revoked and every access token retired (token
+//!   version bump), this request's own included. `204`.
+//! - `POST /auth/password`: signed in (not `pending`); `{current_password, new_password}`,
+//!   the policy applies to the new one; ends every session like `logout-all` (a stolen
+//!   session must not survive the change). `204`; sign in again with the new password.
 //! - `GET /auth/me`: the caller.
 //!
 //! # Failed logins, lockout, enumeration
@@ -14,11 +25,14 @@
 //! same time: an unknown email is verified against a dummy argon2 hash with the same
 //! parameters and costs the same reads (email item + one user `GetItem`). The 5th failed login
 //! in a row (`MAX_FAILED_LOGINS`) locks the account for 15 minutes (`LOCKOUT_SECONDS`).
-//! While locked, a wrong password still gets the same `401` (no count, no hint), and only
-//! the **right** password gets **`423 Locked`** with `Retry-After`: so the lock is only
-//! revealed to someone who knows the password, and enumeration stays impossible. An admin
-//! unlocks with `PATCH /users/{id}` `{"unlock": true}`. A disabled user who gives the right
-//! password gets `403`.
+//! While locked, **every** attempt gets the same **`423 Locked`** with `Retry-After` and the
+//! password is **not checked**: an answer that differed between a right and a wrong password
+//! would let an attacker keep guessing through the lock (the lock would then only slow the
+//! guessing down to the argon2 cost, and a `423` would confirm the guess). The lock does
+//! reveal that the email has an account, to whoever triggered it by failing five times; that
+//! is the price of a lock that stops guessing. It ends by time or when an admin unlocks with
+//! `PATCH /users/{id}` `{"unlock": true}`. A disabled user who gives the right password gets
+//! `403`.
 //!
 //! # Rate limits
 //!
@@ -27,7 +41,9 @@
 //! (`WRITE_LIMIT_PER_USER`). Fixed windows on DynamoDB, see `shared::rate_limit`; over a
 //! limit: `429` with `Retry-After`.
 
-pub mod refresh;
+/// Refresh tokens live in `shared` (the users function revokes them too); re-exported so
+/// `auth::refresh::...` keeps naming them.
+pub use shared::auth::refresh;
 
 use std::time::Duration;
 
@@ -48,7 +64,7 @@ use shared::validation::{no_control, trimmed};
 use shared::{ApiError, FieldError};
 use utoipa::{OpenApi, ToSchema};
 
-use refresh::{RefreshStore, Rotation};
+use refresh::{revoke_all_sessions, RefreshStore, Refreshed};
 
 /// Settings of this function beyond the shared ones.
 #[derive(Debug, Clone)]
@@ -59,6 +75,20 @@ pub struct Settings {
     pub lockout: Duration,
     /// `REFRESH_TOKEN_TTL_SECONDS`, default 30 days.
     pub refresh_ttl_secs: i64,
+    /// `SELF_REGISTRATION`: `open` (default) or `off`.
+    pub self_registration: bool,
+}
+
+/// `SELF_REGISTRATION`: `open` (default) or `off`; anything else ends init naming the value.
+pub fn self_registration(lookup: Lookup<'_>) -> Result<bool, shared::config::ConfigError> {
+    match optional_from(lookup, "SELF_REGISTRATION", "open".to_owned())?.as_str() {
+        "open" => Ok(true),
+        "off" => Ok(false),
+        other => Err(shared::config::ConfigError::Invalid {
+            name: "SELF_REGISTRATION",
+            reason: format!("{other:?} is neither open nor off"),
+        }),
+    }
 }
 
 impl Settings {
@@ -66,7 +96,8 @@ impl Settings {
         Ok(Self {
             max_failed_logins: optional_from(lookup, "MAX_FAILED_LOGINS", 5_u32)?,
             lockout: Duration::from_secs(optional_from(lookup, "LOCKOUT_SECONDS", 900_u64)?),
-            refresh_ttl_secs: optional_from(lookup, "REFRESH_TOKEN_TTL_SECONDS", 30 * 86_400_i64)?,
+            refresh_ttl_secs: refresh::ttl_from(lookup)?,
+            self_registration: self_registration(lookup)?,
         })
     }
 }
@@ -108,8 +139,8 @@ impl App {
 /// The HTTP API of this function, merged into `/openapi.json` by the docs function.
 #[derive(OpenApi)]
 #[openapi(
-    paths(register, login, refresh_tokens, logout, me),
-    components(schemas(RegisterBody, LoginBody, RefreshBody, TokenPair, User, Role)),
+    paths(register, login, refresh_tokens, logout, logout_all, change_password, me),
+    components(schemas(RegisterBody, LoginBody, RefreshBody, PasswordBody, TokenPair, User, Role)),
     modifiers(&BearerSecurity),
     tags((name = "auth", description = "Sign-up, sign-in, sessions"))
 )]
@@ -122,6 +153,8 @@ pub async fn handle(app: &App, req: Request) -> HttpResult {
         "POST /auth/login" => login(app, req).await,
         "POST /auth/refresh" => refresh_tokens(app, req).await,
         "POST /auth/logout" => logout(app, req).await,
+        "POST /auth/logout-all" => logout_all(app, req).await,
+        "POST /auth/password" => change_password(app, req).await,
         "GET /auth/me" => me(app, req).await,
         other => Err(unknown_route(other)),
     }
@@ -158,6 +191,16 @@ pub struct RefreshBody {
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = 256), custom(no_control))]
     pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    #[garde(length(chars, min = 1, max = 1024))]
+    pub current_password: String,
+    /// 12..=128 characters, not a common password, not the email.
+    #[garde(length(chars, max = 1024))]
+    pub new_password: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -200,14 +243,27 @@ fn ip_key(req: &Request) -> String {
     source_ip(req).unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Create an account (role `viewer`).
+/// The answer to a registration while `SELF_REGISTRATION=off`.
+pub fn registration_disabled() -> ApiError {
+    ApiError {
+        code: "registration-disabled",
+        title: "Registration disabled",
+        ..ApiError::forbidden("self-registration is turned off; ask an admin for an account")
+    }
+}
+
+/// Create an account with role `pending` (no access until an admin grants a role).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
     responses(
-        (status = 201, description = "Created", body = User),
+        (status = 201, description = "Created, with role `pending`", body = User),
         (status = 400, description = "Invalid body or weak password", body = shared::error::Problem),
+        (status = 403, description = "Self-registration is turned off (`registration-disabled`)", body = shared::error::Problem),
         (status = 409, description = "Email already registered", body = shared::error::Problem),
         (status = 429, description = "Too many registrations", body = shared::error::Problem)))]
 async fn register(app: &App, req: Request) -> HttpResult {
+    if !app.settings.self_registration {
+        return Err(registration_disabled());
+    }
     let body: RegisterBody = shared::validation::json(&req)?;
     check_password(&body.password, &body.email)?;
     let limits = &app.platform.limits;
@@ -229,7 +285,7 @@ async fn register(app: &App, req: Request) -> HttpResult {
         .create(NewUser {
             email: body.email,
             name: body.name,
-            role: Role::Viewer,
+            role: Role::Pending,
             password_hash,
         })
         .await?;
@@ -253,7 +309,7 @@ fn bad_credentials() -> ApiError {
         (status = 400, description = "Invalid body", body = shared::error::Problem),
         (status = 401, description = "Invalid email or password (same answer for both)", body = shared::error::Problem),
         (status = 403, description = "Right password, but the account is disabled", body = shared::error::Problem),
-        (status = 423, description = "Right password, but the account is locked after repeated failures; Retry-After", body = shared::error::Problem),
+        (status = 423, description = "The account is locked after repeated failures: the same answer whatever the password (it is not checked); Retry-After", body = shared::error::Problem),
         (status = 429, description = "Too many attempts; Retry-After", body = shared::error::Problem)))]
 async fn login(app: &App, req: Request) -> HttpResult {
     let body: LoginBody = shared::validation::json(&req)?;
@@ -276,15 +332,9 @@ async fn login(app: &App, req: Request) -> HttpResult {
         app.hasher.verify_blocking(None, body.password).await?;
         return Err(bad_credentials());
     };
-    let password_ok = app
-        .hasher
-        .verify_blocking(Some(user.password_hash.clone()), body.password.clone())
-        .await?;
     let now = Timestamp::now();
     if user.locked_at(now) {
-        if !password_ok {
-            return Err(bad_credentials());
-        }
+        // Before (and instead of) checking the password: no oracle during a lock.
         let until = user.locked_until.map(|t| t.unix_seconds()).unwrap_or(0);
         let mut err = ApiError::locked(
             "this account is locked after repeated failed sign-ins; try again later or ask an admin to unlock it",
@@ -292,6 +342,10 @@ async fn login(app: &App, req: Request) -> HttpResult {
         err.retry_after = Some((until - now.unix_seconds()).max(1) as u64);
         return Err(err);
     }
+    let password_ok = app
+        .hasher
+        .verify_blocking(Some(user.password_hash.clone()), body.password.clone())
+        .await?;
     if !password_ok {
         let lock_until = now.plus(time::Duration::seconds(
             app.settings.lockout.as_secs() as i64
@@ -314,7 +368,7 @@ async fn login(app: &App, req: Request) -> HttpResult {
         None
     };
     app.users.record_successful_login(&user, rehash).await?;
-    let refresh_token = app.refresh.issue(user.id).await?;
+    let refresh_token = app.refresh.issue(&user).await?;
     token_response(app, &user, refresh_token)
 }
 
@@ -348,23 +402,9 @@ fn invalid_refresh() -> ApiError {
         (status = 401, description = "Unknown, expired, revoked or reused token (a reuse revokes its family)", body = shared::error::Problem)))]
 async fn refresh_tokens(app: &App, req: Request) -> HttpResult {
     let body: RefreshBody = shared::validation::json(&req)?;
-    match app.refresh.rotate(&body.refresh_token).await? {
-        Rotation::Invalid => Err(invalid_refresh()),
-        Rotation::Reused { family_id } => {
-            tracing::warn!(family = %family_id, "refresh token reuse: family revoked");
-            Err(invalid_refresh())
-        }
-        Rotation::Rotated {
-            token,
-            user_id,
-            family_id,
-        } => match app.users.get(user_id).await? {
-            Some(user) if !user.disabled => token_response(app, &user, token),
-            _ => {
-                app.refresh.revoke_family(&family_id).await?;
-                Err(invalid_refresh())
-            }
-        },
+    match app.refresh.refresh(&app.users, &body.refresh_token).await? {
+        Refreshed::Rotated { user, token } => token_response(app, &user, token),
+        Refreshed::Invalid => Err(invalid_refresh()),
     }
 }
 
@@ -386,6 +426,85 @@ async fn logout(app: &App, req: Request) -> HttpResult {
             app.refresh.revoke_family(&stored.family_id).await?;
         }
     }
+    empty(StatusCode::NO_CONTENT)
+}
+
+/// Sign out everywhere: every session of the caller ends.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every refresh token of the caller revoked and every access token retired (this one included)"),
+        (status = 401, description = "Not signed in", body = shared::error::Problem),
+        (status = 429, description = "Too many writes; Retry-After", body = shared::error::Problem)))]
+async fn logout_all(app: &App, req: Request) -> HttpResult {
+    let caller = app.platform.authenticator.authenticate(&req).await?;
+    app.platform
+        .limiter
+        .check_user_write(&caller, app.platform.limits.write_per_user)
+        .await?;
+    revoke_all_sessions(&app.users, &app.refresh, caller.user_id).await?;
+    app.platform.authenticator.forget(caller.user_id);
+    empty(StatusCode::NO_CONTENT)
+}
+
+/// Change one's own password; every session ends (sign in again).
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; every refresh token revoked and every access token retired"),
+        (status = 400, description = "Invalid body or a new password the policy refuses (`new_password`)", body = shared::error::Problem),
+        (status = 401, description = "Not signed in, or the current password is wrong", body = shared::error::Problem),
+        (status = 403, description = "A pending user (no role granted yet)", body = shared::error::Problem),
+        (status = 409, description = "The user changed meanwhile; retry", body = shared::error::Problem),
+        (status = 429, description = "Too many writes; Retry-After", body = shared::error::Problem)))]
+async fn change_password(app: &App, req: Request) -> HttpResult {
+    let caller = app.platform.authenticator.authenticate(&req).await?;
+    shared::auth::authorize(&caller, shared::auth::Action::ChangeOwnPassword)?;
+    let body: PasswordBody = shared::validation::json(&req)?;
+    app.platform
+        .limiter
+        .check_user_write(&caller, app.platform.limits.write_per_user)
+        .await?;
+    let user = app
+        .users
+        .get(caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the user no longer exists"))?;
+    let errors = policy_errors(&body.new_password, &user.email);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(
+            errors
+                .into_iter()
+                .map(|message| FieldError::new("new_password", message))
+                .collect(),
+        ));
+    }
+    let current_ok = app
+        .hasher
+        .verify_blocking(Some(user.password_hash.clone()), body.current_password)
+        .await?;
+    if !current_ok {
+        // Counts like a failed sign-in: a stolen access token cannot guess the password
+        // faster than the login form could.
+        let lock_until = Timestamp::now().plus(time::Duration::seconds(
+            app.settings.lockout.as_secs() as i64,
+        ));
+        app.users
+            .record_failed_login(user.id, app.settings.max_failed_logins, lock_until)
+            .await?;
+        return Err(ApiError {
+            errors: vec![FieldError::new(
+                "current_password",
+                "is not the current password",
+            )],
+            ..ApiError::unauthorized("the current password is wrong")
+        });
+    }
+    let hash = app.hasher.hash_blocking(body.new_password).await?;
+    app.users.set_password(&user, hash).await?;
+    app.refresh.revoke_user(user.id).await?;
+    app.platform.authenticator.forget(user.id);
+    tracing::info!(user = %user.id, "password changed; every session revoked");
     empty(StatusCode::NO_CONTENT)
 }
 

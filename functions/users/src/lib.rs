@@ -3,11 +3,15 @@
 //! - `GET /users?limit=1..100&cursor=...`: newest first, one `Query` on the sparse GSI
 //!   `users-by-created`; `next_cursor` is HMAC-signed (`shared::cursor`).
 //! - `POST /users`: create a user with any role (password policy applies).
-//! - `PATCH /users/{id}`: change `name`, `role`, `disabled`, or `unlock`; optional
-//!   `If-Match` with the `ETag` (`"<version>"`) of the user. Disabling or changing the
-//!   role retires the user's access tokens (token version) and their refresh fails. The
-//!   last enabled admin cannot be demoted or disabled (`422 last-admin`; race-safe: an
-//!   admin counter in the same transaction).
+//! - `PATCH /users/{id}`: change `name`, `role` (granting one to a self-registered
+//!   `pending` user included), `disabled`, or `unlock`; optional `If-Match` with the `ETag`
+//!   (`"<version>"`) of the user. Disabling or changing the role ends every session of the
+//!   user: its access tokens are retired (token version) and every refresh-token family is
+//!   revoked (`shared::auth::refresh`), so re-enabling the user later does not bring an old
+//!   refresh token back. The last enabled admin cannot be demoted or disabled (`422
+//!   last-admin`; race-safe: an admin counter in the same transaction).
+//! - `POST /users/{id}/sessions/revoke`: ends every session of the user the same way
+//!   (a lost laptop) without changing anything else. `204`.
 //!
 //! Writes count against the caller's `WRITE_LIMIT_PER_USER`.
 
@@ -16,6 +20,7 @@ use http::StatusCode;
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 use shared::auth::password::policy_errors;
+use shared::auth::refresh::{self, revoke_all_sessions, RefreshStore};
 use shared::auth::users::{NewUser, UserChanges, UserItem, UserRepo};
 use shared::auth::{authorize, Action, BearerSecurity, Caller, PasswordHasher, Role, User};
 use shared::domain::Id;
@@ -29,15 +34,23 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 pub struct App {
     pub platform: Platform,
     pub users: UserRepo,
+    /// To revoke a user's refresh-token families (disable, role change, sessions/revoke).
+    pub refresh: RefreshStore,
     pub hasher: PasswordHasher,
 }
 
 impl App {
-    pub fn new(platform: Platform) -> Result<Self, ApiError> {
+    /// `refresh_ttl_secs`: `REFRESH_TOKEN_TTL_SECONDS` (revoked families' markers are kept
+    /// that long).
+    pub fn new(platform: Platform, refresh_ttl_secs: i64) -> Result<Self, ApiError> {
+        let dynamodb = &platform.clients.dynamodb;
+        let tables = &platform.config.tables;
         Ok(Self {
-            users: UserRepo::new(
-                platform.clients.dynamodb.clone(),
-                platform.config.tables.users.clone(),
+            users: UserRepo::new(dynamodb.clone(), tables.users.clone()),
+            refresh: RefreshStore::new(
+                dynamodb.clone(),
+                tables.refresh_tokens.clone(),
+                refresh_ttl_secs,
             ),
             hasher: PasswordHasher::new()?,
             platform,
@@ -45,8 +58,10 @@ impl App {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
+        let ttl = refresh::ttl_from(&shared::config::env_lookup)?;
         Ok(Self::new(
             Platform::from_env(|tables| &tables.users).await?,
+            ttl,
         )?)
     }
 }
@@ -54,7 +69,7 @@ impl App {
 /// The HTTP API of this function, merged into `/openapi.json` by the docs function.
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_users, create_user, update_user),
+    paths(list_users, create_user, update_user, revoke_sessions),
     components(schemas(UserPage, CreateUserBody, UpdateUserBody, User, Role)),
     modifiers(&BearerSecurity),
     tags((name = "users", description = "User administration (admin only)"))
@@ -70,6 +85,7 @@ pub async fn handle(app: &App, req: Request) -> HttpResult {
         "GET /users" => list_users(app, req).await,
         "POST /users" => create_user(app, &caller, req).await,
         "PATCH /users/{id}" => update_user(app, &caller, req).await,
+        "POST /users/{id}/sessions/revoke" => revoke_sessions(app, &caller, req).await,
         other => Err(unknown_route(other)),
     }
 }
@@ -212,7 +228,7 @@ pub struct UpdateUserBody {
 
 /// Change a user's name, role, disabled flag, or unlock it.
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UpdateUserBody,
-    params(("id" = String, Path, description = "User id (ULID)"),
+    params(("id" = shared::domain::Id, Path, description = "User id (ULID)"),
            ("If-Match" = Option<String>, Header, description = "ETag of the user")),
     security(("bearer" = [])),
     responses(
@@ -262,10 +278,38 @@ async fn update_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
         unlock: body.unlock == Some(true),
     };
     let updated = app.users.update(&current, &changes).await?;
+    if updated.token_version != current.token_version {
+        // Disabled or role changed: the version moved (access tokens retired and refresh
+        // tokens refused); revoke the families too, so the refusal shows in the table.
+        app.refresh.revoke_user(id).await?;
+    }
     app.platform.authenticator.forget(id);
     tracing::info!(admin = %caller.user_id, user = %id, ?changes, "user updated");
     Ok(with_etag(
         json(StatusCode::OK, &User::from(&updated))?,
         &updated,
     ))
+}
+
+/// End every session of a user: refresh tokens revoked, access tokens retired.
+#[utoipa::path(post, path = "/users/{id}/sessions/revoke", tag = "users",
+    params(("id" = shared::domain::Id, Path, description = "User id (ULID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every refresh-token family of the user revoked and its access tokens retired"),
+        (status = 400, description = "Bad id", body = shared::error::Problem),
+        (status = 401, description = "Not signed in", body = shared::error::Problem),
+        (status = 403, description = "Not an admin", body = shared::error::Problem),
+        (status = 404, description = "No such user", body = shared::error::Problem),
+        (status = 429, description = "Too many writes; Retry-After", body = shared::error::Problem)))]
+async fn revoke_sessions(app: &App, caller: &Caller, req: Request) -> HttpResult {
+    let id: Id = path_param(&req, "id")?;
+    app.platform
+        .limiter
+        .check_user_write(caller, app.platform.limits.write_per_user)
+        .await?;
+    revoke_all_sessions(&app.users, &app.refresh, id).await?;
+    app.platform.authenticator.forget(id);
+    tracing::info!(admin = %caller.user_id, user = %id, "every session of the user revoked");
+    shared::http::empty(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 
 use http::StatusCode;
 use serde_json::{json, Value};
+use shared::auth::refresh::Refreshed;
 use shared::auth::users::{NewUser, UserItem, UserRepo};
 use shared::auth::Role;
 use shared::rate_limit::RateLimits;
@@ -16,7 +17,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let app = App::new(shared::testing::platform(RateLimits::off()).await).unwrap();
+    let app = App::new(shared::testing::platform(RateLimits::off()).await, 3600).unwrap();
     let repo = UserRepo::new(
         app.platform.clients.dynamodb.clone(),
         app.platform.config.tables.users.clone(),
@@ -275,4 +276,135 @@ async fn unlock_if_match_and_bad_patches() {
         .call(patch("not-an-id", json!({"name": "x"})).bearer(&token))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+fn revoke(id: &str) -> TestRequest {
+    TestRequest::new(
+        "POST /users/{id}/sessions/revoke",
+        &format!("/users/{id}/sessions/revoke"),
+    )
+    .path_param("id", id)
+}
+
+/// Disable then re-enable: the refresh token of the session before is dead for good (it
+/// used to come back to life with the user), and its family shows as revoked.
+#[tokio::test]
+async fn disable_then_enable_leaves_the_old_refresh_token_refused() {
+    let f = fixture().await;
+    let admin = f.token(&f.user(Role::Admin).await);
+    let agent = f.user(Role::Agent).await;
+    let before = f.app.refresh.issue(&agent).await.unwrap();
+    let id = agent.id.to_string();
+    for disabled in [true, false] {
+        let (status, body) = f
+            .call(patch(&id, json!({"disabled": disabled})).bearer(&admin))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(matches!(
+        f.app.refresh.refresh(&f.repo, &before).await.unwrap(),
+        Refreshed::Invalid
+    ));
+    let stored = f.app.refresh.find(&before).await.unwrap().unwrap();
+    assert_eq!(stored.status, "revoked");
+    // A session started after the re-enable works.
+    let agent = f.repo.get(agent.id).await.unwrap().unwrap();
+    let after = f.app.refresh.issue(&agent).await.unwrap();
+    assert!(matches!(
+        f.app.refresh.refresh(&f.repo, &after).await.unwrap(),
+        Refreshed::Rotated { .. }
+    ));
+}
+
+/// A role change ends the sessions too (a demoted manager keeps no manager session); a
+/// pending user gets its role the same way.
+#[tokio::test]
+async fn a_role_change_revokes_sessions_and_grants_a_pending_user_its_role() {
+    let f = fixture().await;
+    let admin = f.token(&f.user(Role::Admin).await);
+    let pending = f.user(Role::Pending).await;
+    let session = f.app.refresh.issue(&pending).await.unwrap();
+    let old_access = f.token(&pending);
+    let (status, listed) = f.call(list().query("limit=100").bearer(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["id"] == pending.id.to_string() && u["role"] == "pending"));
+    let (status, body) = f
+        .call(patch(&pending.id.to_string(), json!({"role": "agent"})).bearer(&admin))
+        .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (StatusCode::OK, Some("agent"))
+    );
+    assert!(matches!(
+        f.app.refresh.refresh(&f.repo, &session).await.unwrap(),
+        Refreshed::Invalid
+    ));
+    let req = list().bearer(&old_access).build();
+    assert_eq!(
+        f.app
+            .platform
+            .authenticator
+            .authenticate(&req)
+            .await
+            .unwrap_err()
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_admin_revokes_every_session_of_a_user() {
+    let f = fixture().await;
+    let admin = f.user(Role::Admin).await;
+    let admin_token = f.token(&admin);
+    let viewer = f.user(Role::Viewer).await;
+    let sessions = [
+        f.app.refresh.issue(&viewer).await.unwrap(),
+        f.app.refresh.issue(&viewer).await.unwrap(),
+    ];
+    let access = f.token(&viewer);
+    let id = viewer.id.to_string();
+
+    // Only admins; a bad or unknown id changes nothing.
+    let (status, body) = f.call(revoke(&id).bearer(&access)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = f.call(revoke(&id)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = f.call(revoke("not-an-id").bearer(&admin_token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = f
+        .call(revoke(&ulid::Ulid::new().to_string()).bearer(&admin_token))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let unchanged = f.repo.get(viewer.id).await.unwrap().unwrap();
+    assert_eq!(unchanged.token_version, viewer.token_version);
+
+    let response = shared::http::serve(revoke(&id).bearer(&admin_token).build(), |req| {
+        handle(&f.app, req)
+    })
+    .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for session in &sessions {
+        assert!(matches!(
+            f.app.refresh.refresh(&f.repo, session).await.unwrap(),
+            Refreshed::Invalid
+        ));
+    }
+    let req = list().bearer(&access).build();
+    assert!(f
+        .app
+        .platform
+        .authenticator
+        .authenticate(&req)
+        .await
+        .is_err());
+    // The user is otherwise unchanged; its ETag moved (a PATCH read before must re-read).
+    let after = f.repo.get(viewer.id).await.unwrap().unwrap();
+    assert_eq!((after.role, after.disabled), (viewer.role, viewer.disabled));
+    assert_eq!(after.token_version, viewer.token_version + 1);
+    assert_eq!(after.version, viewer.version + 1);
 }

@@ -12,6 +12,8 @@
 //! requests of one user pays one read per user per 5 s. Only an entry that agrees with the
 //! token (enabled, same version) is served from the cache; any disagreement reads again, so a
 //! token issued right after a role change made elsewhere is never refused from a stale entry.
+//! The cache is its own type, [`UserStateCache`], because the notifier checks WebSocket
+//! subscribers against the users' current state with the very same rule and time.
 //!
 //! Built once per cold start:
 //!
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use lambda_http::Request;
 
 use super::keys::{KeyError, KeySet, KEYS_PARAMETER_VARIABLE};
-use super::rbac::Caller;
+use super::rbac::{Caller, Role};
 use super::token::{AccessClaims, TokenService, DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 use super::users::{AuthState, UserRepo};
 use crate::config::{optional_from, required_from, ConfigError, Lookup, TableName};
@@ -61,7 +63,7 @@ impl AuthSettings {
             keys_parameter: required_from(lookup, KEYS_PARAMETER_VARIABLE)?,
             issuer: optional_from(lookup, "TOKEN_ISSUER", DEFAULT_ISSUER.to_owned())?,
             audience: optional_from(lookup, "TOKEN_AUDIENCE", DEFAULT_AUDIENCE.to_owned())?,
-            cache_ttl: Duration::from_secs(optional_from(lookup, "AUTH_CACHE_SECONDS", 5_u64)?),
+            cache_ttl: cache_ttl_from(lookup)?,
         })
     }
 
@@ -75,22 +77,98 @@ impl AuthSettings {
     }
 }
 
+/// `AUTH_CACHE_SECONDS` (default 5; 0 turns the cache off): how long a user's state may be
+/// served from an instance's memory.
+pub fn cache_ttl_from(lookup: Lookup<'_>) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(optional_from(
+        lookup,
+        "AUTH_CACHE_SECONDS",
+        5_u64,
+    )?))
+}
+
 /// Cache entries beyond this are dropped wholesale (a crude bound on memory).
 const MAX_CACHE_ENTRIES: usize = 10_000;
+
+/// Users' current state (`disabled`, `token_version`, `role`), read with one `GetItem` and
+/// kept per instance for a short time (see the module docs for the rule).
+pub struct UserStateCache {
+    users: UserRepo,
+    ttl: Duration,
+    cache: Mutex<HashMap<Id, (Instant, Option<AuthState>)>>,
+}
+
+impl std::fmt::Debug for UserStateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStateCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserStateCache {
+    pub fn new(users: UserRepo, ttl: Duration) -> Self {
+        Self {
+            users,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The state of `user` when it still qualifies for something granted at
+    /// `token_version` (enabled, same version, same `role`); `None` otherwise (disabled,
+    /// changed, deleted). Served from the cache only when fresh *and* agreeing; a
+    /// disagreeing or stale entry is read again, so a token newer than the cached version
+    /// (issued right after a change made on another instance) is never refused from memory.
+    pub async fn current(
+        &self,
+        user: Id,
+        token_version: u64,
+        role: Role,
+    ) -> Result<Option<AuthState>, ApiError> {
+        let agrees = |state: &AuthState| {
+            !state.disabled && state.token_version == token_version && state.role == role
+        };
+        if !self.ttl.is_zero() {
+            if let Ok(cache) = self.cache.lock() {
+                if let Some((at, Some(state))) = cache.get(&user) {
+                    if at.elapsed() < self.ttl && agrees(state) {
+                        return Ok(Some(*state));
+                    }
+                }
+            }
+        }
+        let state = self.users.auth_state(user).await?;
+        if !self.ttl.is_zero() {
+            if let Ok(mut cache) = self.cache.lock() {
+                if cache.len() >= MAX_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(user, (Instant::now(), state));
+            }
+        }
+        Ok(state.filter(agrees))
+    }
+
+    /// Forgets a user's cached state (after this instance changed it).
+    pub fn forget(&self, user: Id) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&user);
+        }
+    }
+}
 
 /// Verifies bearer tokens and the user's current state.
 pub struct Authenticator {
     tokens: TokenService,
-    users: UserRepo,
-    cache_ttl: Duration,
-    cache: Mutex<HashMap<Id, (Instant, Option<AuthState>)>>,
+    states: UserStateCache,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("tokens", &self.tokens)
-            .field("cache_ttl", &self.cache_ttl)
+            .field("states", &self.states)
             .finish_non_exhaustive()
     }
 }
@@ -108,9 +186,7 @@ impl Authenticator {
     ) -> Self {
         Self {
             tokens: settings.token_service(keys),
-            users: UserRepo::new(dynamodb, users_table),
-            cache_ttl: settings.cache_ttl,
-            cache: Mutex::new(HashMap::new()),
+            states: UserStateCache::new(UserRepo::new(dynamodb, users_table), settings.cache_ttl),
         }
     }
 
@@ -145,9 +221,12 @@ impl Authenticator {
             unauthorized()
         })?;
         let user_id: Id = claims.sub.parse().map_err(|_| unauthorized())?;
-        let state = self.state(user_id, claims.ver).await?;
+        let state = self
+            .states
+            .current(user_id, claims.ver, claims.role)
+            .await?;
         match state {
-            Some(state) if !state.disabled && state.token_version == claims.ver => Ok((
+            Some(_) => Ok((
                 Caller {
                     user_id,
                     role: claims.role,
@@ -163,37 +242,7 @@ impl Authenticator {
 
     /// Forgets a user's cached state (after this instance changed it).
     pub fn forget(&self, user: Id) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(&user);
-        }
-    }
-
-    /// The user's state: from the cache when fresh *and* agreeing with the token (a token
-    /// newer than the cached version, e.g. issued right after a role change made on another
-    /// instance, forces a read instead of a false 401).
-    async fn state(&self, user: Id, token_version: u64) -> Result<Option<AuthState>, ApiError> {
-        if !self.cache_ttl.is_zero() {
-            if let Ok(cache) = self.cache.lock() {
-                if let Some((at, Some(state))) = cache.get(&user) {
-                    if at.elapsed() < self.cache_ttl
-                        && !state.disabled
-                        && state.token_version == token_version
-                    {
-                        return Ok(Some(*state));
-                    }
-                }
-            }
-        }
-        let state = self.users.auth_state(user).await?;
-        if !self.cache_ttl.is_zero() {
-            if let Ok(mut cache) = self.cache.lock() {
-                if cache.len() >= MAX_CACHE_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(user, (Instant::now(), state));
-            }
-        }
-        Ok(state)
+        self.states.forget(user);
     }
 }
 

@@ -4,6 +4,22 @@
 //! `403` or the [`Scope`] the caller may act in. Agents get [`Scope::Assigned`]: they work
 //! only the accounts assigned to them, and handlers enforce that by comparing the account's
 //! `assigned_agent_id` with the caller (or by listing only the agent's index partition).
+//!
+//! # `pending`: self-registered users have no access
+//!
+//! Debtor data is regulated, so a stranger who registers must read nothing. `POST
+//! /auth/register` creates a user with the fifth role, [`Role::Pending`], which this table
+//! allows no action at all: every route that authorises answers `403`, and the WebSocket
+//! `$connect` (which authorises [`Action::Subscribe`]) refuses it. Only the routes that need
+//! no action (`GET /auth/me`, `POST /auth/logout`, `POST /auth/logout-all`, `POST
+//! /auth/refresh`) work for it. An admin sees pending users in `GET /users` and grants a
+//! role with `PATCH /users/{id}` `{"role": ...}`.
+//!
+//! We chose a pending role over invitations (admin-issued sign-up links) because it keeps one
+//! sign-up path and one user table: no invitation tokens to store, expire and revoke, and the
+//! admin's decision is the same `PATCH` that already changes roles (so it retires the user's
+//! tokens and keeps the last-admin rule). An agency that wants no strangers at all turns
+//! registration off (`SelfRegistration=off`) and creates users with `POST /users`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,7 +30,8 @@ use utoipa::ToSchema;
 use crate::domain::Id;
 use crate::error::ApiError;
 
-/// The four roles of the design, most powerful first.
+/// The four roles of the design, most powerful first, and `pending`: a self-registered user
+/// waiting for an admin to grant one of them (allowed nothing, see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -22,10 +39,17 @@ pub enum Role {
     Manager,
     Agent,
     Viewer,
+    Pending,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Manager, Role::Agent, Role::Viewer];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Manager,
+        Role::Agent,
+        Role::Viewer,
+        Role::Pending,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -33,6 +57,7 @@ impl Role {
             Role::Manager => "manager",
             Role::Agent => "agent",
             Role::Viewer => "viewer",
+            Role::Pending => "pending",
         }
     }
 }
@@ -50,7 +75,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|role| role.as_str() == s)
-            .ok_or_else(|| "must be one of admin, manager, agent, viewer".to_owned())
+            .ok_or_else(|| "must be one of admin, manager, agent, viewer, pending".to_owned())
     }
 }
 
@@ -90,6 +115,8 @@ pub enum Action {
     ReadDashboard,
     /// WebSocket subscriptions.
     Subscribe,
+    /// `POST /auth/password`: change one's own password.
+    ChangeOwnPassword,
 }
 
 /// What part of the data an allowed caller may act on.
@@ -117,11 +144,15 @@ fn scope_for(role: Role, action: Action, user: Id) -> Option<Scope> {
             ReadAccounts | UpdateAccount | RecordPayment | ReadPayments | LogActivity
             | ReadActivities | ReadDashboard | Subscribe,
         ) => Some(Scope::Assigned(user)),
+        (Agent, ChangeOwnPassword) => Some(Scope::Own(user)),
         (Agent, _) => None,
         (Viewer, ReadAccounts | ReadPayments | ReadActivities | ReadDashboard | Subscribe) => {
             Some(Scope::All)
         }
+        (Viewer, ChangeOwnPassword) => Some(Scope::Own(user)),
         (Viewer, _) => None,
+        // A self-registered user until an admin grants a role: nothing.
+        (Pending, _) => None,
     }
 }
 
@@ -190,6 +221,37 @@ mod tests {
     }
 
     #[test]
+    fn pending_may_do_nothing_and_every_other_role_may_change_its_password() {
+        use Action::*;
+        let every = [
+            ManageUsers,
+            ReadAccounts,
+            CreateAccount,
+            UpdateAccount,
+            DeleteAccount,
+            RecordPayment,
+            ReadPayments,
+            ChangePaymentStatus,
+            LogActivity,
+            ReadActivities,
+            ManageBulkJobs,
+            ReadDashboard,
+            Subscribe,
+            ChangeOwnPassword,
+        ];
+        for action in every {
+            let err = authorize(&caller(Role::Pending), action).unwrap_err();
+            assert_eq!(err.status, http::StatusCode::FORBIDDEN, "{action:?}");
+        }
+        for role in [Role::Admin, Role::Manager, Role::Agent, Role::Viewer] {
+            assert!(
+                authorize(&caller(role), ChangeOwnPassword).is_ok(),
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
     fn agents_are_scoped_to_their_accounts_and_managers_to_their_jobs() {
         let agent = caller(Role::Agent);
         assert_eq!(
@@ -208,6 +270,9 @@ mod tests {
     #[test]
     fn roles_parse_from_their_names_only() {
         assert_eq!("agent".parse::<Role>().unwrap(), Role::Agent);
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
         assert!("Admin".parse::<Role>().is_err());
         assert!("root".parse::<Role>().is_err());
     }

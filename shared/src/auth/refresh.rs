@@ -1,8 +1,23 @@
 //! Refresh tokens: opaque (32 random bytes, base64url), stored only as their SHA-256 in the
 //! RefreshTokens table (`pk` = hex hash), grouped in rotation *families* (one per login).
+//! The auth function issues and rotates them; the users function revokes them (disable,
+//! role change, `POST /users/{id}/sessions/revoke`), so they live in `shared`.
 //!
-//! Items: a token `{pk, family_id, user_id, status: active|used|revoked, expires_at}` and a
-//! family marker `{pk: FAMILY#<id>, revoked_at}` written when a family is revoked.
+//! Items: a token `{pk, family_id, user_id, token_version, status: active|used|revoked,
+//! expires_at}` and a family marker `{pk: FAMILY#<id>, revoked_at}` written when a family is
+//! revoked.
+//!
+//! # Revoking every session of a user
+//!
+//! Disabling a user, changing their role or password, `POST /auth/logout-all` and `POST
+//! /users/{id}/sessions/revoke` all go through [`revoke_all_sessions`]: the user's
+//! `token_version` is bumped (which retires their access tokens, see
+//! `shared::auth::authenticator`), then every family of the user, found on the GSI
+//! `tokens-by-user` (a Query, never a Scan), is revoked. The version is the authoritative
+//! part: each token carries the `token_version` its login saw, and [`RefreshStore::refresh`]
+//! refuses a token whose version is not the user's current one. So a login that raced the
+//! revocation, or a token the eventually consistent GSI did not list yet, is refused all the
+//! same; the family revocation makes the refusal visible in the table and is clean-up.
 //!
 //! Rotation is one `TransactWriteItems`: the presented token goes `active → used`
 //! (conditional: spent exactly once, however many requests race), the family marker must
@@ -17,14 +32,31 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWrite
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use futures::stream::{self, StreamExt};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use shared::config::TableName;
-use shared::domain::Id;
-use shared::ApiError;
+
+use super::users::{UserItem, UserRepo};
+use crate::config::TableName;
+use crate::domain::Id;
+use crate::error::ApiError;
 
 /// The family GSI of the RefreshTokens table.
 const FAMILY_INDEX: &str = "tokens-by-family";
+/// The user GSI of the RefreshTokens table (token items only; projects `family_id`,
+/// `status` and `expires_at`).
+pub const USER_INDEX: &str = "tokens-by-user";
+/// `REFRESH_TOKEN_TTL_SECONDS`, default 30 days: a token's life, and how long a revoked
+/// family's marker is kept (it must outlive the family's tokens).
+pub fn ttl_from(lookup: crate::config::Lookup<'_>) -> Result<i64, crate::config::ConfigError> {
+    crate::config::optional_from(lookup, "REFRESH_TOKEN_TTL_SECONDS", DEFAULT_TTL_SECS)
+}
+
+/// The default of `REFRESH_TOKEN_TTL_SECONDS`.
+pub const DEFAULT_TTL_SECS: i64 = 30 * 86_400;
+
+/// Families revoked at once by [`RefreshStore::revoke_user`].
+const REVOKE_CONCURRENCY: usize = 8;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -63,6 +95,9 @@ pub struct StoredToken {
     pub hash: String,
     pub family_id: String,
     pub user_id: Id,
+    /// The user's `token_version` when the family's login happened (0 for tokens issued
+    /// before versions were stored: a user whose version moved since refuses them).
+    pub token_version: u64,
     pub status: String,
     pub expires_at: i64,
 }
@@ -75,6 +110,7 @@ pub enum Rotation {
         token: String,
         user_id: Id,
         family_id: String,
+        token_version: u64,
     },
     /// Unknown, expired, or already revoked.
     Invalid,
@@ -98,26 +134,39 @@ impl RefreshStore {
         }
     }
 
-    fn item(&self, hash: &str, family: &str, user: Id) -> HashMap<String, AttributeValue> {
+    fn item(
+        &self,
+        hash: &str,
+        family: &str,
+        user: Id,
+        token_version: u64,
+    ) -> HashMap<String, AttributeValue> {
         let issued = now();
         HashMap::from([
             ("pk".to_owned(), s(hash)),
             ("family_id".to_owned(), s(family)),
             ("user_id".to_owned(), s(user.to_string())),
+            ("token_version".to_owned(), n(token_version as i64)),
             ("status".to_owned(), s("active")),
             ("issued_at".to_owned(), n(issued)),
             ("expires_at".to_owned(), n(issued + self.ttl_secs)),
         ])
     }
 
-    /// Starts a family (a login): a new token.
-    pub async fn issue(&self, user: Id) -> Result<String, ApiError> {
+    /// Starts a family (a login of `user` as read, with its current `token_version`): a new
+    /// token.
+    pub async fn issue(&self, user: &UserItem) -> Result<String, ApiError> {
         let token = generate();
         let family = ulid::Ulid::new().to_string();
         self.dynamodb
             .put_item()
             .table_name(self.table.as_str())
-            .set_item(Some(self.item(&token_hash(&token), &family, user)))
+            .set_item(Some(self.item(
+                &token_hash(&token),
+                &family,
+                user.id,
+                user.token_version,
+            )))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await?;
@@ -151,6 +200,11 @@ impl RefreshStore {
             hash,
             family_id: text("family_id"),
             user_id,
+            token_version: item
+                .get("token_version")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             status: text("status"),
             expires_at: item
                 .get("expires_at")
@@ -199,6 +253,7 @@ impl RefreshStore {
                 &token_hash(&next),
                 &stored.family_id,
                 stored.user_id,
+                stored.token_version,
             )))
             .condition_expression("attribute_not_exists(pk)")
             .build()
@@ -220,6 +275,7 @@ impl RefreshStore {
                 token: next,
                 user_id: stored.user_id,
                 family_id: stored.family_id,
+                token_version: stored.token_version,
             }),
             Err(err) => {
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -298,4 +354,106 @@ impl RefreshStore {
         tracing::info!(family, "refresh token family revoked");
         Ok(())
     }
+
+    /// `POST /auth/refresh`: rotates `token` and answers the new token with its user, if the
+    /// user is still enabled and its `token_version` is the one the family's login saw
+    /// (disable, role or password change and "revoke all sessions" move it). Otherwise the
+    /// family is revoked and the answer is [`Refreshed::Invalid`].
+    pub async fn refresh(&self, users: &UserRepo, token: &str) -> Result<Refreshed, ApiError> {
+        match self.rotate(token).await? {
+            Rotation::Invalid => Ok(Refreshed::Invalid),
+            Rotation::Reused { family_id } => {
+                tracing::warn!(family = %family_id, "refresh token reuse: family revoked");
+                Ok(Refreshed::Invalid)
+            }
+            Rotation::Rotated {
+                token,
+                user_id,
+                family_id,
+                token_version,
+            } => match users.get(user_id).await? {
+                Some(user) if !user.disabled && user.token_version == token_version => {
+                    Ok(Refreshed::Rotated {
+                        user: Box::new(user),
+                        token,
+                    })
+                }
+                _ => {
+                    tracing::info!(user = %user_id, family = %family_id, "refresh of a disabled, changed or revoked user refused");
+                    self.revoke_family(&family_id).await?;
+                    Ok(Refreshed::Invalid)
+                }
+            },
+        }
+    }
+
+    /// The families of `user` that still have a live token (Query on `tokens-by-user`).
+    pub async fn families_of(&self, user: Id) -> Result<Vec<String>, ApiError> {
+        let query = self
+            .dynamodb
+            .query()
+            .table_name(self.table.as_str())
+            .index_name(USER_INDEX)
+            .key_condition_expression("user_id = :u")
+            .expression_attribute_values(":u", s(user.to_string()));
+        let at = now();
+        let mut families = std::collections::BTreeSet::new();
+        crate::dynamo::for_each_page(query, |items| {
+            for item in items {
+                let live = item.get("status").and_then(|v| v.as_s().ok())
+                    != Some(&"revoked".to_owned())
+                    && item
+                        .get("expires_at")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .is_some_and(|exp| exp > at);
+                if let (true, Some(family)) =
+                    (live, item.get("family_id").and_then(|v| v.as_s().ok()))
+                {
+                    families.insert(family.clone());
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok(families.into_iter().collect())
+    }
+
+    /// Revokes every family of `user` (clean-up after its `token_version` moved, see the
+    /// module docs).
+    pub async fn revoke_user(&self, user: Id) -> Result<usize, ApiError> {
+        let families = self.families_of(user).await?;
+        let count = families.len();
+        let results: Vec<Result<(), ApiError>> = stream::iter(families)
+            .map(|family| async move { self.revoke_family(&family).await })
+            .buffer_unordered(REVOKE_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, ApiError>>()?;
+        tracing::info!(user = %user, families = count, "every session of the user revoked");
+        Ok(count)
+    }
+}
+
+/// What [`RefreshStore::refresh`] led to.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// The successor token, and the user (as read now) to issue an access token for.
+    Rotated { user: Box<UserItem>, token: String },
+    /// Unknown, expired, revoked, reused, or its user disabled or changed since the login.
+    Invalid,
+}
+
+/// Ends every session of `user`: bumps its `token_version` (its access tokens die within
+/// the authenticator's cache time, its refresh tokens at once) and revokes its families.
+/// For changes that bump the version themselves (`UserRepo::update`, `set_password`), call
+/// [`RefreshStore::revoke_user`] after them instead.
+pub async fn revoke_all_sessions(
+    users: &UserRepo,
+    refresh: &RefreshStore,
+    user: Id,
+) -> Result<UserItem, ApiError> {
+    let updated = users.retire_tokens(user).await?;
+    refresh.revoke_user(user).await?;
+    Ok(updated)
 }

@@ -56,7 +56,8 @@ pub struct UserItem {
     pub failed_logins: u32,
     #[serde(default)]
     pub disabled: bool,
-    /// Bumped when the user is disabled or their role changes: retires access tokens.
+    /// Bumped when the user is disabled or their role or password changes, or all their
+    /// sessions are revoked: retires access and refresh tokens.
     #[serde(default)]
     pub token_version: u64,
     pub version: u64,
@@ -124,11 +125,14 @@ pub struct UserChanges {
     pub unlock: bool,
 }
 
-/// What the authenticator needs to know about a token's user.
+/// What the authenticator (and the notifier, for WebSocket subscribers) needs to know about
+/// a token's user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthState {
     pub disabled: bool,
     pub token_version: u64,
+    /// The current role (an unreadable one counts as `pending`: allowed nothing).
+    pub role: Role,
 }
 
 /// Users on DynamoDB.
@@ -314,17 +318,23 @@ impl UserRepo {
         self.get(id).await
     }
 
-    /// `disabled` and `token_version` only (the authenticator's cheap read).
+    /// `disabled`, `token_version` and `role` only (the authenticator's cheap read).
     pub async fn auth_state(&self, id: Id) -> Result<Option<AuthState>, ApiError> {
         let output = self
             .dynamodb
             .get_item()
             .table_name(self.table.as_str())
             .key("pk", s(user_pk(id)))
-            .projection_expression("disabled, token_version")
+            .projection_expression("disabled, token_version, #role")
+            .expression_attribute_names("#role", "role")
             .send()
             .await?;
         Ok(output.item.map(|item| AuthState {
+            role: item
+                .get("role")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(Role::Pending),
             disabled: item
                 .get("disabled")
                 .and_then(|v| v.as_bool().ok())
@@ -336,6 +346,79 @@ impl UserRepo {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
         }))
+    }
+
+    /// Retires every access token of the user: `token_version` (and `version`, so an
+    /// admin's concurrent change read before this one fails its condition instead of
+    /// writing the old version back) go up by one. `404` for an unknown user.
+    pub async fn retire_tokens(&self, id: Id) -> Result<UserItem, ApiError> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(self.table.as_str())
+            .key("pk", s(user_pk(id)))
+            .update_expression("ADD token_version :one, version :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(serde_dynamo::from_item(
+                output.attributes.unwrap_or_default(),
+            )?),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(ApiError::not_found("no such user"))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Stores a new password hash, conditional on the user's `version`, and retires the
+    /// user's access tokens (`token_version` + 1). `409` when the user changed meanwhile.
+    pub async fn set_password(
+        &self,
+        current: &UserItem,
+        password_hash: String,
+    ) -> Result<UserItem, ApiError> {
+        let mut next = current.clone();
+        next.password_hash = password_hash;
+        next.token_version += 1;
+        next.version += 1;
+        next.updated_at = Timestamp::now();
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(self.table.as_str())
+            .key("pk", s(user_pk(current.id)))
+            .update_expression(
+                "SET password_hash = :hash, token_version = :tv, version = :next, updated_at = :updated",
+            )
+            .condition_expression("version = :current")
+            .expression_attribute_values(":hash", s(next.password_hash.clone()))
+            .expression_attribute_values(":tv", n(next.token_version))
+            .expression_attribute_values(":next", n(next.version))
+            .expression_attribute_values(":current", n(current.version))
+            .expression_attribute_values(":updated", s(next.updated_at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(ApiError::conflict(
+                    "the user changed meanwhile; read it again and retry",
+                ))
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Counts a failed login; the `max_failures`-th locks the account until `lock_until`
