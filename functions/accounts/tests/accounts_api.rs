@@ -1147,3 +1147,20 @@ async fn answer_etag(f: &Fixture, id: &str, now: Timestamp) -> String {
     let answer = f.call_at(&f.admin, get(id), now).await;
     answer.headers["etag"].to_str().unwrap().to_owned()
 }
+
+/// Issue 13, holes 8 and 9: the OpenAPI schema states the bounds the validation enforces.
+#[test]
+fn the_schema_states_the_amount_bound_and_list_caps() {
+    use utoipa::OpenApi;
+    let document = serde_json::to_value(accounts::ApiDoc::openapi()).unwrap();
+    let create = &document["components"]["schemas"]["CreateAccountBody"]["properties"];
+    assert_eq!(
+        create["original_balance"]["maximum"].as_f64(),
+        Some(shared::validation::MAX_AMOUNT as f64),
+        "{create}"
+    );
+    assert_eq!(create["original_balance"]["minimum"].as_f64(), Some(0.0));
+    assert_eq!(create["tags"]["maxItems"], 20);
+    let update = &document["components"]["schemas"]["UpdateAccountBody"]["properties"];
+    assert_eq!(update["tags"]["maxItems"], 20, "{update}");
+}

@@ -797,3 +797,50 @@ async fn a_patch_between_two_deliveries_does_not_let_the_chunk_apply_twice() {
     let finished = job(&e, &job_id).await;
     assert_eq!(finished["succeeded"], 100, "{finished}");
 }
+
+/// Issue 13, hole 5: `paid` follows from a zero balance, for bulk jobs as for PATCH: a job
+/// setting `paid` changes only the accounts that owe nothing and reports the others as
+/// `invalid_change`.
+#[tokio::test]
+async fn a_job_cannot_set_paid_on_an_account_that_still_owes() {
+    let e = env().await;
+    let owing = account(AccountStatus::Active, 500);
+    let settled = account(AccountStatus::Closed, 0);
+    put_accounts(&e, &[owing.clone(), settled.clone()]).await;
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": [owing.id.to_string(), settled.id.to_string()], "changes": {"status": "paid"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let done = pump(&e, &job_id).await;
+    assert_eq!(
+        (done["succeeded"].as_u64(), done["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    let (_, page) = call(
+        &e,
+        &e.admin,
+        TestRequest::new(
+            "GET /bulk/jobs/{id}/failures",
+            &format!("/bulk/jobs/{job_id}/failures"),
+        )
+        .path_param("id", &job_id),
+    )
+    .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["account_id"], owing.id.to_string());
+    assert_eq!(items[0]["reason"], "invalid_change");
+    assert_eq!(
+        raw_account(&e, owing.id).await["status"].as_s().unwrap(),
+        "active"
+    );
+    assert_eq!(
+        raw_account(&e, settled.id).await["status"].as_s().unwrap(),
+        "paid"
+    );
+}

@@ -622,3 +622,17 @@ async fn payment_amounts_are_bounded() {
         assert_eq!(answer.body["errors"][0]["field"], "amount");
     }
 }
+
+/// Issue 13, hole 8: the OpenAPI schema states the bound the validation enforces.
+#[test]
+fn the_schema_states_the_amount_bound() {
+    use utoipa::OpenApi;
+    let document = serde_json::to_value(payments::ApiDoc::openapi()).unwrap();
+    let amount = &document["components"]["schemas"]["RecordPaymentBody"]["properties"]["amount"];
+    assert_eq!(
+        amount["maximum"].as_f64(),
+        Some(shared::validation::MAX_AMOUNT as f64),
+        "{amount}"
+    );
+    assert_eq!(amount["minimum"].as_f64(), Some(1.0));
+}
