@@ -216,6 +216,16 @@ impl RefreshStore {
 
     /// Spends `token` and issues its successor in the same family.
     pub async fn rotate(&self, token: &str) -> Result<Rotation, ApiError> {
+        self.rotate_attempt(token, 0).await
+    }
+
+    /// One attempt of [`Self::rotate`]. A `TransactionConflict` (another transaction held one
+    /// of the items at that moment: on AWS a concurrent spend of the same token, a revoke of
+    /// the family, or anything else touching them) is no verdict on reuse: the attempt is
+    /// repeated from a fresh read, which sees a concurrent spend as `used` (a reuse), and
+    /// after `CONFLICT_RETRIES` the answer is a 503. Only a failed condition on the spend
+    /// itself is a reuse (found by the fault run, `tests/tests/chaos_e2e.rs`).
+    async fn rotate_attempt(&self, token: &str, attempt: u32) -> Result<Rotation, ApiError> {
         let Some(stored) = self.find(token).await? else {
             return Ok(Rotation::Invalid);
         };
@@ -277,6 +287,15 @@ impl RefreshStore {
                 family_id: stored.family_id,
                 token_version: stored.token_version,
             }),
+            Err(err) if crate::payments::is_conflict(&err) => {
+                if attempt >= crate::payments::CONFLICT_RETRIES {
+                    return Err(ApiError::unavailable(
+                        "the refresh token is in use by a concurrent request; retry shortly",
+                    ));
+                }
+                tokio::time::sleep(crate::payments::backoff(attempt + 1)).await;
+                Box::pin(self.rotate_attempt(token, attempt + 1)).await
+            }
             Err(err) => {
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
                 let codes: Option<Vec<String>> = match err.as_service_error() {
@@ -289,12 +308,8 @@ impl RefreshStore {
                     _ => None,
                 };
                 match codes {
-                    // Spent concurrently (or conflicting with another spend): a reuse.
-                    Some(codes)
-                        if codes.first().is_some_and(|c| {
-                            c == "ConditionalCheckFailed" || c == "TransactionConflict"
-                        }) =>
-                    {
+                    // Spent concurrently: a reuse.
+                    Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
                         self.revoke_family(&stored.family_id).await?;
                         Ok(Rotation::Reused {
                             family_id: stored.family_id,
