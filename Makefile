@@ -141,3 +141,10 @@ reconcile: build
 .PHONY: bench-realtime
 bench-realtime: bench-build
 	$(BENCH_ENV) infra/stack.sh $(BENCH_DIR)/bench-realtime
+
+# Fault runs (docs/faults.md), full versions: DynamoDB faults through the gateway's fault
+# proxy, kill -9 of bulk-worker / notifier / payments instances mid-work, and a 10 s DynamoDB
+# Local outage under load. Each prints a FIGURE line; `make test` runs the short versions.
+.PHONY: chaos
+chaos: build
+	infra/stack.sh cargo test -p e2e --test chaos_e2e -- --ignored --nocapture --test-threads 1

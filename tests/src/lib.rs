@@ -52,6 +52,10 @@ pub struct StackOptions {
     pub event_sources: bool,
     /// Print the functions' logs (handy when a test fails).
     pub logs: bool,
+    /// DynamoDB endpoint instead of the environment's (a fault test's own DynamoDB Local).
+    pub dynamodb_endpoint: Option<String>,
+    /// A fault-injecting proxy between the functions and DynamoDB (`docs/faults.md`).
+    pub dynamodb_faults: Option<local_gateway::fault_proxy::FaultConfig>,
 }
 
 impl Default for StackOptions {
@@ -60,6 +64,8 @@ impl Default for StackOptions {
             params: Vec::new(),
             event_sources: false,
             logs: std::env::var_os("E2E_LOGS").is_some(),
+            dynamodb_endpoint: None,
+            dynamodb_faults: None,
         }
     }
 }
@@ -124,11 +130,17 @@ impl Stack {
                 LogSink::None
             },
             event_sources: options.event_sources,
+            dynamodb_endpoint: options.dynamodb_endpoint.clone(),
+            dynamodb_faults: options.dynamodb_faults,
             ..Default::default()
         })
         .await
         .expect("the gateway starts");
-        let output = tokio::process::Command::new(bin_dir().join("collectpro-admin"))
+        let mut seed = tokio::process::Command::new(bin_dir().join("collectpro-admin"));
+        if let Some(endpoint) = &options.dynamodb_endpoint {
+            seed.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint);
+        }
+        let output = seed
             .args(["seed-admin", "--table-prefix", &prefix])
             .env("JWT_KEYS_PARAMETER", &key_parameter)
             .env("COLLECTPRO_ADMIN_PASSWORD", ADMIN_PASSWORD)
