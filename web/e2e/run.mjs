@@ -394,6 +394,25 @@ async function scenarios() {
     await ctx.close();
   });
 
+  await scenario("an admin revokes a user's sessions: that user's open app ends its session", async () => {
+    await m1.goto("/accounts");
+    await m1.getByRole("table").waitFor();
+    await a.goto("/users");
+    const row = a.getByRole("row").filter({ hasText: "manager@collectpro.local" });
+    await row.getByRole("button", { name: "Revoke sessions" }).click();
+    await row.getByText("Sessions revoked.").waitFor();
+    // The manager's access token is retired and its refresh token family revoked: the next
+    // request's 401 cannot be refreshed, so the app returns to sign-in and says why.
+    // (Functions cache a user's state for up to AUTH_CACHE_SECONDS, so keep paging until then.)
+    for (let i = 0; i < 30 && !/\/login$/.test(m1.url()); i++) {
+      await m1.getByRole("button", { name: i % 2 ? "Previous" : "Next" }).click({ timeout: 2000 }).catch(() => {});
+      await m1.waitForURL(/\/login$/, { timeout: 1000 }).catch(() => {});
+    }
+    await m1.waitForURL(/\/login$/, { timeout: T.live });
+    await m1.getByText("Your session has ended").waitFor();
+    await screen(m1, "login-session-ended");
+  });
+
   await admin.close();
   await manager.close();
 }

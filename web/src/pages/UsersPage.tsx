@@ -12,7 +12,7 @@ export default function UsersPage() {
   const me = useUser();
   const [cursor, setCursor] = useState<string | undefined>();
   const [prev, setPrev] = useState<(string | undefined)[]>([]);
-  const { data, error, isLoading, refetch } = useUsersQuery({ cursor });
+  const { data, error, isLoading, refetch } = useUsersQuery({ cursor }, { skip: !can(me.role, "users.manage") });
   const [creating, setCreating] = useState(false);
   if (!can(me.role, "users.manage")) return <p>Only administrators manage users.</p>;
   const items = data?.items ?? [];
