@@ -31,7 +31,7 @@ const STATUSES: [&str; 6] = [
 ];
 const BUCKETS: [&str; 5] = ["current", "1-30", "31-60", "61-90", "90+"];
 const METHODS: [&str; 5] = ["card", "ach", "check", "cash", "wire"];
-const ACTIVITY_TYPES: [&str; 9] = [
+const ACTIVITY_TYPES: [&str; 10] = [
     "call",
     "email",
     "sms",
@@ -41,6 +41,7 @@ const ACTIVITY_TYPES: [&str; 9] = [
     "dispute",
     "status_change",
     "payment",
+    "field_change",
 ];
 
 /// The UTC day `offset_days` from now, `YYYY-MM-DD`.
