@@ -396,6 +396,21 @@ async function scenarios() {
     await ctx.close();
   });
 
+  await scenario("soft delete asks first, then the account leaves the list", async () => {
+    assert.ok(accountId, "needs the created account");
+    await a.goto(accountUrl);
+    const reference = (await a.locator("main p").filter({ hasText: /^E2E-/ }).first().innerText()).split(" ")[0];
+    await a.getByRole("button", { name: "Delete" }).click();
+    const dialog = a.getByRole("dialog", { name: "Delete this account?" });
+    await dialog.waitFor();
+    await screen(a, "account-delete-confirm");
+    await dialog.getByRole("button", { name: "Delete account" }).click();
+    await a.waitForURL(/\/accounts$/);
+    await a.getByLabel("Search").fill(reference);
+    await a.getByRole("button", { name: "Apply filters" }).click();
+    await a.getByText("No accounts match these filters.").waitFor();
+  });
+
   await scenario("an admin revokes a user's sessions: that user's open app ends its session", async () => {
     await m1.goto("/accounts");
     await m1.getByRole("table").waitFor();
