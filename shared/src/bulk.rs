@@ -37,6 +37,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::{AccountStatus, DpdBucket};
+use crate::auth::Scope;
 use crate::config::TableName;
 use crate::domain::{Id, MinorUnits, Timestamp};
 use crate::error::{condition_held, ApiError};
@@ -532,6 +533,14 @@ impl Counts {
     }
 }
 
+/// Whether a caller with `scope` may see (over REST) or follow (over WebSocket) `job`: an
+/// admin every job, a manager ([`Scope::Own`]) only the jobs it created. A job hidden from a
+/// caller is answered like a missing one (`404` / `not_found`), so its existence leaks
+/// neither way.
+pub fn job_visible_to(scope: &Scope, job: &JobRecord) -> bool {
+    !matches!(scope, Scope::Own(user) if *user != job.created_by)
+}
+
 /// Jobs on DynamoDB and their messages on SQS.
 #[derive(Debug, Clone)]
 pub struct JobStore {
@@ -624,6 +633,17 @@ impl JobStore {
             spec: spec_json,
             plans_pending: partitions,
         })
+    }
+
+    /// The job `id` if `scope` (the caller's for [`crate::auth::Action::ManageBulkJobs`])
+    /// covers it, else `404`, the same answer as for no job at all. The one rule of who may
+    /// see a job, used by every `/bulk/jobs/{id}*` route and by the WebSocket `job:{id}`
+    /// subscription: see [`job_visible_to`].
+    pub async fn visible(&self, scope: &Scope, id: Id) -> Result<JobRecord, ApiError> {
+        match self.get(id).await? {
+            Some(job) if job_visible_to(scope, &job) => Ok(job),
+            _ => Err(ApiError::not_found(format!("no bulk job {id}"))),
+        }
     }
 
     /// One job (strongly consistent).

@@ -14,6 +14,19 @@
 //! `dashboard` events per agent with it) and `expires_at` (unix seconds, the access token's
 //! `exp`; the table's TTL attribute). TTL deletion is lazy: readers check `expires_at`
 //! themselves ([`ConnectionItem::is_expired`], [`Subscription::is_expired`]).
+//!
+//! # A connection follows the user's current state, not the state at `$connect`
+//!
+//! Every item also carries the `token_version` of the access token the connection was
+//! opened with. Before each push the notifier checks every subscriber's user with
+//! [`crate::auth::UserStateCache`] (the REST authenticator's cache, same rule, same
+//! `AUTH_CACHE_SECONDS`): a user that is disabled, deleted, or whose token version or role
+//! moved since `$connect` (role change, password change, "revoke all sessions") no longer
+//! qualifies, nor does a topic the current role may not follow ([`role_may_follow`]). Such a
+//! connection is dropped: its items are deleted and it is closed through `@connections`
+//! `DELETE`, so the client reconnects with a fresh token and subscribes again under the
+//! current rules. An item without a `token_version` (written before it was stored) never
+//! qualifies.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,7 +38,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{authorize, Action, Caller, Role};
 use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::{for_each_page, read_all};
@@ -114,6 +127,21 @@ impl<'de> Deserialize<'de> for Topic {
     }
 }
 
+/// The part of topic RBAC that depends on the role alone, shared by `subscribe` (ws) and
+/// the notifier's re-check before each push: a role that may not subscribe (`pending`)
+/// follows nothing, and `job:{id}` is for those who manage bulk jobs (admin, manager). What
+/// depends on the data (an agent's own accounts, a manager's own jobs) is checked on top:
+/// at subscribe, and for accounts again per message by the notifier.
+pub fn role_may_follow(caller: &Caller, topic: &Topic) -> Result<(), ApiError> {
+    authorize(caller, Action::Subscribe)?;
+    if let Topic::Job(_) = topic {
+        authorize(caller, Action::ManageBulkJobs).map_err(|_| {
+            ApiError::forbidden(format!("the {} role may not follow {topic}", caller.role))
+        })?;
+    }
+    Ok(())
+}
+
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -130,9 +158,14 @@ pub struct ConnectionItem {
     pub connected_at: i64,
     /// Unix seconds: the access token's `exp`.
     pub expires_at: i64,
+    /// The user's token version at `$connect` (the token's `ver`); `None` never qualifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_version: Option<u64>,
 }
 
 impl ConnectionItem {
+    /// A connection of `caller`; `$connect` adds the token's version with
+    /// [`Self::with_token_version`] (without one the notifier drops it).
     pub fn new(connection_id: &str, caller: &Caller, connected_at: i64, expires_at: i64) -> Self {
         Self {
             pk: connection_pk(connection_id),
@@ -142,6 +175,15 @@ impl ConnectionItem {
             role: caller.role,
             connected_at,
             expires_at,
+            token_version: None,
+        }
+    }
+
+    /// The connection as opened with an access token of version `token_version`.
+    pub fn with_token_version(self, token_version: u64) -> Self {
+        Self {
+            token_version: Some(token_version),
+            ..self
         }
     }
 
@@ -168,6 +210,9 @@ pub struct Subscription {
     pub role: Role,
     /// Unix seconds: the connection's token `exp`.
     pub expires_at: i64,
+    /// The connection's token version at `$connect` (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_version: Option<u64>,
 }
 
 impl Subscription {
@@ -190,6 +235,15 @@ impl Subscription {
             user_id: connection.user_id,
             role: connection.role,
             expires_at: connection.expires_at,
+            token_version: connection.token_version,
+        }
+    }
+
+    /// The subscriber as the connection authenticated it.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.user_id,
+            role: self.role,
         }
     }
 
@@ -456,12 +510,45 @@ mod tests {
     }
 
     #[test]
+    fn topics_by_role() {
+        let caller = |role| Caller {
+            user_id: Id::generate(),
+            role,
+        };
+        let job = Topic::Job(Id::generate());
+        let account = Topic::Account(Id::generate());
+        for role in [Role::Admin, Role::Manager] {
+            assert!(role_may_follow(&caller(role), &job).is_ok(), "{role}");
+        }
+        for role in [Role::Agent, Role::Viewer, Role::Pending] {
+            let err = role_may_follow(&caller(role), &job).unwrap_err();
+            assert_eq!(err.status, http::StatusCode::FORBIDDEN, "{role}");
+        }
+        for role in [Role::Admin, Role::Manager, Role::Agent, Role::Viewer] {
+            for topic in [&Topic::Payments, &Topic::Dashboard, &account] {
+                assert!(
+                    role_may_follow(&caller(role), topic).is_ok(),
+                    "{role} {topic}"
+                );
+            }
+        }
+        for topic in [
+            &Topic::Payments,
+            &Topic::Activities,
+            &Topic::Dashboard,
+            &account,
+        ] {
+            assert!(role_may_follow(&caller(Role::Pending), topic).is_err());
+        }
+    }
+
+    #[test]
     fn both_subscription_items_share_everything_but_the_keys() {
         let caller = Caller {
             user_id: Id::generate(),
             role: Role::Agent,
         };
-        let conn = ConnectionItem::new("abc=", &caller, 1, 2);
+        let conn = ConnectionItem::new("abc=", &caller, 1, 2).with_token_version(7);
         let topic = Topic::Payments;
         let a = Subscription::by_topic(&conn, &topic);
         let b = Subscription::by_connection(&conn, &topic);
@@ -471,8 +558,8 @@ mod tests {
             ("CONN#abc=", "SUB#payments")
         );
         assert_eq!(
-            (a.role, a.expires_at, a.user_id),
-            (b.role, b.expires_at, b.user_id)
+            (a.role, a.expires_at, a.user_id, a.token_version),
+            (b.role, b.expires_at, b.user_id, Some(7))
         );
     }
 }

@@ -130,12 +130,15 @@ async fn payments_reach_subscribers_agents_see_only_their_accounts_gone_connecti
         TableName::new(env["CONNECTIONS_TABLE"].clone()),
     );
     let stale = format!("gone{}=", Id::generate());
+    // Of a real, enabled viewer: a connection of anyone else would be dropped by the
+    // notifier's check of the user before any post.
+    let (viewer, _) = stack.user_with_role("viewer").await;
     let caller = Caller {
-        user_id: Id::generate(),
+        user_id: viewer.parse().unwrap(),
         role: Role::Viewer,
     };
     let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 900;
-    let connection = ConnectionItem::new(&stale, &caller, 0, expires);
+    let connection = ConnectionItem::new(&stale, &caller, 0, expires).with_token_version(0);
     repo.put_connection(&connection).await.unwrap();
     assert!(repo
         .subscribe(&connection, &[Topic::Payments])

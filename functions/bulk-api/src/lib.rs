@@ -412,13 +412,10 @@ async fn list_jobs(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     json(StatusCode::OK, &JobPage { items, next_cursor })
 }
 
-/// The job `id` if the caller may see it (a manager: its own), else `404`.
+/// The job `id` if the caller may see it (a manager: its own), else `404`: the rule shared
+/// with the WebSocket `job:{id}` subscription (`shared::bulk::job_visible_to`).
 async fn visible(app: &App, scope: &Scope, id: Id) -> Result<JobRecord, ApiError> {
-    let job = app.store.get(id).await?;
-    match job {
-        Some(job) if !matches!(scope, Scope::Own(user) if *user != job.created_by) => Ok(job),
-        _ => Err(ApiError::not_found(format!("no bulk job {id}"))),
-    }
+    app.store.visible(scope, id).await
 }
 
 /// One job's progress.

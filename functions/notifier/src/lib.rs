@@ -12,7 +12,15 @@
 //!    when counters moved. `id` is the stream record's `eventID`, so a client drops the
 //!    repeats that at-least-once delivery brings.
 //! 3. **Recipients**: each topic's subscribers are Queried once per batch; a connection
-//!    following two of a message's topics gets it once. An agent gets an account's events
+//!    following two of a message's topics gets it once. Each subscriber's user is checked
+//!    against its **current** state ([`UserStateCache`], the REST authenticator's cache and
+//!    rule, `AUTH_CACHE_SECONDS`): a connection whose user is disabled or deleted, whose
+//!    token version moved since `$connect` (role or password change, sessions revoked), or
+//!    whose current role may not follow one of its topics (`shared::realtime::role_may_follow`)
+//!    gets nothing; it is removed with its subscriptions and closed through `@connections`
+//!    `DELETE`, so its client reconnects with a fresh token under the current rules. A
+//!    failed user read fails the batch like a failed subscriber Query (nothing is pushed to
+//!    someone unchecked). An agent gets an account's events
 //!    only while the account is assigned to it (one `GetItem` per account per batch, only
 //!    when an agent is among the subscribers), and of `dashboard.changed` only its own scope.
 //! 4. **Posting** (`PostToConnection`, 32 at a time): a gone connection (410) is removed
@@ -51,11 +59,12 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use shared::accounts::keys::account_pk;
+use shared::auth::{Caller, UserRepo, UserStateCache};
 use shared::config::{Config, ConfigError, TableName};
 use shared::dashboard::AggregateStore;
 use shared::domain::Id;
 use shared::platform::InitError;
-use shared::realtime::{ConnectionRepo, Subscription, Topic};
+use shared::realtime::{role_may_follow, ConnectionRepo, Subscription, Topic};
 use shared::ApiError;
 
 use crate::plan::{Assignments, Outgoing, Record, StreamTables};
@@ -68,6 +77,9 @@ const READ_CONCURRENCY: usize = 16;
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 /// Entries of the pacing memory above which old ones are forgotten.
 const PACER_CAPACITY: usize = 1024;
+/// The users' state cache time of [`App::new`] (the authenticator's default); `main` reads
+/// `AUTH_CACHE_SECONDS`.
+const DEFAULT_AUTH_CACHE: Duration = Duration::from_secs(5);
 
 /// Per-instance memory of when each paced topic was last sent to (see the module docs).
 #[derive(Debug, Default)]
@@ -105,6 +117,8 @@ pub struct App {
     /// The WebSocket API's `@connections` endpoint.
     pub management: aws_sdk_apigatewaymanagement::Client,
     pub pacer: Pacer,
+    /// Subscribers' users, as the REST authenticator sees them.
+    pub users: UserStateCache,
 }
 
 /// The `@connections` endpoint: on AWS `https://{api}.execute-api.{region}.amazonaws.com/{stage}`
@@ -156,17 +170,31 @@ impl App {
             aggregates: AggregateStore::new(dynamodb.clone(), tables.aggregates.clone()),
             connections: ConnectionRepo::new(dynamodb.clone(), tables.connections.clone()),
             management: aws_sdk_apigatewaymanagement::Client::from_conf(management),
+            users: UserStateCache::new(
+                UserRepo::new(dynamodb.clone(), tables.users.clone()),
+                DEFAULT_AUTH_CACHE,
+            ),
             dynamodb,
             pacer: Pacer::default(),
         }
+    }
+
+    /// The same, with the users' state cached for `ttl` (`AUTH_CACHE_SECONDS`).
+    pub fn with_auth_cache(mut self, users_table: &TableName, ttl: Duration) -> Self {
+        self.users = UserStateCache::new(
+            UserRepo::new(self.dynamodb.clone(), users_table.clone()),
+            ttl,
+        );
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
         let lookup = &shared::config::env_lookup;
         let config = Config::from_lookup(lookup)?;
         let endpoint = management_endpoint(lookup)?;
+        let cache = shared::auth::authenticator::cache_ttl_from(lookup)?;
         let sdk = shared::clients::sdk_config().await;
-        let app = Self::new(&config, &sdk, &endpoint);
+        let app = Self::new(&config, &sdk, &endpoint).with_auth_cache(&config.tables.users, cache);
         // The first batch's first call is the aggregates' transaction: open that connection now.
         shared::clients::Clients::new(&sdk)
             .prime(&config.tables.aggregates)
@@ -186,6 +214,8 @@ struct Summary {
     sent: usize,
     gone: usize,
     dropped: usize,
+    /// Connections closed because their user no longer qualifies.
+    revoked: usize,
     failed: Option<usize>,
 }
 
@@ -222,6 +252,7 @@ fn finish(records: &[Record], summary: Summary, duplicates: usize) -> DynamoDbEv
         sent = summary.sent,
         gone = summary.gone,
         dropped = summary.dropped,
+        revoked = summary.revoked,
         duplicates,
         failed_sequence = failed.map(|r| r.sequence.as_str()),
         "notifier batch"
@@ -249,6 +280,80 @@ async fn subscribers(
         .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
         .await
+}
+
+/// Keeps only the subscribers whose user still qualifies (see the module docs) and answers
+/// the connections that do not.
+async fn qualify(
+    app: &App,
+    subscribers: &mut HashMap<Topic, Vec<Subscription>>,
+) -> Result<BTreeSet<String>, ApiError> {
+    // One check per (user, version, role): usually one per user.
+    let grants: HashSet<(Id, Option<u64>, shared::auth::Role)> = subscribers
+        .values()
+        .flatten()
+        .map(|s| (s.user_id, s.token_version, s.role))
+        .collect();
+    let states: HashMap<(Id, Option<u64>, shared::auth::Role), Option<shared::auth::Role>> =
+        stream::iter(grants)
+            .map(|grant| async move {
+                let (user, version, role) = grant;
+                let current = match version {
+                    Some(version) => app.users.current(user, version, role).await?,
+                    None => None,
+                };
+                Ok::<_, ApiError>((grant, current.map(|state| state.role)))
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+    let mut refused: BTreeSet<String> = BTreeSet::new();
+    for (topic, subs) in subscribers.iter() {
+        for sub in subs {
+            let allowed = states
+                .get(&(sub.user_id, sub.token_version, sub.role))
+                .copied()
+                .flatten()
+                .is_some_and(|role| {
+                    let caller = Caller {
+                        user_id: sub.user_id,
+                        role,
+                    };
+                    role_may_follow(&caller, topic).is_ok()
+                });
+            if !allowed {
+                refused.insert(sub.connection_id.clone());
+            }
+        }
+    }
+    for subs in subscribers.values_mut() {
+        subs.retain(|s| !refused.contains(&s.connection_id));
+    }
+    Ok(refused)
+}
+
+/// Removes connections and closes them (`@connections` `DELETE`; already gone is fine).
+/// A failure leaves a stale connection that the next check (or TTL) removes.
+async fn drop_connections(app: &App, connections: BTreeSet<String>) {
+    stream::iter(connections)
+        .for_each_concurrent(READ_CONCURRENCY, |connection| async move {
+            if let Err(err) = app.connections.remove_connection(&connection).await {
+                tracing::warn!(connection = %connection, error = %err.detail, "removing a refused connection failed");
+            }
+            let closed = app
+                .management
+                .delete_connection()
+                .connection_id(&connection)
+                .send()
+                .await;
+            if let Err(err) = closed {
+                if !err.as_service_error().is_some_and(|e| e.is_gone_exception()) {
+                    tracing::warn!(connection = %connection, error = %aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&err), "closing a refused connection failed");
+                }
+            }
+            tracing::info!(connection = %connection, "connection of a disabled, changed or no longer allowed user dropped");
+        })
+        .await;
 }
 
 /// The assigned agent of each account an agent subscriber might receive events of.
@@ -394,7 +499,10 @@ async fn deliver(app: &App, messages: &[Outgoing], summary: &mut Summary) -> Res
     if messages.is_empty() {
         return Ok(());
     }
-    let subscribers = subscribers(app, messages).await?;
+    let mut subscribers = subscribers(app, messages).await?;
+    let refused = qualify(app, &mut subscribers).await?;
+    summary.revoked = refused.len();
+    drop_connections(app, refused).await;
     let assignments = assignments(app, messages, &subscribers).await?;
     let deliveries = address(app, messages, &subscribers, &assignments);
     let stop = AtomicUsize::new(usize::MAX);

@@ -423,6 +423,7 @@ mod tests {
             user_id: user,
             role,
             expires_at: i64::MAX,
+            token_version: Some(0),
         }
     }
 

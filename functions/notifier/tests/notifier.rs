@@ -15,7 +15,8 @@ use futures::{SinkExt, StreamExt};
 use notifier::App;
 use serde_json::{json, Value};
 use shared::accounts::Account;
-use shared::auth::{Caller, Role};
+use shared::auth::users::{NewUser, UserChanges, UserItem};
+use shared::auth::{Caller, Role, UserRepo};
 use shared::config::Config;
 use shared::dashboard::{summary, AggregateStore, Item, View};
 use shared::domain::{Id, Timestamp};
@@ -148,6 +149,44 @@ async fn next(socket: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
+/// A user in the test's Users table (the notifier checks every subscriber's user).
+async fn stored_user(app: &App, config: &Config, role: Role) -> UserItem {
+    UserRepo::new(app.dynamodb.clone(), config.tables.users.clone())
+        .create(NewUser {
+            email: format!("{}@notifier.test", Id::generate()).to_lowercase(),
+            name: format!("notifier {role}"),
+            role,
+            password_hash: "unused".into(),
+        })
+        .await
+        .unwrap()
+}
+
+/// How a socket ended up after a while.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    /// The server closed it (a close frame or the end of the stream).
+    Closed,
+    /// A message came instead.
+    Message(Value),
+    /// Still open, silent, at the end of the wait.
+    Open,
+}
+
+async fn ending(socket: &mut Socket, wait: Duration) -> Ending {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return Ending::Open,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Ending::Closed,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                return Ending::Message(serde_json::from_str(text.as_str()).unwrap_or(Value::Null))
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_batch_delivered_three_times_moves_the_aggregates_once() {
     let (app, config) = bare("http://127.0.0.1:9").await;
@@ -189,15 +228,17 @@ async fn a_gone_connection_is_removed_with_its_subscriptions() {
     let (stack, app, config) = with_gateway().await;
     let mut live = subscriber(&stack, stack.admin(), &["payments".into()]).await;
 
-    // A connection the gateway no longer has (its $disconnect never ran), on two topics.
+    // A connection the gateway no longer has (its $disconnect never ran), on two topics, of
+    // a user that still qualifies (so it is the post's 410 that removes it).
     let repo = ConnectionRepo::new(app.dynamodb.clone(), config.tables.connections.clone());
     let stale = format!("stale{}=", Id::generate());
+    let (manager, _) = stack.user_with_role("manager").await;
     let caller = Caller {
-        user_id: Id::generate(),
+        user_id: manager.parse().unwrap(),
         role: Role::Manager,
     };
     let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 900;
-    let connection = ConnectionItem::new(&stale, &caller, 0, expires);
+    let connection = ConnectionItem::new(&stale, &caller, 0, expires).with_token_version(0);
     repo.put_connection(&connection).await.unwrap();
     let acct = Id::generate();
     assert!(repo
@@ -299,15 +340,17 @@ async fn a_post_that_keeps_failing_reports_its_record() {
     let (endpoint, hits) = failing_endpoint().await;
     let (app, config) = bare(&endpoint).await;
     let repo = ConnectionRepo::new(app.dynamodb.clone(), config.tables.connections.clone());
+    let viewer = stored_user(&app, &config, Role::Viewer).await;
     let connection = ConnectionItem::new(
         "c1=",
         &Caller {
-            user_id: Id::generate(),
+            user_id: viewer.id,
             role: Role::Viewer,
         },
         0,
         time::OffsetDateTime::now_utc().unix_timestamp() + 900,
-    );
+    )
+    .with_token_version(viewer.token_version);
     repo.put_connection(&connection).await.unwrap();
     repo.subscribe(&connection, &[Topic::Payments])
         .await
@@ -336,4 +379,93 @@ async fn a_post_that_keeps_failing_reports_its_record() {
     );
     // The connection is not gone: only a 410 removes it.
     assert!(repo.connection("c1=").await.unwrap().is_some());
+}
+
+/// A WebSocket connection keeps nothing of the state it had at `$connect`: a disabled user,
+/// and an agent demoted to viewer (its token version moved), get no push and their
+/// connections are removed and closed; a user that still qualifies gets the push. Before,
+/// both kept receiving everything their old role allowed.
+#[tokio::test]
+async fn disabled_or_demoted_subscribers_get_nothing_and_are_closed() {
+    let (stack, app, config) = with_gateway().await;
+    let users = UserRepo::new(app.dynamodb.clone(), config.tables.users.clone());
+    let (viewer, viewer_token) = stack.user_with_role("viewer").await;
+    let (agent, agent_token) = stack.user_with_role("agent").await;
+    let agent_id: Id = agent.parse().unwrap();
+    let acct = account(Id::generate(), Some(agent_id));
+    shared::accounts::AccountRepo::new(
+        app.dynamodb.clone(),
+        config.tables.accounts.clone(),
+        config.tables.activities.clone(),
+    )
+    .create(&acct)
+    .await
+    .unwrap()
+    .unwrap();
+    let mut disabled = subscriber(&stack, &viewer_token, &["payments".into()]).await;
+    let mut demoted = subscriber(
+        &stack,
+        &agent_token,
+        &["payments".into(), format!("account:{}", acct.id)],
+    )
+    .await;
+    let mut admin = subscriber(&stack, stack.admin(), &["payments".into()]).await;
+    let connections = ConnectionRepo::new(app.dynamodb.clone(), config.tables.connections.clone());
+    let before = connections.subscribers(&Topic::Payments).await.unwrap();
+    let connection_of = |user: &str| {
+        before
+            .iter()
+            .find(|s| s.user_id.to_string() == user)
+            .map(|s| s.connection_id.clone())
+            .unwrap()
+    };
+    let (disabled_conn, demoted_conn) = (connection_of(&viewer), connection_of(&agent));
+
+    for (id, changes) in [
+        (
+            viewer.parse::<Id>().unwrap(),
+            UserChanges {
+                disabled: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            agent_id,
+            UserChanges {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let current = users.get(id).await.unwrap().unwrap();
+        users.update(&current, &changes).await.unwrap();
+    }
+
+    let (_, item) = payment(acct.id, Some(agent_id), 300);
+    let batch = event(&[record(config.tables.payments.as_str(), "INSERT", 1, &item)]);
+    let response = notifier::handle(&app, batch.clone()).await;
+    assert_eq!(failures(&response), Vec::<String>::new());
+    let message = next(&mut admin, Duration::from_secs(10))
+        .await
+        .expect("a user that still qualifies gets the payment");
+    assert_eq!(message["id"], batch.records[0].event_id.as_str());
+    for (who, socket) in [
+        ("the disabled viewer", &mut disabled),
+        ("the demoted agent", &mut demoted),
+    ] {
+        assert_eq!(
+            ending(socket, Duration::from_secs(10)).await,
+            Ending::Closed,
+            "{who}: no push, and the connection is closed"
+        );
+    }
+    for conn in [&disabled_conn, &demoted_conn] {
+        assert!(connections.connection(conn).await.unwrap().is_none());
+        assert!(connections.topics_of(conn).await.unwrap().is_empty());
+    }
+    assert!(connections
+        .subscribers(&Topic::Account(acct.id))
+        .await
+        .unwrap()
+        .is_empty());
 }

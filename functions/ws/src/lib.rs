@@ -3,13 +3,19 @@
 //! - `$connect`: the access token comes from the query string (`?token=...`) or, for
 //!   browsers (which cannot set headers on a WebSocket), from `Sec-WebSocket-Protocol`;
 //!   the protocol chosen is echoed back. A missing, bad or expired token (or a disabled
-//!   user) answers `401`, which refuses the upgrade. On success the connection item
-//!   (`CONN#<id>` / `META`: user, role, `expires_at` = the token's `exp`) is stored.
+//!   user) answers `401`, which refuses the upgrade; a user whose role may not subscribe (a
+//!   self-registered `pending` user) gets `403`. On success the connection item (`CONN#<id>`
+//!   / `META`: user, role, the token's version, `expires_at` = the token's `exp`) is stored;
+//!   the notifier drops the connection when the user's current state no longer matches
+//!   (`shared::realtime`).
 //! - `subscribe` / `unsubscribe` (`{"action":"subscribe","topics":[...]}`): topics
 //!   `payments`, `activities`, `dashboard`, `account:{id}`, `job:{id}`. An agent may follow
-//!   only `account:{id}` of accounts assigned to it; only admin and manager follow
-//!   `job:{id}`. Each subscription is written twice (by topic, by connection) in one
-//!   transaction, with the user and role so the notifier can filter per agent.
+//!   only `account:{id}` of accounts assigned to it; `job:{id}` is for admins and, of its own
+//!   jobs only, a manager: the same rule as `GET /bulk/jobs/{id}`
+//!   (`shared::bulk::JobStore::visible`), and the same answer for a job it may not see as
+//!   for no job (`not_found`). Each subscription is written twice (by topic, by connection)
+//!   in one transaction, with the user, role and token version so the notifier can filter
+//!   per agent and re-check the user.
 //! - `$disconnect`: the connection and both items of each of its subscriptions go.
 //! - `$default`: an error naming the unknown action.
 //!
@@ -24,8 +30,11 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use shared::accounts::AccountRepo;
 use shared::auth::{authorize, Action, Caller, Role};
+use shared::bulk::JobStore;
 use shared::platform::{InitError, Platform};
-use shared::realtime::{ConnectionItem, ConnectionRepo, Topic, MAX_TOPICS_PER_MESSAGE};
+use shared::realtime::{
+    role_may_follow, ConnectionItem, ConnectionRepo, Topic, MAX_TOPICS_PER_MESSAGE,
+};
 use shared::ApiError;
 
 /// The shared platform and the repositories, built once per cold start.
@@ -33,6 +42,8 @@ pub struct App {
     pub platform: Platform,
     pub connections: ConnectionRepo,
     pub accounts: AccountRepo,
+    /// For `job:{id}`: whether the caller may see the job.
+    pub jobs: JobStore,
 }
 
 impl App {
@@ -42,9 +53,15 @@ impl App {
         Self {
             connections: ConnectionRepo::new(dynamodb.clone(), tables.connections.clone()),
             accounts: AccountRepo::new(
-                dynamodb,
+                dynamodb.clone(),
                 tables.accounts.clone(),
                 tables.activities.clone(),
+            ),
+            jobs: JobStore::new(
+                dynamodb,
+                platform.clients.sqs.clone(),
+                tables.jobs.clone(),
+                platform.config.queues.bulk.clone(),
             ),
             platform,
         }
@@ -215,7 +232,8 @@ async fn connect(
         &caller,
         event.request_context.connected_at,
         claims.exp,
-    );
+    )
+    .with_token_version(claims.ver);
     if let Err(err) = app.connections.put_connection(&item).await {
         tracing::error!(error = %err, "storing the connection");
         return response(500, None, HeaderMap::new());
@@ -275,16 +293,14 @@ pub fn parse_topics(body: Option<&str>) -> Result<Vec<Topic>, WsError> {
 
 /// Whether `caller` may follow `topic` (`forbidden` / `not_found` otherwise).
 async fn check_topic(app: &App, caller: &Caller, topic: &Topic) -> Result<(), WsError> {
-    authorize(caller, Action::Subscribe)?;
+    role_may_follow(caller, topic)?;
     match topic {
         Topic::Payments | Topic::Activities | Topic::Dashboard => Ok(()),
-        Topic::Job(_) => match caller.role {
-            Role::Admin | Role::Manager => Ok(()),
-            role => Err(WsError::new(
-                "forbidden",
-                format!("the {role} role may not follow {topic}"),
-            )),
-        },
+        Topic::Job(id) => {
+            let scope = authorize(caller, Action::ManageBulkJobs)?;
+            app.jobs.visible(&scope, *id).await?;
+            Ok(())
+        }
         Topic::Account(id) => {
             let account = app
                 .accounts

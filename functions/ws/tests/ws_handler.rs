@@ -105,6 +105,19 @@ impl Fixture {
         id
     }
 
+    /// A bulk job created by `creator` (as `POST /bulk/accounts` stores it).
+    async fn job_of(&self, creator: Id) -> Id {
+        let id = Id::generate();
+        let spec: shared::bulk::JobSpec =
+            serde_json::from_value(json!({"changes": {"add_tags": ["ws-test"]}})).unwrap();
+        self.app
+            .jobs
+            .create(id, creator, &spec, 1, 0, shared::domain::Timestamp::now())
+            .await
+            .unwrap();
+        id
+    }
+
     async fn call(&self, event: Value) -> ApiGatewayProxyResponse {
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).unwrap();
         ws::handle(&self.app, event).await
@@ -206,6 +219,8 @@ async fn connect_accepts_a_good_token_and_refuses_missing_bad_or_expired_ones() 
         .unwrap()
         .expect("the connection item is stored");
     assert_eq!((meta.user_id, meta.role), (user, Role::Agent));
+    // The token's version, for the notifier's re-check of the user.
+    assert_eq!(meta.token_version, Some(0));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     assert!(meta.expires_at > now && meta.expires_at <= now + 15 * 60 + 5);
 
@@ -218,6 +233,12 @@ async fn connect_accepts_a_good_token_and_refuses_missing_bad_or_expired_ones() 
     let expired = f.expired_token(user, Role::Agent);
     let response = f.connect_with(&conn_id(), Some(&expired)).await;
     assert_eq!(response.status_code, 401);
+    // A self-registered user waiting for a role connects to nothing.
+    let (_, pending) = f.user(Role::Pending).await;
+    let conn = conn_id();
+    let response = f.connect_with(&conn, Some(&pending)).await;
+    assert_eq!(response.status_code, 403);
+    assert!(f.items_of(&conn).await.is_empty());
 
     // A browser offers the token as a subprotocol: the chosen protocol is echoed back.
     let conn = conn_id();
@@ -249,10 +270,10 @@ async fn subscribe_checks_topics_and_roles_and_unsubscribe_and_disconnect_clean_
     let (agent, agent_token) = f.user(Role::Agent).await;
     let (other_agent, _) = f.user(Role::Agent).await;
     let (_, viewer_token) = f.user(Role::Viewer).await;
-    let (_, manager_token) = f.user(Role::Manager).await;
+    let (manager, manager_token) = f.user(Role::Manager).await;
     let mine = f.account(Some(agent)).await;
     let theirs = f.account(Some(other_agent)).await;
-    let job = Id::generate();
+    let job = f.job_of(manager).await;
 
     let conn = conn_id();
     assert_eq!(
@@ -291,6 +312,7 @@ async fn subscribe_checks_topics_and_roles_and_unsubscribe_and_disconnect_clean_
         .find(|s| s.connection_id == conn)
         .expect("by topic");
     assert_eq!((sub.user_id, sub.role), (agent, Role::Agent));
+    assert_eq!(sub.token_version, Some(0));
     assert_eq!(f.items_of(&conn).await.len(), 1 + 3 * 2);
 
     for (topics, code) in [
@@ -426,4 +448,43 @@ async fn a_connection_whose_token_expired_gets_an_error_answer() {
     assert_eq!(answer["type"], "error");
     assert_eq!(answer["data"]["code"], "token_expired");
     assert_eq!(f.items_of(&conn).await.len(), 1);
+}
+
+/// `job:{id}` follows the rule of `GET /bulk/jobs/{id}`: a manager follows only its own jobs,
+/// and another manager's job is `not_found` like a missing one (it used to be open to every
+/// manager); admins follow any job; other roles none.
+#[tokio::test]
+async fn a_manager_follows_only_its_own_jobs() {
+    let f = fixture().await;
+    let (owner, owner_token) = f.user(Role::Manager).await;
+    let (_, other_token) = f.user(Role::Manager).await;
+    let (_, admin_token) = f.user(Role::Admin).await;
+    let (_, agent_token) = f.user(Role::Agent).await;
+    let job = f.job_of(owner).await;
+    let subscribe = |topic: String| json!({"action": "subscribe", "topics": [topic]});
+    for (token, topic, expected) in [
+        (&other_token, format!("job:{job}"), "not_found"),
+        (&other_token, format!("job:{}", Id::generate()), "not_found"),
+        (&agent_token, format!("job:{job}"), "forbidden"),
+        (&owner_token, format!("job:{job}"), "subscribed"),
+        (&admin_token, format!("job:{job}"), "subscribed"),
+    ] {
+        let conn = conn_id();
+        assert_eq!(f.connect_with(&conn, Some(token)).await.status_code, 200);
+        let answer = f.send(&conn, "subscribe", subscribe(topic.clone())).await;
+        let got = match answer["type"].as_str() {
+            Some("error") => answer["data"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            other => other.unwrap_or_default().to_owned(),
+        };
+        assert_eq!(got, expected, "{topic}: {answer}");
+        let stored = f.items_of(&conn).await.len();
+        assert_eq!(
+            stored,
+            if expected == "subscribed" { 3 } else { 1 },
+            "{topic}"
+        );
+    }
 }
