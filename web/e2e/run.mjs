@@ -32,6 +32,8 @@ async function main() {
     cwd: webDir,
     env: { ...process.env, VITE_API_URL: API, VITE_WS_URL: `ws://127.0.0.1:${wsPort}` },
   });
+  // The first-screen budget, on the build under test (fails the run when over it).
+  await run(process.execPath, ["scripts/bundle-size.mjs", "test-results/app"], { cwd: webDir });
   // DynamoDB Local and moto on free ports too (stack.sh picks them when these are unset), so a
   // developer's `make run` on the default ports keeps running.
   const { DYNAMODB_PORT: _d, SQS_PORT: _s, DYNAMODB_DATA_DIR: _p, ...env } = process.env;

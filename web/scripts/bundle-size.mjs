@@ -7,7 +7,8 @@ import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 
 const BUDGET = 250 * 1024;
-const dist = new URL("../dist/", import.meta.url).pathname;
+// `node scripts/bundle-size.mjs [dist-dir]` (default web/dist; the E2E run checks its own build).
+const dist = process.argv[2] ?? new URL("../dist/", import.meta.url).pathname;
 const manifest = JSON.parse(readFileSync(join(dist, ".vite/manifest.json"), "utf8"));
 const gz = new Map();
 const size = (file) => {
