@@ -27,6 +27,15 @@ pub fn start(shared: Arc<Shared>, sqs: aws_sdk_sqs::Client, mapping: SqsMapping)
             .get(&mapping.function)
             .map(|_| shared_cap(&shared, &mapping.function))
             .unwrap_or(1);
+        if cap == 0 {
+            // `ReservedConcurrentExecutions: 0`: the function is switched off, and Lambda
+            // does not poll for it.
+            eprintln!(
+                "[{}] reserved concurrency 0: not polling {}",
+                mapping.function, mapping.queue_logical_id
+            );
+            return;
+        }
         let target = Arc::new(AtomicUsize::new(1));
         let mapping = Arc::new(mapping);
         let pollers = futures::stream::FuturesUnordered::new();

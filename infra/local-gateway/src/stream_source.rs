@@ -197,6 +197,19 @@ pub fn start(
     mapping: StreamMapping,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        if shared
+            .pools
+            .get(&mapping.function)
+            .is_some_and(|p| p.max_instances() == 0)
+        {
+            // `ReservedConcurrentExecutions: 0`: the function is switched off, and Lambda
+            // does not read the stream for it.
+            eprintln!(
+                "[{}] reserved concurrency 0: not reading {}",
+                mapping.function, mapping.stream_arn
+            );
+            return;
+        }
         let mapping = Arc::new(mapping);
         let (resume, resumed) = match &clients.checkpoints {
             Some(c) => match c.load(&mapping).await {
