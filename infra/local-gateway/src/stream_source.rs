@@ -470,6 +470,14 @@ async fn deliver(
         let outcome = shared
             .invoke(&mapping.function, Bytes::from(event.to_string()))
             .await;
+        if matches!(outcome, Outcome::RequestTooLarge(_)) && batch.len() > 1 {
+            // Lambda never hands a function a batch over its 6 MB invocation quota: it cuts
+            // batches to fit. Halve it; this is no failed attempt.
+            let (a, b) = batch.split_at(batch.len() / 2);
+            pending.push_front((b.to_vec(), attempts));
+            pending.push_front((a.to_vec(), attempts));
+            continue;
+        }
         let failed_from: Option<usize> = match &outcome {
             Outcome::Success(body) if mapping.report_failures => {
                 let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
