@@ -26,7 +26,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWr
 use futures::stream::{self, StreamExt};
 use shared::accounts::keys::account_pk;
 use shared::accounts::Account;
-use shared::activities::status_change;
 use shared::bulk::{
     backoff, cancellation_codes, chunk_sk, chunks_of, fail_sk, page_sk, plan_attribute,
     AgentChange, BulkMessage, Counts, Failure, FailureReason, FilterQuery, JobRecord, JobState,
@@ -753,9 +752,10 @@ async fn apply(
             .collect();
         markers.push(job_key.clone());
         item.insert(MARKER_ATTRIBUTE.to_owned(), AttributeValue::Ss(markers));
-        let activity = (next.status != account.status)
-            .then(|| status_change(id, account.status, next.status, job.created_by, now));
-        let written = write(app, item, account.version, activity.as_ref()).await?;
+        // The audit entries PATCH writes for the same change (shared::accounts::rules): a
+        // status_change, and a field_change when the job reassigns the account.
+        let activities = shared::accounts::rules::audit(account, &next, job.created_by, now);
+        let written = write(app, item, account.version, &activities).await?;
         if written {
             return Ok(Outcome::Succeeded);
         }
@@ -771,15 +771,16 @@ async fn apply(
 }
 
 /// Writes an account conditional on its version and on not being deleted; with a status
-/// change, its activity in the same transaction. `false`: the condition failed.
+/// change (or a reassignment), its activities in the same transaction. `false`: the
+/// condition failed.
 async fn write(
     app: &App,
     item: HashMap<String, AttributeValue>,
     expected: u64,
-    activity: Option<&shared::activities::Activity>,
+    activities: &[shared::activities::Activity],
 ) -> Result<bool, ApiError> {
     const CONDITION: &str = "#v = :expected AND attribute_not_exists(deleted_at)";
-    let Some(activity) = activity else {
+    if activities.is_empty() {
         let result = app
             .dynamodb()
             .put_item()
@@ -791,7 +792,7 @@ async fn write(
             .send()
             .await;
         return condition_held(result);
-    };
+    }
     let account = Put::builder()
         .table_name(app.accounts.as_str())
         .set_item(Some(item))
@@ -800,19 +801,20 @@ async fn write(
         .expression_attribute_values(":expected", n(expected))
         .build()
         .map_err(ApiError::internal)?;
-    let log = Put::builder()
-        .table_name(app.activities.as_str())
-        .set_item(Some(activity.to_item()?))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(ApiError::internal)?;
-    let result = app
+    let mut transaction = app
         .dynamodb()
         .transact_write_items()
-        .transact_items(TransactWriteItem::builder().put(account).build())
-        .transact_items(TransactWriteItem::builder().put(log).build())
-        .send()
-        .await;
+        .transact_items(TransactWriteItem::builder().put(account).build());
+    for activity in activities {
+        let log = Put::builder()
+            .table_name(app.activities.as_str())
+            .set_item(Some(activity.to_item()?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(ApiError::internal)?;
+        transaction = transaction.transact_items(TransactWriteItem::builder().put(log).build());
+    }
+    let result = transaction.send().await;
     match result {
         Ok(_) => Ok(true),
         Err(err) => match cancellation_codes(&err).as_deref() {

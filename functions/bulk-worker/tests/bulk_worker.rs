@@ -844,3 +844,61 @@ async fn a_job_cannot_set_paid_on_an_account_that_still_owes() {
         "paid"
     );
 }
+
+/// Issue 13, hole 5: a reassignment by a bulk job is audited like one by PATCH — a
+/// `field_change` activity per account, in the same transaction as the change.
+#[tokio::test]
+async fn a_reassignment_job_logs_a_field_change_per_account() {
+    let e = env().await;
+    let users = shared::auth::users::UserRepo::new(
+        e.clients.dynamodb.clone(),
+        e.config.tables.users.clone(),
+    );
+    let agent = users
+        .create(shared::auth::users::NewUser {
+            email: format!("{}@example.com", Id::generate()).to_lowercase(),
+            name: "Bulk agent".into(),
+            role: Role::Agent,
+            password_hash: "not-a-hash".into(),
+        })
+        .await
+        .unwrap();
+    let accounts: Vec<Account> = (0..3)
+        .map(|_| account(AccountStatus::Active, 900))
+        .collect();
+    put_accounts(&e, &accounts).await;
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": ids, "changes": {"assigned_agent_id": agent.id.to_string()}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = pump(&e, body["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["succeeded"], 3, "{done}");
+    for a in &accounts {
+        let logged = e
+            .clients
+            .dynamodb
+            .query()
+            .table_name(e.config.tables.activities.as_str())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(a.id.to_string()))
+            .send()
+            .await
+            .unwrap();
+        let items = logged.items();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0]["type"].as_s().unwrap(), "field_change");
+        let note = items[0]["note"].as_s().unwrap();
+        assert!(
+            note.contains("assigned_agent_id") && note.contains(&agent.id.to_string()),
+            "{note}"
+        );
+        assert_eq!(
+            items[0]["actor_id"].as_s().unwrap(),
+            &e.admin.user_id.to_string()
+        );
+    }
+}
