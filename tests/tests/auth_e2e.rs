@@ -200,3 +200,146 @@ async fn auth_and_users_end_to_end() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     s.gateway.shutdown().await;
 }
+
+async fn refresh(s: &Stack, token: &str) -> StatusCode {
+    let body = json!({"refresh_token": token});
+    s.send("POST", "/auth/refresh", None, Some(body)).await.0
+}
+
+/// The access holes of issue 13 through the gateway and the real binaries: a registered user
+/// is `pending` and reads nothing anywhere (other functions answer 403, the WebSocket refuses
+/// it) until an admin grants a role; disable then re-enable leaves the old refresh token
+/// dead; logout-all, an admin's sessions/revoke and a password change end every session.
+#[tokio::test]
+async fn pending_users_and_ending_sessions_end_to_end() {
+    let s = Stack::start(StackOptions::default()).await;
+    let admin = s.admin().to_owned();
+    let email = unique_email();
+    let (status, user) = s
+        .send(
+            "POST",
+            "/auth/register",
+            None,
+            Some(json!({"email": email, "name": "Stranger", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(
+        (status, user["role"].as_str()),
+        (StatusCode::CREATED, Some("pending"))
+    );
+    let id = user["id"].as_str().unwrap().to_owned();
+    let pending = s.token(&email, PASSWORD).await;
+    for (method, path) in [
+        ("GET", "/accounts"),
+        ("GET", "/dashboard/summary"),
+        ("GET", "/bulk/jobs"),
+        ("POST", "/activities/batch"),
+    ] {
+        let body = (method == "POST").then(|| json!({"account_ids": []}));
+        let (status, problem) = s.send(method, path, Some(&pending), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {problem}");
+    }
+    let (status, me) = s.send("GET", "/auth/me", Some(&pending), None).await;
+    assert_eq!(
+        (status, me["role"].as_str()),
+        (StatusCode::OK, Some("pending"))
+    );
+    match s.subscribe(&pending, &["payments"]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403)
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other:?}"),
+        Ok(_) => panic!("a pending user's upgrade was accepted"),
+    }
+
+    // The admin grants a role: the pending session ends with it.
+    let (_, pending_pair) = s.login(&email, PASSWORD).await;
+    let (status, body) = s
+        .send(
+            "PATCH",
+            &format!("/users/{id}"),
+            Some(&admin),
+            Some(json!({"role": "agent"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        refresh(&s, pending_pair["refresh_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, accounts) = s
+        .send(
+            "GET",
+            "/accounts",
+            Some(&s.token(&email, PASSWORD).await),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{accounts}");
+
+    // Disable, re-enable: the session from before stays dead.
+    let (_, before) = s.login(&email, PASSWORD).await;
+    for disabled in [true, false] {
+        let (status, body) = s
+            .send(
+                "PATCH",
+                &format!("/users/{id}"),
+                Some(&admin),
+                Some(json!({"disabled": disabled})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        refresh(&s, before["refresh_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // logout-all, then an admin's revoke: each ends every session.
+    let (_, one) = s.login(&email, PASSWORD).await;
+    let (_, two) = s.login(&email, PASSWORD).await;
+    let access = one["access_token"].as_str().unwrap();
+    let (status, _) = s.send("POST", "/auth/logout-all", Some(access), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for pair in [&one, &two] {
+        assert_eq!(
+            refresh(&s, pair["refresh_token"].as_str().unwrap()).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (_, three) = s.login(&email, PASSWORD).await;
+    let path = format!("/users/{id}/sessions/revoke");
+    let agent = three["access_token"].as_str().unwrap();
+    assert_eq!(
+        s.send("POST", &path, Some(agent), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.send("POST", &path, Some(&admin), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        refresh(&s, three["refresh_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A password change ends every session and only the new password signs in.
+    let (_, four) = s.login(&email, PASSWORD).await;
+    let new_password = "a different and unusual passphrase";
+    let (status, body) = s
+        .send(
+            "POST",
+            "/auth/password",
+            Some(four["access_token"].as_str().unwrap()),
+            Some(json!({"current_password": PASSWORD, "new_password": new_password})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        refresh(&s, four["refresh_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(s.login(&email, PASSWORD).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.login(&email, new_password).await.0, StatusCode::OK);
+    s.gateway.shutdown().await;
+}
