@@ -39,13 +39,14 @@ use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 use shared::accounts::keys::{account_pk, index_key};
 use shared::accounts::model::{format_date, parse_date};
-use shared::accounts::{not_found, readable, writable, Account, AccountRepo, AccountStatus};
+use shared::accounts::{not_found, readable, rules, writable, Account, AccountRepo, AccountStatus};
 use shared::activities::{
     promise_keys, status_change, Activity, ActivityType, CallOutcome, CALL_LOG_SK, TIMELINE_SK_END,
 };
-use shared::auth::{authorize, Action, BearerSecurity, Caller, Scope};
+use shared::auth::{authorize, Action, BearerSecurity, Caller, Role, Scope};
 use shared::config::TableName;
 use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::error::FieldError;
 use shared::http::{
     json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation, MAX_PAGE_LIMIT,
 };
@@ -424,7 +425,7 @@ pub async fn log(
                 activity.promise_amount = Some(amount);
                 activity.promise_date = Some(date);
             }
-            move_account(app, account, &activity, target, now).await?;
+            move_account(app, caller.role, account, &activity, target, now).await?;
         }
         _ => {
             app.dynamodb
@@ -547,9 +548,13 @@ async fn log_call(
 
 /// Moves the account to `target` with the activity (and a `status_change` activity when
 /// the status changes), in one transaction conditional on the observed status (and, for a
-/// promise, on the balance covering it).
+/// promise, on the balance covering it). The move obeys the same rules as a PATCH of the
+/// status (`shared::accounts::rules::status_refusal`): an agent's promise or dispute
+/// cannot take an account out of `disputed`, `paid`, `closed` or `payment_plan` — logging
+/// a promise is not a way around "an agent never clears a dispute" (`403` naming `type`).
 async fn move_account(
     app: &App,
+    role: Role,
     observed: Account,
     activity: &Activity,
     target: AccountStatus,
@@ -558,6 +563,14 @@ async fn move_account(
     let mut observed = observed;
     let mut attempts = 0_u32;
     loop {
+        if let Some(why) = rules::status_refusal(role, observed.status, target) {
+            return Err(ApiError::forbidden(format!(
+                "this {} would move the account from {} to {target}: {why}",
+                activity.activity_type.as_str(),
+                observed.status
+            ))
+            .with_errors(vec![FieldError::new("type", why)]));
+        }
         if let Some(amount) = activity.promise_amount {
             if amount > observed.balance {
                 return Err(ApiError::unprocessable(

@@ -636,3 +636,39 @@ async fn promise_amounts_are_bounded() {
         assert_eq!(answer.body["errors"][0]["field"], "promise_amount");
     }
 }
+
+/// Issue 13, hole 5: logging a promise is no way around the status rules — an agent's
+/// promise cannot take its account out of a dispute (or out of closed); a manager's can.
+#[tokio::test]
+async fn an_agents_promise_does_not_clear_a_dispute() {
+    let f = fixture().await;
+    let agent = caller(Role::Agent);
+    let manager = caller(Role::Manager);
+    let date = shared::accounts::model::format_date(
+        noon().as_offset_date_time().date() + time::Duration::days(3),
+    );
+    let promise = json!({"type": "promise_to_pay", "promise_amount": 100, "promise_date": date});
+    for status in [AccountStatus::Disputed, AccountStatus::Closed] {
+        let account = Account {
+            status,
+            assigned_agent_id: Some(agent.user_id),
+            ..shared::testing::account(1_000, Timestamp::now())
+        };
+        f.repo.create(&account).await.unwrap().unwrap();
+        let answer = f.log(&agent, account.id, promise.clone(), noon()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{status}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["errors"][0]["field"], "type");
+        let stored = f.repo.get(account.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, status, "unchanged");
+        assert_eq!(stored.version, 1);
+        let answer = f.log(&manager, account.id, promise.clone(), noon()).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        let stored = f.repo.get(account.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, AccountStatus::PromiseToPay);
+    }
+}
