@@ -52,8 +52,9 @@ for role in $roles; do
   esac
   echo "fuzz: ---------------- as $role ($email)"
   FUZZ_EMAIL="$email" FUZZ_PASSWORD="$COLLECTPRO_ADMIN_PASSWORD" \
+    PYTHONPATH="$root/infra" SCHEMATHESIS_HOOKS=fuzz_hooks \
     "$schemathesis" --config-file "$root/infra/schemathesis.toml" run "$COLLECTPRO_API_URL/openapi.json" \
-    --url "$COLLECTPRO_API_URL" --checks all --seed "$seed" --max-examples "$examples" \
+    --url "$COLLECTPRO_API_URL" --checks all --exclude-checks unsupported_method --seed "$seed" --max-examples "$examples" \
     --report junit --report-junit-path "$reports/$role.xml" || failed+=("$role")
 done
 cp "$GATEWAY_LOG" "$reports/gateway.log" 2>/dev/null || true

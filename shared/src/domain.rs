@@ -11,12 +11,40 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// What an [`Id`] looks like, as its OpenAPI schema says: exactly the strings
+/// [`Id::from_str`] accepts. 26 characters of Crockford base32 in either case (ULIDs are
+/// case-insensitive on input; output is upper case), the first at most `7`, since 26
+/// characters hold 130 bits and a ULID is 128 (`ulid` would silently drop the excess).
+pub const ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
+
+/// The OpenAPI `pattern` of free text a client sends (names, references, tags, tokens):
+/// at least one character that is not white space (values are trimmed, and an empty one is
+/// refused) and no control characters (`crate::validation::no_control`). Attributes need a
+/// literal, so `#[schema(pattern = ...)]` copies carry this text; a test in the docs
+/// function checks every copy in the document equals it.
+pub const VISIBLE_TEXT_PATTERN: &str =
+    "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$";
 
 /// A ULID: sortable by creation time, so a key of `Id`s is already newest-last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ToSchema)]
-#[schema(value_type = String, example = "01JD3Q2W5Z8X9Y0A1B2C3D4E5F")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Id(ulid::Ulid);
+
+impl PartialSchema for Id {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(ID_PATTERN))
+            .description(Some("A ULID (26 characters of Crockford base32)."))
+            .examples(["01JD3Q2W5Z8X9Y0A1B2C3D4E5F"])
+            .into()
+    }
+}
+
+impl ToSchema for Id {}
 
 impl Id {
     /// A new id for an item created now.
@@ -40,10 +68,19 @@ impl FromStr for Id {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // ULIDs are case-insensitive on input; the canonical form is upper case.
-        ulid::Ulid::from_string(s)
-            .map(Self)
-            .map_err(|_| "must be a ULID (26 characters of Crockford base32)".to_owned())
+        // ULIDs are case-insensitive on input; the canonical form is upper case. A first
+        // character above `7` would overflow 128 bits, which `ulid` drops without a word
+        // (so `8…` would name the same id as `0…`): refused, as ID_PATTERN says.
+        let in_range = s
+            .as_bytes()
+            .first()
+            .is_some_and(|c| (b'0'..=b'7').contains(c));
+        match ulid::Ulid::from_string(s) {
+            Ok(ulid) if in_range => Ok(Self(ulid)),
+            _ => {
+                Err("must be a ULID (26 characters of Crockford base32, the first 0-7)".to_owned())
+            }
+        }
     }
 }
 
@@ -127,6 +164,66 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// The largest amount of money anywhere in the API (see `crate::validation::MAX_AMOUNT`),
+/// for the schemas below.
+const MAX_AMOUNT: i64 = crate::validation::MAX_AMOUNT;
+
+/// The OpenAPI schema of an amount a client sends that must be positive: a payment's
+/// `amount`, a promise's `promise_amount` (`1..=MAX_AMOUNT` minor units, the bounds
+/// `crate::validation::check_amount` enforces). Use as `#[schema(value_type = Amount)]`.
+pub struct Amount;
+
+impl PartialSchema for Amount {
+    fn schema() -> RefOr<Schema> {
+        amount_schema(1, "Minor units (cents for USD), 1 to 10^12.")
+    }
+}
+
+impl ToSchema for Amount {}
+
+/// The OpenAPI schema of an amount a client sends that may be 0: an account's
+/// `original_balance`, balance filters (`0..=MAX_AMOUNT` minor units).
+pub struct AmountOrZero;
+
+impl PartialSchema for AmountOrZero {
+    fn schema() -> RefOr<Schema> {
+        amount_schema(0, "Minor units (cents for USD), 0 to 10^12.")
+    }
+}
+
+impl ToSchema for AmountOrZero {}
+
+fn amount_schema(min: i64, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Int64,
+        )))
+        .minimum(Some(min))
+        .maximum(Some(MAX_AMOUNT))
+        .description(Some(description))
+        .into()
+}
+
+/// The OpenAPI schema of every list's `limit` query parameter: an integer from 1 to
+/// `crate::http::MAX_PAGE_LIMIT`, default `crate::http::DEFAULT_PAGE_LIMIT` (what
+/// `crate::http::page_limit` accepts). Use as `#[param(value_type = Option<PageLimit>)]`.
+pub struct PageLimit;
+
+impl PartialSchema for PageLimit {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(crate::http::MAX_PAGE_LIMIT))
+            .default(Some(crate::http::DEFAULT_PAGE_LIMIT.into()))
+            .description(Some("Items per page."))
+            .into()
+    }
+}
+
+impl ToSchema for PageLimit {}
+
 /// An amount of money in the currency's minor unit (cents for USD). Deserialises only from a
 /// JSON integer, so `10.5` or `"10"` is refused rather than rounded.
 #[derive(
@@ -153,9 +250,32 @@ impl fmt::Display for MinorUnits {
 }
 
 /// An ISO 4217 currency code (`USD`, `EUR`, `JPY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
-#[schema(value_type = String, example = "USD")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency(iso_currency::Currency);
+
+/// The schema lists every code [`Currency::from_str`] accepts, found by asking the same
+/// `iso_currency` table about each of the 26^3 three-letter strings (it has no list of its
+/// own without a feature we do not build).
+impl PartialSchema for Currency {
+    fn schema() -> RefOr<Schema> {
+        let letters = b'A'..=b'Z';
+        let codes: Vec<String> = letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| (a, b)))
+            .flat_map(|(a, b)| (b'A'..=b'Z').map(move |c| [a, b, c]))
+            .filter_map(|code| std::str::from_utf8(&code).ok().map(str::to_owned))
+            .filter(|code| iso_currency::Currency::from_code(code).is_some())
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes))
+            .description(Some("An ISO 4217 currency code."))
+            .examples(["USD"])
+            .into()
+    }
+}
+
+impl ToSchema for Currency {}
 
 impl Currency {
     pub fn code(&self) -> &'static str {
@@ -219,7 +339,35 @@ mod tests {
             "ULIDs parse case-insensitively"
         );
         assert!("not-a-ulid".parse::<Id>().is_err());
+        // 26 characters hold 130 bits: a first character above 7 is not a ULID (ulid alone
+        // would wrap `8ZZ…` onto another id).
+        assert!("8ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<Id>().is_err());
+        assert!("7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<Id>().is_ok());
         assert!(serde_json::from_str::<Id>("\"01J\"").is_err());
+    }
+
+    /// ID_PATTERN, checked character by character against what `Id::from_str` accepts (the
+    /// workspace has no regex engine; the pattern is one class for the first character and
+    /// one for the other 25).
+    #[test]
+    fn id_pattern_is_what_parsing_accepts() {
+        assert_eq!(ID_PATTERN, "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$");
+        let first = |c: char| ('0'..='7').contains(&c);
+        let rest = |c: char| {
+            c.is_ascii_alphanumeric() && !matches!(c.to_ascii_uppercase(), 'I' | 'L' | 'O' | 'U')
+        };
+        for c in (0u8..128).map(char::from) {
+            let at_start: String = std::iter::once(c)
+                .chain(std::iter::repeat_n('0', 25))
+                .collect();
+            assert_eq!(at_start.parse::<Id>().is_ok(), first(c), "{at_start:?}");
+            let later: String = std::iter::repeat_n('0', 25)
+                .chain(std::iter::once(c))
+                .collect();
+            assert_eq!(later.parse::<Id>().is_ok(), rest(c), "{later:?}");
+        }
+        assert!("0".repeat(25).parse::<Id>().is_err());
+        assert!("0".repeat(27).parse::<Id>().is_err());
     }
 
     #[test]
@@ -259,6 +407,13 @@ mod tests {
         assert_eq!("JPY".parse::<Currency>().unwrap().minor_digits(), 0);
         assert!("XXY".parse::<Currency>().is_err());
         assert!("usd".parse::<Currency>().is_err(), "codes are upper case");
+        let schema = serde_json::to_value(Currency::schema()).unwrap();
+        let codes = schema["enum"].as_array().unwrap();
+        assert!(codes.len() > 150, "{}", codes.len());
+        for code in codes {
+            assert!(code.as_str().unwrap().parse::<Currency>().is_ok(), "{code}");
+        }
+        assert!(codes.contains(&"JPY".into()) && !codes.contains(&"XXY".into()));
         let money: Money = serde_json::from_str(r#"{"amount":100,"currency":"EUR"}"#).unwrap();
         assert_eq!(money.currency.code(), "EUR");
     }

@@ -220,28 +220,84 @@ fn check_due(v: &mut Validation, value: &str) -> Option<time::Date> {
 
 // ------------------------------------------------------------------ list
 
+/// The OpenAPI schema of `sort`: the names `Sort::parse` accepts (`Sort::NAMES`).
+pub struct SortName;
+
+impl utoipa::PartialSchema for SortName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names: Vec<&str> = shared::accounts::Sort::NAMES.split(", ").collect();
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl ToSchema for SortName {}
+
+/// The OpenAPI schema of `debtor_timezone`: every IANA name of the time-zone database
+/// `check_timezone` reads (jiff's bundled copy), so the two cannot disagree.
+pub struct TimeZoneName;
+
+impl utoipa::PartialSchema for TimeZoneName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names: Vec<String> = jiff::tz::db().available().map(|n| n.to_string()).collect();
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .description(Some("An IANA time zone, e.g. America/New_York."))
+            .into()
+    }
+}
+
+impl ToSchema for TimeZoneName {}
+
+/// The OpenAPI schema of a tag: 1 to 40 characters, not blank, no control characters
+/// (`check_text(.., 40)`).
+pub struct Tag;
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(40))
+            .pattern(Some(shared::domain::VISIBLE_TEXT_PATTERN))
+            .into()
+    }
+}
+
+impl ToSchema for Tag {}
+
 /// Query parameters of `GET /accounts` (all optional; unknown ones are a `400`).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `active`, `promise_to_pay`, `payment_plan`, `disputed`, `paid`, `closed`.
+    #[param(value_type = Option<AccountStatus>)]
     pub status: Option<String>,
     /// Accounts assigned to this agent (an agent may only name itself).
+    #[param(value_type = Option<Id>)]
     pub agent_id: Option<String>,
     /// Minor units, inclusive.
+    #[param(value_type = Option<shared::domain::AmountOrZero>)]
     pub min_balance: Option<String>,
     /// Minor units, inclusive.
+    #[param(value_type = Option<shared::domain::AmountOrZero>)]
     pub max_balance: Option<String>,
     /// `current`, `1-30`, `31-60`, `61-90`, `90+`.
+    #[param(value_type = Option<DpdBucket>)]
     pub dpd_bucket: Option<String>,
     /// Prefix of the reference, debtor name, email or phone (case, accents and phone
     /// punctuation ignored); at least 2 letters or digits; not combined with `sort`.
     pub q: Option<String>,
     /// `created_at`, `updated_at`, `balance`, `due_date`, `days_past_due`, each optionally
     /// prefixed with `-` for descending. Default `-created_at`.
+    #[param(value_type = Option<SortName>)]
     pub sort: Option<String>,
     /// 1..=100, default 25.
+    #[param(value_type = Option<shared::domain::PageLimit>)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page of the same query.
     pub cursor: Option<String>,
@@ -335,7 +391,7 @@ pub fn list_request(
 }
 
 /// Accounts, filtered and sorted; agents see only theirs.
-#[utoipa::path(get, path = "/accounts", tag = "accounts", params(ListQuery),
+#[utoipa::path(get, path = "/accounts", tag = "accounts", security(("bearer" = [])), params(ListQuery),
     responses(
         (status = 200, description = "A page of accounts (weak ETag over the page)", body = AccountPage),
         (status = 304, description = "The page is unchanged (If-None-Match)"),
@@ -372,12 +428,29 @@ async fn list_accounts(app: &App, caller: &Caller, req: &Request, now: Timestamp
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountBody {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub reference: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub debtor_name: String,
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1F\\x7F-\\x9F]+@[^@.\\s\\x00-\\x1F\\x7F-\\x9F][^@\\s\\x00-\\x1F\\x7F-\\x9F]*\\.[^@\\s\\x00-\\x1F\\x7F-\\x9F]*[^@.\\s\\x00-\\x1F\\x7F-\\x9F]$"
+    )]
     pub debtor_email: String,
+    #[schema(pattern = "^\\+[1-9][0-9]{1,14}$")]
     pub debtor_phone: String,
+    #[schema(value_type = TimeZoneName)]
     pub debtor_timezone: String,
     /// ISO 4217.
+    #[schema(value_type = Currency)]
     pub currency: String,
     /// Minor units, 0..=10^12 (`shared::validation::MAX_AMOUNT`).
     #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
@@ -388,10 +461,11 @@ pub struct CreateAccountBody {
     /// An enabled user with role agent.
     pub assigned_agent_id: Option<Id>,
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub due_date: String,
-    /// At most 20.
+    /// At most 20, each 1 to 40 characters.
     #[serde(default)]
-    #[schema(max_items = 20)]
+    #[schema(max_items = 20, value_type = Vec<Tag>)]
     pub tags: Vec<String>,
 }
 
@@ -449,7 +523,7 @@ pub fn new_account(body: CreateAccountBody, now: Timestamp) -> Result<Account, A
 }
 
 /// Create an account (admin, manager).
-#[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = CreateAccountBody,
+#[utoipa::path(post, path = "/accounts", tag = "accounts", security(("bearer" = [])), request_body = CreateAccountBody,
     responses(
         (status = 201, description = "Created; ETag and Location set", body = Account),
         (status = 400, description = "Invalid field; assigned_agent_id not an enabled agent", body = shared::error::Problem),
@@ -490,8 +564,8 @@ async fn visible(app: &App, scope: &Scope, id: Id) -> Result<Account, ApiError> 
 }
 
 /// One account, with its ETag.
-#[utoipa::path(get, path = "/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (ULID)")),
+#[utoipa::path(get, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)")),
     responses(
         (status = 200, description = "The account; ETag is \"<version>-<days_past_due>\"", body = Account),
         (status = 304, description = "Unchanged (If-None-Match)"),
@@ -515,19 +589,36 @@ async fn get_account(app: &App, caller: &Caller, req: &Request, now: Timestamp) 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccountBody {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub reference: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub debtor_name: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1F\\x7F-\\x9F]+@[^@.\\s\\x00-\\x1F\\x7F-\\x9F][^@\\s\\x00-\\x1F\\x7F-\\x9F]*\\.[^@\\s\\x00-\\x1F\\x7F-\\x9F]*[^@.\\s\\x00-\\x1F\\x7F-\\x9F]$"
+    )]
     pub debtor_email: Option<String>,
+    #[schema(pattern = "^\\+[1-9][0-9]{1,14}$")]
     pub debtor_phone: Option<String>,
+    #[schema(value_type = Option<TimeZoneName>)]
     pub debtor_timezone: Option<String>,
     pub status: Option<AccountStatus>,
     /// An enabled user with role agent; `null` unassigns.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub assigned_agent_id: Option<Option<Id>>,
+    #[schema(format = Date)]
     pub due_date: Option<String>,
-    /// At most 20.
-    #[schema(max_items = 20)]
+    /// At most 20, each 1 to 40 characters.
+    #[schema(max_items = 20, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -617,9 +708,9 @@ pub fn apply_update(
 }
 
 /// Update an account (`If-Match` required).
-#[utoipa::path(patch, path = "/accounts/{id}", tag = "accounts", request_body = UpdateAccountBody,
-    params(("id" = String, Path, description = "Account id (ULID)"),
-           ("If-Match" = String, Header, description = "ETag of the version read")),
+#[utoipa::path(patch, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])), request_body = UpdateAccountBody,
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)"),
+           ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,19}(-[0-9]{1,10})?")$"#, description = "ETag of the version read")),
     responses(
         (status = 200, description = "Updated; new ETag", body = Account),
         (status = 400, description = "Invalid or read-only field; assigned_agent_id not an enabled agent", body = shared::error::Problem),
@@ -679,8 +770,8 @@ fn stale(account: &Account) -> ApiError {
 // ------------------------------------------------------------------ delete
 
 /// Soft-delete an account (admin, manager); optional `If-Match`.
-#[utoipa::path(delete, path = "/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "Account id (ULID)")),
+#[utoipa::path(delete, path = "/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)")),
     responses(
         (status = 204, description = "Deleted (soft: history stays)"),
         (status = 403, description = "Role may not delete", body = shared::error::Problem),

@@ -166,12 +166,19 @@ pub struct RegisterBody {
     /// Unique, case-insensitive.
     #[serde(deserialize_with = "trimmed")]
     #[garde(email, length(chars, max = 254), custom(no_control))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = 100), custom(no_control))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
     /// 12..=128 characters, not a common password, not the email.
     #[garde(length(chars, max = 1024))]
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
 }
 
@@ -180,8 +187,14 @@ pub struct RegisterBody {
 pub struct LoginBody {
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = 254), custom(no_control))]
+    #[schema(
+        min_length = 1,
+        max_length = 254,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub email: String,
     #[garde(length(chars, min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
 }
 
@@ -190,6 +203,11 @@ pub struct LoginBody {
 pub struct RefreshBody {
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = 256), custom(no_control))]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub refresh_token: String,
 }
 
@@ -197,9 +215,11 @@ pub struct RefreshBody {
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     #[garde(length(chars, min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024)]
     pub current_password: String,
     /// 12..=128 characters, not a common password, not the email.
     #[garde(length(chars, max = 1024))]
+    #[schema(min_length = 12, max_length = 128)]
     pub new_password: String,
 }
 

@@ -238,7 +238,7 @@ pub fn validate(body: CreateJobBody) -> Result<(Target, Changes), ApiError> {
 }
 
 /// Start a bulk update (admin, manager).
-#[utoipa::path(post, path = "/bulk/accounts", tag = "bulk", request_body = CreateJobBody,
+#[utoipa::path(post, path = "/bulk/accounts", tag = "bulk", security(("bearer" = [])), request_body = CreateJobBody,
     responses(
         (status = 202, description = "Queued; Location is the job", body = Accepted),
         (status = 400, description = "Bad ids, filter or changes; unknown agent", body = shared::error::Problem),
@@ -311,6 +311,7 @@ async fn create_job(app: &App, caller: &Caller, req: &Request) -> HttpResult {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(value_type = Option<shared::domain::PageLimit>)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -359,7 +360,7 @@ fn strings_to_key(key: Key) -> HashMap<String, AttributeValue> {
 }
 
 /// Recent jobs, newest first (a manager's own).
-#[utoipa::path(get, path = "/bulk/jobs", tag = "bulk", params(PageQuery),
+#[utoipa::path(get, path = "/bulk/jobs", tag = "bulk", security(("bearer" = [])), params(PageQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
         (status = 400, description = "Bad limit or cursor", body = shared::error::Problem),
@@ -419,8 +420,8 @@ async fn visible(app: &App, scope: &Scope, id: Id) -> Result<JobRecord, ApiError
 }
 
 /// One job's progress.
-#[utoipa::path(get, path = "/bulk/jobs/{id}", tag = "bulk",
-    params(("id" = String, Path, description = "Job id (ULID)")),
+#[utoipa::path(get, path = "/bulk/jobs/{id}", tag = "bulk", security(("bearer" = [])),
+    params(("id" = shared::domain::Id, Path, description = "Job id (ULID)")),
     responses(
         (status = 200, description = "The job: state, total, processed, succeeded, failed", body = Job),
         (status = 404, description = "No such job (or not the manager's)", body = shared::error::Problem)))]
@@ -432,8 +433,8 @@ async fn get_job(app: &App, caller: &Caller, req: &Request) -> HttpResult {
 }
 
 /// Each account the job could not change, with its reason.
-#[utoipa::path(get, path = "/bulk/jobs/{id}/failures", tag = "bulk",
-    params(("id" = String, Path, description = "Job id (ULID)"), PageQuery),
+#[utoipa::path(get, path = "/bulk/jobs/{id}/failures", tag = "bulk", security(("bearer" = [])),
+    params(("id" = shared::domain::Id, Path, description = "Job id (ULID)"), PageQuery),
     responses(
         (status = 200, description = "A page of failures, by account id", body = FailurePage),
         (status = 400, description = "Bad limit or cursor", body = shared::error::Problem),
@@ -474,8 +475,8 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
 }
 
 /// Cancel a job: accounts not yet changed are counted as cancelled.
-#[utoipa::path(post, path = "/bulk/jobs/{id}/cancel", tag = "bulk",
-    params(("id" = String, Path, description = "Job id (ULID)")),
+#[utoipa::path(post, path = "/bulk/jobs/{id}/cancel", tag = "bulk", security(("bearer" = [])),
+    params(("id" = shared::domain::Id, Path, description = "Job id (ULID)")),
     responses(
         (status = 200, description = "Cancelled; the remaining accounts are skipped", body = Job),
         (status = 404, description = "No such job (or not the manager's)", body = shared::error::Problem),

@@ -13,6 +13,8 @@
 //! | requires a bearer token | 401 (missing, invalid, expired or revoked token, or a disabled user), 403 (the role may not; a `pending` user may do nothing but `/auth/me` and sign out) |
 //! | any | 429 (`Retry-After`), 500, 503 (`Retry-After`) |
 //!
+//! and gives every PATCH body `minProperties: 1` (a PATCH that changes nothing is a 400).
+//!
 //! Every error a function writes is RFC 9457 `application/problem+json` with the `Problem`
 //! schema (`shared::http::problem_response` is the only writer): a route's annotation says
 //! `body = shared::error::Problem` and this module gives it that media type, so no route can
@@ -50,12 +52,30 @@ pub fn complete(document: &mut Value) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
+    let mut patch_bodies = Vec::new();
     for item in paths.values_mut().filter_map(Value::as_object_mut) {
+        if let Some(Value::String(body)) = item
+            .get("patch")
+            .and_then(|patch| patch.pointer("/requestBody/content/application~1json/schema/$ref"))
+        {
+            patch_bodies.push(body.trim_start_matches('#').to_owned());
+        }
         let shared_parameters = item.get("parameters").cloned();
         for (method, operation) in item.iter_mut() {
             if METHODS.contains(&method.as_str()) {
                 complete_operation(operation, shared_parameters.as_ref());
             }
+        }
+    }
+    // A PATCH that changes nothing is a 400 on every route (`body: ... is required`). Said
+    // here for every PATCH body, since utoipa 5.5's `#[schema(min_properties = ..)]` writes
+    // `maxProperties` (utoipa-gen features.rs, MinProperties → `.max_properties`).
+    for pointer in patch_bodies {
+        if let Some(schema) = document
+            .pointer_mut(&pointer)
+            .and_then(Value::as_object_mut)
+        {
+            schema.insert("minProperties".to_owned(), json!(1));
         }
     }
 }

@@ -34,6 +34,9 @@ pub mod common_responses;
         license(name = "Apache-2.0")
     ),
     paths(openapi_document, viewer_page, viewer_asset),
+    // Schema-only types the functions name in `value_type`s of query parameters, which
+    // utoipa does not collect by itself.
+    components(schemas(shared::domain::Id, shared::domain::PageLimit, shared::domain::Amount, shared::domain::AmountOrZero, accounts::SortName)),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "docs", description = "This document and its viewer")

@@ -146,20 +146,49 @@ fn refusal(refusal: LedgerRefusal, account: Id) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct RecordPaymentBody {
     /// Minor units, 1..=10^12 (`shared::validation::MAX_AMOUNT`) and not above the balance.
-    #[schema(value_type = i64, example = 2500, minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[schema(value_type = shared::domain::Amount, example = 2500)]
     pub amount: MinorUnits,
     /// ISO 4217; must be the account's currency.
     #[schema(value_type = String, example = "USD")]
     pub currency: Currency,
     pub method: PaymentMethod,
     /// `pending` or `completed` (default).
+    #[schema(value_type = Option<NewPaymentStatus>)]
     pub status: Option<PaymentStatus>,
     /// The payer's or processor's reference, ≤ 100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub reference: Option<String>,
     /// When the money was received (RFC 3339, not in the future; default now).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub received_at: Option<Timestamp>,
 }
+
+/// The statuses a payment may be recorded with (`validate_record`); the OpenAPI schema of
+/// `RecordPaymentBody::status`.
+pub const NEW_PAYMENT_STATUSES: [PaymentStatus; 2] =
+    [PaymentStatus::Pending, PaymentStatus::Completed];
+
+/// The OpenAPI schema of a new payment's `status`: [`NEW_PAYMENT_STATUSES`].
+pub struct NewPaymentStatus;
+
+impl utoipa::PartialSchema for NewPaymentStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names: Vec<serde_json::Value> = NEW_PAYMENT_STATUSES
+            .iter()
+            .filter_map(|status| serde_json::to_value(status).ok())
+            .collect();
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl ToSchema for NewPaymentStatus {}
 
 /// A validated payment request.
 #[derive(Debug, Clone)]
@@ -177,7 +206,7 @@ pub fn validate_record(body: RecordPaymentBody, now: Timestamp) -> Result<NewPay
     let mut v = Validation::new();
     check_amount(&mut v, "amount", body.amount, 1);
     let status = body.status.unwrap_or(PaymentStatus::Completed);
-    if !matches!(status, PaymentStatus::Pending | PaymentStatus::Completed) {
+    if !NEW_PAYMENT_STATUSES.contains(&status) {
         v.add("status", "a new payment is pending or completed");
     }
     let reference = body.reference.map(|r| r.trim().to_owned());
@@ -205,8 +234,8 @@ pub fn validate_record(body: RecordPaymentBody, now: Timestamp) -> Result<NewPay
 
 /// Records a payment (`Idempotency-Key` required).
 #[utoipa::path(post, path = "/accounts/{id}/payments", tag = "payments", request_body = RecordPaymentBody,
-    params(("id" = String, Path, description = "Account id (ULID)"),
-           ("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body answers the first response")),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)"),
+           ("Idempotency-Key" = String, Header, pattern = "^[\\x21-\\x7E]{1,255}$", description = "Required; a retry with the same key and body answers the first response")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Recorded; ETag and Location set", body = Payment),
@@ -453,10 +482,12 @@ fn created(payment: &Payment) -> HttpResult {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// 1..100, default 25.
+    #[param(value_type = Option<shared::domain::PageLimit>)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// `pending`, `completed`, `failed`, `refunded`, `reversed`.
+    #[param(value_type = Option<PaymentStatus>)]
     pub status: Option<String>,
 }
 
@@ -469,7 +500,7 @@ pub struct PaymentPage {
 
 /// The payment history of an account, newest first.
 #[utoipa::path(get, path = "/accounts/{id}/payments", tag = "payments",
-    params(("id" = String, Path, description = "Account id (ULID)"), HistoryQuery),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)"), HistoryQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of payments, newest first", body = PaymentPage),
@@ -533,9 +564,9 @@ fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
 
 /// Moves a payment along its status machine, applying its balance effect.
 #[utoipa::path(patch, path = "/accounts/{id}/payments/{pid}", tag = "payments", request_body = ChangeStatusBody,
-    params(("id" = String, Path, description = "Account id (ULID)"),
-           ("pid" = String, Path, description = "Payment id (ULID)"),
-           ("If-Match" = String, Header, description = "ETag of the payment read")),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)"),
+           ("pid" = shared::domain::Id, Path, description = "Payment id (ULID)"),
+           ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,19}")$"#, description = "ETag of the payment read")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Changed; new ETag", body = Payment),

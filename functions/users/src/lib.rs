@@ -97,6 +97,7 @@ pub struct ListQuery {
     /// 1..=100, default 25.
     #[garde(range(min = 1, max = 100))]
     #[serde(default = "default_limit")]
+    #[param(value_type = Option<shared::domain::PageLimit>)]
     pub limit: u16,
     /// `next_cursor` of the previous page.
     #[garde(length(max = 2048))]
@@ -145,11 +146,19 @@ async fn list_users(app: &App, req: Request) -> HttpResult {
 pub struct CreateUserBody {
     #[serde(deserialize_with = "trimmed")]
     #[garde(email, length(chars, max = 254), custom(no_control))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = 100), custom(no_control))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
+    /// 12..=128 characters, not a common password, not the email.
     #[garde(length(chars, max = 1024))]
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
     #[garde(skip)]
     pub role: Role,
@@ -213,6 +222,11 @@ async fn create_user(app: &App, caller: &Caller, req: Request) -> HttpResult {
 pub struct UpdateUserBody {
     #[serde(default, deserialize_with = "trimmed_opt")]
     #[garde(length(chars, min = 1, max = 100), custom(no_control))]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: Option<String>,
     #[serde(default)]
     #[garde(skip)]
