@@ -1154,13 +1154,39 @@ fn the_schema_states_the_amount_bound_and_list_caps() {
     use utoipa::OpenApi;
     let document = serde_json::to_value(accounts::ApiDoc::openapi()).unwrap();
     let create = &document["components"]["schemas"]["CreateAccountBody"]["properties"];
+    let balance = resolved(&document, &create["original_balance"]);
     assert_eq!(
-        create["original_balance"]["maximum"].as_f64(),
+        balance["maximum"].as_f64(),
         Some(shared::validation::MAX_AMOUNT as f64),
         "{create}"
     );
-    assert_eq!(create["original_balance"]["minimum"].as_f64(), Some(0.0));
-    assert_eq!(create["tags"]["maxItems"], 20);
+    assert_eq!(balance["minimum"].as_f64(), Some(0.0));
+    assert_eq!(resolved(&document, &create["tags"])["maxItems"], 20);
     let update = &document["components"]["schemas"]["UpdateAccountBody"]["properties"];
-    assert_eq!(update["tags"]["maxItems"], 20, "{update}");
+    assert_eq!(
+        resolved(&document, &update["tags"])["maxItems"],
+        20,
+        "{update}"
+    );
+}
+
+/// A property's schema with `$ref`s followed and an `Option`'s `oneOf`/`anyOf` null branch
+/// skipped, so the bound is found wherever the document puts it (inline or a shared
+/// component such as an amount type).
+fn resolved<'a>(
+    document: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return resolved(document, &document["components"]["schemas"][name]);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(options) = schema[key].as_array() {
+            if let Some(inner) = options.iter().find(|o| o["type"] != "null") {
+                return resolved(document, inner);
+            }
+        }
+    }
+    schema
 }

@@ -628,11 +628,35 @@ async fn payment_amounts_are_bounded() {
 fn the_schema_states_the_amount_bound() {
     use utoipa::OpenApi;
     let document = serde_json::to_value(payments::ApiDoc::openapi()).unwrap();
-    let amount = &document["components"]["schemas"]["RecordPaymentBody"]["properties"]["amount"];
+    let amount = resolved(
+        &document,
+        &document["components"]["schemas"]["RecordPaymentBody"]["properties"]["amount"],
+    );
     assert_eq!(
         amount["maximum"].as_f64(),
         Some(shared::validation::MAX_AMOUNT as f64),
         "{amount}"
     );
     assert_eq!(amount["minimum"].as_f64(), Some(1.0));
+}
+
+/// A property's schema with `$ref`s followed and an `Option`'s `oneOf`/`anyOf` null branch
+/// skipped, so the bound is found wherever the document puts it (inline or a shared
+/// component such as an amount type).
+fn resolved<'a>(
+    document: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return resolved(document, &document["components"]["schemas"][name]);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(options) = schema[key].as_array() {
+            if let Some(inner) = options.iter().find(|o| o["type"] != "null") {
+                return resolved(document, inner);
+            }
+        }
+    }
+    schema
 }
