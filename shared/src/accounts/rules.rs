@@ -21,6 +21,10 @@
 //!    agent who could move it could call at 06:00 and move it back.
 //! 4. Only to a user that exists, is enabled and has role `agent` ([`super::check_assignable`]).
 //!
+//! The same rules hold wherever a status moves on a caller's behalf: a promise or dispute
+//! logged through the activities function ([`status_refusal`]) and a bulk job ([`check_paid`],
+//! [`audit`]).
+//!
 //! A field the caller's role may not change is a `403` problem+json whose `errors` name each
 //! such field (`403` rather than `422`: the request is valid, the caller lacks the right;
 //! the same status as an agent writing another agent's account). Nothing is written.
