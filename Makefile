@@ -21,6 +21,7 @@ help:
 	@echo "make test   - every test: fmt, clippy, template lint, unit, integration, end to end"
 	@echo "make invoke FN=<function> EVENT=events/<file>.json - one invocation, like sam local invoke"
 	@echo "make bench-gateway - gateway overhead, cold starts and RSS"
+	@echo "make fuzz   - schemathesis over the whole API as each role, random seed (FUZZ_EXAMPLES=N)"
 
 setup:
 	@bash infra/setup.sh
@@ -65,7 +66,23 @@ else
 	infra/stack.sh cargo test --workspace --no-fail-fast
 endif
 
-test: lint unit-and-integration web-test web-e2e
+test: lint unit-and-integration web-test web-e2e api-fuzz docs-browser-test
+
+# The API against its own OpenAPI document: schemathesis with every check, as viewer, agent,
+# manager and admin, on a stack started for it on free ports (infra/fuzz.sh, settings and
+# their reasons in infra/schemathesis.toml). `make test` uses a fixed seed; `make fuzz` a
+# random one (FUZZ_EXAMPLES=30 for a longer run; the seed is printed to replay it with
+# FUZZ_SEED=<seed>). And the docs page in headless Chromium (infra/docs-browser-test.sh).
+FUZZ_EXAMPLES ?= 10
+.PHONY: api-fuzz fuzz docs-browser-test
+api-fuzz: build
+	FUZZ_SEED=$${FUZZ_SEED:-42} FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) infra/fuzz.sh $(BIN_DIR)
+
+fuzz: build
+	FUZZ_SEED=$${FUZZ_SEED:-random} FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) infra/fuzz.sh $(BIN_DIR)
+
+docs-browser-test: build
+	infra/docs-browser-test.sh $(BIN_DIR)
 
 # The web app (web/): type check and unit tests (Vitest + React Testing Library, jsdom), then
 # end to end in Debian's Chromium (playwright-core) against this stack started by the run on
