@@ -16,7 +16,9 @@
 //!   version bump), this request's own included. `204`.
 //! - `POST /auth/password`: signed in (not `pending`); `{current_password, new_password}`,
 //!   the policy applies to the new one; ends every session like `logout-all` (a stolen
-//!   session must not survive the change). `204`; sign in again with the new password.
+//!   session must not survive the change). `204`; sign in again with the new password. A
+//!   wrong current password counts as a failed sign-in, and during a lock the answer is the
+//!   login's `423` without any check (a stolen access token is no way around the lock).
 //! - `GET /auth/me`: the caller.
 //!
 //! # Failed logins, lockout, enumeration
@@ -318,6 +320,21 @@ async fn register(app: &App, req: Request) -> HttpResult {
     Ok(response)
 }
 
+/// `423 Locked` with `Retry-After` while `user` is locked, whatever was presented: every
+/// check of a password (sign-in, password change) calls this first and checks nothing
+/// during a lock.
+fn refuse_if_locked(user: &UserItem, now: Timestamp) -> Result<(), ApiError> {
+    if !user.locked_at(now) {
+        return Ok(());
+    }
+    let until = user.locked_until.map(|t| t.unix_seconds()).unwrap_or(0);
+    let mut err = ApiError::locked(
+        "this account is locked after repeated failed sign-ins; try again later or ask an admin to unlock it",
+    );
+    err.retry_after = Some((until - now.unix_seconds()).max(1) as u64);
+    Err(err)
+}
+
 fn bad_credentials() -> ApiError {
     ApiError::unauthorized("invalid email or password")
 }
@@ -353,15 +370,8 @@ async fn login(app: &App, req: Request) -> HttpResult {
         return Err(bad_credentials());
     };
     let now = Timestamp::now();
-    if user.locked_at(now) {
-        // Before (and instead of) checking the password: no oracle during a lock.
-        let until = user.locked_until.map(|t| t.unix_seconds()).unwrap_or(0);
-        let mut err = ApiError::locked(
-            "this account is locked after repeated failed sign-ins; try again later or ask an admin to unlock it",
-        );
-        err.retry_after = Some((until - now.unix_seconds()).max(1) as u64);
-        return Err(err);
-    }
+    // Before (and instead of) checking the password: no oracle during a lock.
+    refuse_if_locked(&user, now)?;
     let password_ok = app
         .hasher
         .verify_blocking(Some(user.password_hash.clone()), body.password.clone())
@@ -476,6 +486,7 @@ async fn logout_all(app: &App, req: Request) -> HttpResult {
         (status = 401, description = "Not signed in, or the current password is wrong", body = shared::error::Problem),
         (status = 403, description = "A pending user (no role granted yet)", body = shared::error::Problem),
         (status = 409, description = "The user changed meanwhile; retry", body = shared::error::Problem),
+        (status = 423, description = "The account is locked after repeated failures (nothing is checked); Retry-After", body = shared::error::Problem),
         (status = 429, description = "Too many writes; Retry-After", body = shared::error::Problem)))]
 async fn change_password(app: &App, req: Request) -> HttpResult {
     let caller = app.platform.authenticator.authenticate(&req).await?;
@@ -499,6 +510,7 @@ async fn change_password(app: &App, req: Request) -> HttpResult {
                 .collect(),
         ));
     }
+    refuse_if_locked(&user, Timestamp::now())?;
     let current_ok = app
         .hasher
         .verify_blocking(Some(user.password_hash.clone()), body.current_password)

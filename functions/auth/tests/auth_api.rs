@@ -644,6 +644,26 @@ async fn changing_the_password_checks_both_and_ends_every_session() {
     let access = pair["access_token"].as_str().unwrap();
     let refresh = pair["refresh_token"].as_str().unwrap();
 
+    // Wrong current passwords count like failed sign-ins; during the lock that follows the
+    // answer is 423 whatever is given, the right password included.
+    let wrong =
+        json!({"current_password": "wrong password entirely", "new_password": new_password});
+    for _ in 0..5 {
+        call(&app, bearer_post("/auth/password", access, wrong.clone())).await;
+    }
+    for attempt in [&wrong, &body] {
+        let (s, problem, headers) =
+            call(&app, bearer_post("/auth/password", access, attempt.clone())).await;
+        assert_eq!(s, StatusCode::LOCKED, "{problem}");
+        assert!(headers.contains_key("retry-after"));
+    }
+    let locked = app.users.get(id).await.unwrap().unwrap();
+    let unlock = shared::auth::users::UserChanges {
+        unlock: true,
+        ..Default::default()
+    };
+    app.users.update(&locked, &unlock).await.unwrap();
+
     let (status, problem, _) = call(&app, bearer_post("/auth/password", access, body)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{problem}");
     assert_eq!(
