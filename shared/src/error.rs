@@ -277,16 +277,28 @@ where
         use aws_sdk_dynamodb::error::SdkError;
         let retryable = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
-            SdkError::ServiceError(service) => matches!(
-                service.err().code(),
+            SdkError::ServiceError(service) => match service.err().code() {
                 Some(
                     "ProvisionedThroughputExceededException"
-                        | "ThrottlingException"
-                        | "RequestLimitExceeded"
-                        | "InternalServerError"
-                        | "ServiceUnavailable"
-                )
-            ),
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionConflictException"
+                    | "TransactionInProgressException",
+                ) => true,
+                // A transaction lost to another in flight (or throttled) and changed nothing:
+                // retryable, unless a condition failed too (that one the handler answers).
+                // The reasons are typed only on `TransactWriteItemsError`; this generic
+                // mapping reads them from the message, which lists them ("... specific
+                // reasons [None, TransactionConflict]"). Found by the fault run
+                // (`tests/tests/chaos_e2e.rs`): POST /accounts answered 500.
+                Some("TransactionCanceledException") => service.err().message().is_some_and(|m| {
+                    (m.contains("TransactionConflict") || m.contains("ThrottlingError"))
+                        && !m.contains("ConditionalCheckFailed")
+                }),
+                _ => false,
+            },
             _ => false,
         };
         let cause = aws_sdk_dynamodb::error::DisplayErrorContext(&err);

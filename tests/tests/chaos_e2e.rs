@@ -612,7 +612,39 @@ async fn faults_run(scale: Scale) {
             })
             .await
     };
-    let (accepted, last_tokens, job, ()) = tokio::join!(race, rotations, bulk, notes);
+    // 5. Accounts created and edited (each a transaction: the reference claim, the version
+    // check and the audit activity): a conflict is a 503 to retry, never a 500.
+    let edits = async {
+        stream::iter(0..scale.notes / 2)
+            .for_each_concurrent(4, |_| {
+                let (stack, tally) = (&stack, &tally);
+                async move {
+                    let body = account_body("CHAOS-EDIT", 10_000);
+                    let (status, account) = settle(tally, false, "POST /accounts", || {
+                        stack.request("POST", "/accounts", Some(stack.admin()), Some(body.clone()))
+                    })
+                    .await;
+                    assert_eq!(status, StatusCode::CREATED, "{account}");
+                    let id = account["id"].as_str().unwrap();
+                    let etag = format!("\"{}\"", account["version"]);
+                    let (status, edited) = settle(tally, false, "PATCH /accounts/{id}", || {
+                        stack
+                            .request(
+                                "PATCH",
+                                &format!("/accounts/{id}"),
+                                Some(stack.admin()),
+                                Some(json!({"debtor_name": "Dana Edited"})),
+                            )
+                            .header("if-match", &etag)
+                    })
+                    .await;
+                    assert_eq!(status, StatusCode::OK, "{edited}");
+                    assert_eq!(edited["version"], 2, "{edited}");
+                }
+            })
+            .await
+    };
+    let (accepted, last_tokens, job, (), ()) = tokio::join!(race, rotations, bulk, notes, edits);
     let workload = started.elapsed();
     let stats = proxy.stats();
     proxy.set_enabled(false);
@@ -667,6 +699,94 @@ async fn under_dynamodb_faults_nothing_is_lost_or_doubled() {
 #[ignore = "make chaos: the full fault run"]
 async fn chaos_full_dynamodb_faults() {
     faults_run(FULL).await;
+}
+
+/// Every transactional write route, with every `TransactWriteItems` cancelled by a
+/// `TransactionConflict`: each answers a clean 503 (or 409) with `Retry-After` that a client
+/// retries, never a 500, and leaves nothing behind (the same writes succeed once the faults
+/// stop).
+#[tokio::test]
+async fn a_transaction_conflict_is_retryable_on_every_write_route() {
+    let stack = Stack::start(StackOptions {
+        dynamodb_faults: Some(FaultConfig::parse("TransactionConflict=1", 1).unwrap()),
+        ..StackOptions::unthrottled()
+    })
+    .await;
+    let proxy = stack.gateway.fault_proxy().expect("a fault proxy");
+    proxy.set_enabled(false);
+    let account = stack.create_account(account_body("CHAOS-TX", 10_000)).await;
+    let id = account["id"].as_str().unwrap().to_owned();
+    let (_, pair) = stack.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let new_account = account_body("CHAOS-TX", 500);
+    let email = e2e::unique_email();
+    let new_user =
+        json!({"email": email, "name": "Chaos", "password": e2e::PASSWORD, "role": "agent"});
+    let key = ulid::Ulid::new().to_string();
+    let admin = stack.admin().to_owned();
+    let requests = |stack: &Stack| -> Vec<(&'static str, reqwest::RequestBuilder)> {
+        vec![
+            (
+                "POST /accounts",
+                stack.request("POST", "/accounts", Some(&admin), Some(new_account.clone())),
+            ),
+            (
+                "PATCH /accounts/{id}",
+                stack
+                    .request(
+                        "PATCH",
+                        &format!("/accounts/{id}"),
+                        Some(&admin),
+                        Some(json!({"debtor_timezone": "America/Chicago"})),
+                    )
+                    .header("if-match", "\"1\""),
+            ),
+            ("POST /accounts/{id}/payments", pay(stack, &id, 100, &key)),
+            (
+                "POST /auth/refresh",
+                stack.request(
+                    "POST",
+                    "/auth/refresh",
+                    None,
+                    Some(json!({"refresh_token": refresh})),
+                ),
+            ),
+            (
+                "POST /users",
+                stack.request("POST", "/users", Some(&admin), Some(new_user.clone())),
+            ),
+        ]
+    };
+    proxy.set_enabled(true);
+    let mut wrong = Vec::new();
+    for (route, request) in requests(&stack) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        if classify(status, &headers, &body) != Answer::Retry {
+            wrong.push(format!("{route}: {status} {body}"));
+        }
+    }
+    let stats = proxy.stats();
+    proxy.set_enabled(false);
+    assert!(
+        wrong.is_empty(),
+        "answers that are no clean, retryable failure: {wrong:#?}"
+    );
+    assert!(stats.injected(Fault::TransactionConflict) >= 5, "{stats}");
+    // Nothing was half written: each write now succeeds as if never tried.
+    let mut expected = vec![201, 200, 201, 200, 201].into_iter();
+    for (route, request) in requests(&stack) {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        assert_eq!(
+            Some(status),
+            expected.next(),
+            "{route} after the faults: {body}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -256,9 +256,11 @@ impl UserRepo {
                         .await;
                     }
                     Some(codes) if codes.iter().any(|c| c == "TransactionConflict") => {
-                        return Err(ApiError::conflict(
+                        let mut err = ApiError::conflict(
                             "a user with this email address is being created; retry",
-                        ))
+                        );
+                        err.retry_after = Some(1);
+                        return Err(err);
                     }
                     _ => return Err(err.into()),
                 },
