@@ -181,7 +181,11 @@ async fn disabling_a_user_retires_their_tokens_and_the_last_admin_stays() {
     );
 
     // The only admin cannot demote or disable itself.
-    for change in [json!({"role": "manager"}), json!({"disabled": true})] {
+    for change in [
+        json!({"role": "manager"}),
+        json!({"role": "pending"}),
+        json!({"disabled": true}),
+    ] {
         let (status, body) = f
             .call(patch(&admin.id.to_string(), change).bearer(&token))
             .await;
