@@ -22,7 +22,9 @@
 //! A message always gets one answer on the socket (the route response body):
 //! `{"type":"subscribed"|"unsubscribed","data":{"topics":[...]}}` or
 //! `{"type":"error","data":{"code":...,"message":...}}`; the connection stays open. A
-//! connection whose token has expired gets `token_expired` (TTL is lazy: checked here).
+//! connection whose token has expired gets `token_expired` (TTL is lazy: checked here); one
+//! whose user was disabled or changed since `$connect` (token version, role) gets
+//! `unauthorized` to a `subscribe`, checked with the authenticator's cache.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
@@ -350,6 +352,24 @@ async fn on_message(
         return Ok(message("unsubscribed", json!({"topics": names})));
     }
     let caller = connection.caller();
+    // The user as it is now, not as it was at $connect (the notifier drops such a
+    // connection at its next push; until then it may not add topics either).
+    let current = match connection.token_version {
+        Some(version) => {
+            app.platform
+                .authenticator
+                .states()
+                .current(caller.user_id, version, caller.role)
+                .await?
+        }
+        None => None,
+    };
+    if current.is_none() {
+        return Err(WsError::new(
+            "unauthorized",
+            "this connection's user was disabled or changed since it connected: reconnect with a fresh token",
+        ));
+    }
     // Independent checks (an account GetItem each) run concurrently; the first refusal in
     // the message's order is the answer.
     futures::future::join_all(topics.iter().map(|topic| check_topic(app, &caller, topic)))

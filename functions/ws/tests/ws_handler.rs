@@ -488,3 +488,39 @@ async fn a_manager_follows_only_its_own_jobs() {
         );
     }
 }
+
+/// A connection keeps nothing of `$connect`: once its user is disabled (or its role or token
+/// version changes), `subscribe` is refused and nothing is written.
+#[tokio::test]
+async fn a_disabled_or_changed_user_subscribes_to_nothing() {
+    let f = fixture().await;
+    let users = UserRepo::new(f.dynamodb.clone(), f.config.tables.users.clone());
+    for change in [
+        shared::auth::users::UserChanges {
+            disabled: Some(true),
+            ..Default::default()
+        },
+        shared::auth::users::UserChanges {
+            role: Some(Role::Viewer),
+            ..Default::default()
+        },
+    ] {
+        let (user, token) = f.user(Role::Manager).await;
+        let conn = conn_id();
+        assert_eq!(f.connect_with(&conn, Some(&token)).await.status_code, 200);
+        let current = users.get(user).await.unwrap().unwrap();
+        users.update(&current, &change).await.unwrap();
+        let answer = f
+            .send(
+                &conn,
+                "subscribe",
+                json!({"action": "subscribe", "topics": ["payments"]}),
+            )
+            .await;
+        assert_eq!(
+            answer["data"]["code"], "unauthorized",
+            "{change:?}: {answer}"
+        );
+        assert_eq!(f.items_of(&conn).await.len(), 1, "only the connection item");
+    }
+}

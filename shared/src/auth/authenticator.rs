@@ -195,6 +195,11 @@ impl Authenticator {
         &self.tokens
     }
 
+    /// The users' state cache (the WebSocket function re-checks a connection's user with it).
+    pub fn states(&self) -> &UserStateCache {
+        &self.states
+    }
+
     /// The caller of `req`, or `401`.
     pub async fn authenticate(&self, req: &Request) -> Result<Caller, ApiError> {
         self.authenticate_claims(req)
