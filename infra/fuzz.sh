@@ -42,6 +42,7 @@ prefix="$COLLECTPRO_TABLE_PREFIX"
 agents="$("$bin_dir/collectpro-admin" seed-demo-users --table-prefix "$prefix" 2>/dev/null)"
 "$bin_dir/seed" -n 40 --table-prefix "$prefix" --agents "$(paste -sd, - <<<"$agents")" >/dev/null
 
+export FUZZ_PROTECTED_EMAILS="admin@collectpro.local,manager@collectpro.local,viewer@collectpro.local,agent1@collectpro.local"
 echo "fuzz: seed $seed, $examples examples per operation, roles: $roles; reports in $reports"
 failed=()
 started=$SECONDS
