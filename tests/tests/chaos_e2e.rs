@@ -101,15 +101,20 @@ struct Tally {
     /// The gateway's own 500 `{"message": "Internal Server Error"}` for an instance that died
     /// mid-request (only the kill run expects these).
     crashed: AtomicU64,
+    /// The gateway's 503 `{"message": "Service Unavailable"}`: the function ran past its
+    /// `Timeout` and was stopped (on a loaded machine, a payment retrying conflicts and
+    /// throttles behind a bulk job). Retried with the same key like a killed request.
+    timed_out: AtomicU64,
 }
 
 impl Tally {
     fn line(&self) -> String {
         format!(
-            "{} requests sent, {} failed cleanly (503/409 + Retry-After) and were retried, {} answered by the gateway for a killed instance",
+            "{} requests sent, {} failed cleanly (503/409 + Retry-After) and were retried, {} answered by the gateway for a killed instance, {} for a function timeout",
             self.sent.load(Ordering::Relaxed),
             self.failed_cleanly.load(Ordering::Relaxed),
             self.crashed.load(Ordering::Relaxed),
+            self.timed_out.load(Ordering::Relaxed),
         )
     }
 }
@@ -134,6 +139,11 @@ fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &Val
         {
             Answer::Crashed
         }
+        StatusCode::SERVICE_UNAVAILABLE
+            if !problem && body == &json!({"message": "Service Unavailable"}) =>
+        {
+            Answer::TimedOut
+        }
         s if s.is_server_error() => Answer::Bug,
         _ => Answer::Final,
     }
@@ -144,6 +154,7 @@ enum Answer {
     Final,
     Retry,
     Crashed,
+    TimedOut,
     Bug,
 }
 
@@ -170,6 +181,9 @@ async fn settle(
             }
             Answer::Crashed if crash_ok => {
                 tally.crashed.fetch_add(1, Ordering::Relaxed);
+            }
+            Answer::TimedOut => {
+                tally.timed_out.fetch_add(1, Ordering::Relaxed);
             }
             Answer::Crashed | Answer::Bug => {
                 panic!("{what}: {status} {body} (headers {headers:?}) is not a clean failure")
