@@ -375,9 +375,20 @@ async fn quick_redelivery(stack: &Stack) {
         .expect("the visibility timeout is set");
 }
 
+/// The faults of a run: the scale's, or `CHAOS_FAULTS` / `CHAOS_SEED` when set
+/// (`make chaos CHAOS_FAULTS=LostResponse=0.02 CHAOS_SEED=7`).
+fn fault_config(scale: &Scale) -> FaultConfig {
+    let spec = std::env::var("CHAOS_FAULTS").unwrap_or_else(|_| scale.faults.to_owned());
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(scale.seed);
+    FaultConfig::parse(&spec, seed).expect("CHAOS_FAULTS names known faults with rates")
+}
+
 fn fault_stack_options(scale: &Scale) -> StackOptions {
     StackOptions {
-        dynamodb_faults: Some(FaultConfig::parse(scale.faults, scale.seed).unwrap()),
+        dynamodb_faults: Some(fault_config(scale)),
         ..StackOptions::unthrottled().with_event_sources()
     }
 }
@@ -686,7 +697,7 @@ async fn faults_run(scale: Scale) {
     job_is_exact(&stack, &job, &bulk_ids, "chaos-faults").await;
     let drained = reconciles(&stack).await;
     assert!(
-        stats.injected(Fault::TransactionConflict) > 0 && stats.injected_total() > 0,
+        stats.injected_total() > 0,
         "the run must have met faults: {stats}"
     );
     println!(

@@ -8,7 +8,10 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`; its own clients and the stream pollers keep talking to
 //! DynamoDB Local directly) and, per request, either forwards it unchanged or answers with
 //! one of DynamoDB's real error responses **instead of** forwarding it (the request never
-//! reaches the table, as when AWS refuses it before applying anything):
+//! reaches the table, as when AWS refuses it before applying anything), except
+//! `LostResponse`, which answers the error *after* the request was applied (a 500 on AWS
+//! does not say whether the write happened; the SDK's automatic retry then meets its own
+//! write):
 //!
 //! | fault | operations | answer |
 //! | --- | --- | --- |
@@ -16,6 +19,7 @@
 //! | `Throttling` | every operation | 400 `ThrottlingException` |
 //! | `ProvisionedThroughputExceeded` | every operation | 400 `ProvisionedThroughputExceededException` |
 //! | `InternalServerError` | every operation | 500 `InternalServerError` |
+//! | `LostResponse` | every operation | forwarded and applied, then answered 500 `InternalServerError` (the write happened, the caller cannot know) |
 //!
 //! The wire shapes are DynamoDB's JSON 1.0 errors (`Content-Type: application/x-amz-json-1.0`,
 //! `x-amzn-RequestId`, a body `{"__type": "com.amazonaws.dynamodb.v20120810#<Name>",
@@ -55,14 +59,17 @@ pub enum Fault {
     ProvisionedThroughputExceeded,
     /// 500 `InternalServerError`.
     InternalServerError,
+    /// Forwarded (and applied), then answered 500 `InternalServerError`.
+    LostResponse,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 5] = [
         Fault::TransactionConflict,
         Fault::Throttling,
         Fault::ProvisionedThroughputExceeded,
         Fault::InternalServerError,
+        Fault::LostResponse,
     ];
 
     /// The name used in `--dynamodb-faults` and in the figures.
@@ -72,6 +79,7 @@ impl Fault {
             Fault::Throttling => "Throttling",
             Fault::ProvisionedThroughputExceeded => "ProvisionedThroughputExceeded",
             Fault::InternalServerError => "InternalServerError",
+            Fault::LostResponse => "LostResponse",
         }
     }
 
@@ -81,6 +89,7 @@ impl Fault {
             Fault::Throttling => 1,
             Fault::ProvisionedThroughputExceeded => 2,
             Fault::InternalServerError => 3,
+            Fault::LostResponse => 4,
         }
     }
 
@@ -172,7 +181,7 @@ struct Counters {
     forwarded: AtomicU64,
     /// Forwards that could not reach DynamoDB Local (answered as a dropped connection).
     unreachable: AtomicU64,
-    injected: [AtomicU64; 4],
+    injected: [AtomicU64; 5],
 }
 
 /// A snapshot of the proxy's counters.
@@ -182,7 +191,7 @@ pub struct FaultStats {
     pub forwarded: u64,
     pub unreachable: u64,
     /// Faults answered, in [`Fault::ALL`] order.
-    pub injected: [u64; 4],
+    pub injected: [u64; 5],
 }
 
 impl FaultStats {
@@ -382,6 +391,9 @@ async fn handle(
         if let Some(fault) = state.config.pick(&op, draw) {
             state.counters.injected[fault.index()].fetch_add(1, Ordering::Relaxed);
             tracing::debug!(operation = %op, fault = fault.name(), "injected");
+            if fault == Fault::LostResponse {
+                let _applied = forward(&state, method, &uri, &headers, body.clone()).await;
+            }
             return error_response(fault, &body);
         }
     }
@@ -509,7 +521,7 @@ fn error_response(fault: Fault, body: &[u8]) -> Response {
             "ProvisionedThroughputExceededException",
             json!({"message": "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."}),
         ),
-        Fault::InternalServerError => (
+        Fault::InternalServerError | Fault::LostResponse => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
             json!({"message": "Internal server error"}),
