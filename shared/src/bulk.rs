@@ -611,13 +611,18 @@ impl JobStore {
         for p in 0..partitions {
             item.insert(plan_attribute(p), n(0));
         }
-        self.dynamodb
-            .put_item()
-            .table_name(self.table.as_str())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await?;
+        // The id is a fresh ULID: a failed condition can only be this same write, applied
+        // once and retried by the SDK after its response was lost (a 500 after the commit:
+        // the `LostResponse` fault, docs/faults.md), so it counts as written.
+        condition_held(
+            self.dynamodb
+                .put_item()
+                .table_name(self.table.as_str())
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await,
+        )?;
         Ok(JobRecord {
             id,
             state: JobState::Queued,

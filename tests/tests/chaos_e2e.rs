@@ -814,6 +814,70 @@ async fn a_transaction_conflict_is_retryable_on_every_write_route() {
     }
 }
 
+/// A 500 after the write was applied (`LostResponse`): the SDK retries it and meets its own
+/// item. A create keyed by a fresh ULID (a note, a bulk job) counts that as written instead
+/// of answering 500; each answer is a success or a clean 503, and nothing is doubled.
+#[tokio::test]
+async fn a_lost_response_on_a_create_is_not_an_error() {
+    let stack = Stack::start(StackOptions {
+        dynamodb_faults: Some(FaultConfig::parse("LostResponse=0.25", 5).unwrap()),
+        ..StackOptions::unthrottled()
+    })
+    .await;
+    let proxy = stack.gateway.fault_proxy().expect("a fault proxy");
+    proxy.set_enabled(false);
+    let id = stack
+        .create_account(account_body("CHAOS-LOST", 1_000))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    proxy.set_enabled(true);
+    let (mut created, mut wrong) = (0, Vec::new());
+    for i in 0..12 {
+        let requests = [
+            stack.request(
+                "POST",
+                &format!("/accounts/{id}/activities"),
+                Some(stack.admin()),
+                Some(json!({"type": "note", "note": format!("lost {i}")})),
+            ),
+            stack.request(
+                "POST",
+                "/bulk/accounts",
+                Some(stack.admin()),
+                Some(json!({"account_ids": [id], "changes": {"add_tags": ["lost"]}})),
+            ),
+        ];
+        for (n, request) in requests.into_iter().enumerate() {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.json::<Value>().await.unwrap_or(Value::Null);
+            match classify(status, &headers, &body) {
+                Answer::Final if status.is_success() => created += usize::from(n == 0),
+                Answer::Retry => {}
+                _ => wrong.push(format!("{status} {body}")),
+            }
+        }
+    }
+    let stats = proxy.stats();
+    proxy.set_enabled(false);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert!(stats.injected(Fault::LostResponse) > 0, "{stats}");
+    let notes = get(
+        &stack,
+        &format!("/accounts/{id}/activities?limit=100&type=note"),
+    )
+    .await;
+    let stored = notes["items"].as_array().unwrap().len();
+    // Every 201 is stored once; a clean 503 may or may not have landed (once).
+    assert!(
+        created <= stored && stored <= 12,
+        "{created} created, {stored} stored"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // kill -9.
 

@@ -428,13 +428,17 @@ pub async fn log(
             move_account(app, caller.role, account, &activity, target, now).await?;
         }
         _ => {
-            app.dynamodb
-                .put_item()
-                .table_name(app.activities_table.as_str())
-                .set_item(Some(activity.to_item()?))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await?;
+            // A fresh ULID: a failed condition can only be this same write, retried by the
+            // SDK after its response was lost (the `LostResponse` fault, docs/faults.md).
+            shared::error::condition_held(
+                app.dynamodb
+                    .put_item()
+                    .table_name(app.activities_table.as_str())
+                    .set_item(Some(activity.to_item()?))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await,
+            )?;
         }
     }
     Ok(activity)

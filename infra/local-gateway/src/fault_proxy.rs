@@ -224,6 +224,11 @@ struct ProxyState {
     rng: Mutex<StdRng>,
     enabled: AtomicBool,
     counters: Counters,
+    /// `TransactWriteItems` applied under `LostResponse`, by `ClientRequestToken`: the SDK
+    /// sets a token on every transaction and its retry repeats it, and DynamoDB answers a
+    /// repeated token with the first outcome instead of applying it again (for 10 minutes).
+    /// DynamoDB Local does not, so the proxy does, for the transactions whose answer it lost.
+    applied_tokens: Mutex<std::collections::HashMap<String, Bytes>>,
 }
 
 /// A running proxy; dropping it stops it.
@@ -253,6 +258,7 @@ impl FaultProxy {
             config,
             enabled: AtomicBool::new(true),
             counters: Counters::default(),
+            applied_tokens: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -382,6 +388,25 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let op = operation(&headers).to_owned();
+    let token = (op == "TransactWriteItems")
+        .then(|| serde_json::from_slice::<Value>(&body).ok())
+        .flatten()
+        .and_then(|v| v.get("ClientRequestToken")?.as_str().map(str::to_owned));
+    if let Some(first) = token.as_ref().and_then(|t| {
+        state
+            .applied_tokens
+            .lock()
+            .ok()
+            .and_then(|m| m.get(t).cloned())
+    }) {
+        // The retry of a transaction whose answer was lost: DynamoDB's idempotent answer.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        return (StatusCode::OK, headers, first).into_response();
+    }
     if state.enabled.load(Ordering::Relaxed) && !state.config.rates.is_empty() {
         let draw: f64 = state
             .rng
@@ -392,7 +417,14 @@ async fn handle(
             state.counters.injected[fault.index()].fetch_add(1, Ordering::Relaxed);
             tracing::debug!(operation = %op, fault = fault.name(), "injected");
             if fault == Fault::LostResponse {
-                let _applied = forward(&state, method, &uri, &headers, body.clone()).await;
+                let applied = forward_raw(&state, method, &uri, &headers, body.clone()).await;
+                if let (Some(token), Some((status, _, answer))) = (token, applied) {
+                    if status.is_success() {
+                        if let Ok(mut m) = state.applied_tokens.lock() {
+                            m.insert(token, answer);
+                        }
+                    }
+                }
             }
             return error_response(fault, &body);
         }
@@ -408,6 +440,20 @@ async fn forward(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    match forward_raw(state, method, uri, headers, body).await {
+        Some(answer) => answer.into_response(),
+        None => dropped_connection(),
+    }
+}
+
+/// DynamoDB Local's answer to the request; `None` when it cannot be reached.
+async fn forward_raw(
+    state: &ProxyState,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<(StatusCode, HeaderMap, Bytes)> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut request = state
         .client
@@ -425,7 +471,7 @@ async fn forward(
             // proxy, a failed connection (the SDK's dispatch failure), not an HTTP answer.
             state.counters.unreachable.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(error = %err, "upstream unreachable");
-            return dropped_connection();
+            return None;
         }
     };
     state.counters.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -436,10 +482,11 @@ async fn forward(
             out.append(name, value.clone());
         }
     }
-    match upstream.bytes().await {
-        Ok(bytes) => (status, out, bytes).into_response(),
-        Err(_) => dropped_connection(),
-    }
+    upstream
+        .bytes()
+        .await
+        .ok()
+        .map(|bytes| (status, out, bytes))
 }
 
 /// A response whose body fails mid-stream, so hyper aborts the connection instead of
