@@ -18,14 +18,15 @@ fi
 
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
-browse() { # chromium flags...: headless, no sandbox (root in CI), its own profile, no network beyond the stack
-  "$chromium" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+browse() { # chromium flags...: headless, no sandbox (root in CI), its own profile; a page whose
+  # assets never answer must fail the test, not hang it, hence the timeout.
+  timeout 90 "$chromium" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
     --user-data-dir="$profile" --virtual-time-budget=15000 "$@" 2>/dev/null
 }
 url="$COLLECTPRO_API_URL/docs"
-dom="$(browse --dump-dom "$url")"
+dom="$(browse --dump-dom "$url" || true)"
 if [ -n "${DOCS_SCREENSHOT:-}" ]; then
-  browse --window-size=1280,2000 --screenshot="$DOCS_SCREENSHOT" "$url" >/dev/null
+  browse --window-size=1280,2000 --screenshot="$DOCS_SCREENSHOT" "$url" >/dev/null || true
 fi
 
 # Every documented operation is one `opblock` with its path; check a count and a few by name.
