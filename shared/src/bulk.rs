@@ -225,11 +225,11 @@ pub struct Filter {
     pub dpd_bucket: Option<DpdBucket>,
     /// Minor units, 0..=10^12 (`shared::validation::MAX_AMOUNT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[schema(value_type = Option<crate::domain::AmountOrZero>)]
     pub min_balance: Option<MinorUnits>,
     /// Minor units, 0..=10^12.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[schema(value_type = Option<crate::domain::AmountOrZero>)]
     pub max_balance: Option<MinorUnits>,
     /// Accounts carrying every one of these tags (at most 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]

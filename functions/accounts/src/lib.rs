@@ -453,7 +453,7 @@ pub struct CreateAccountBody {
     #[schema(value_type = Currency)]
     pub currency: String,
     /// Minor units, 0..=10^12 (`shared::validation::MAX_AMOUNT`).
-    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[schema(value_type = shared::domain::AmountOrZero)]
     pub original_balance: MinorUnits,
     /// Default `active` (`paid` when `original_balance` is 0; `paid` with a balance above 0
     /// is a `422`).

@@ -126,3 +126,70 @@ fn problems_are_problem_json_everywhere() {
         }
     }
 }
+
+/// The rules the validation enforces are in the document, from the same constants: every
+/// `limit` is 1..=MAX_PAGE_LIMIT, every ULID path parameter has ID_PATTERN.
+#[test]
+fn limits_and_ids_carry_the_validation_constants() {
+    let document = docs::openapi().unwrap();
+    let resolve = |schema: &serde_json::Value| -> serde_json::Value {
+        match schema["$ref"].as_str() {
+            Some(r) => document.pointer(r.trim_start_matches('#')).unwrap().clone(),
+            None => schema.clone(),
+        }
+    };
+    let (mut limits, mut ids) = (0, 0);
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let schema = resolve(&parameter["schema"]);
+                match (parameter["in"].as_str(), parameter["name"].as_str()) {
+                    (Some("query"), Some("limit")) => {
+                        limits += 1;
+                        assert_eq!(schema["minimum"], 1, "{method} {path}");
+                        assert_eq!(
+                            schema["maximum"],
+                            shared::http::MAX_PAGE_LIMIT,
+                            "{method} {path}"
+                        );
+                    }
+                    (Some("path"), Some("id" | "pid")) => {
+                        ids += 1;
+                        assert_eq!(
+                            schema["pattern"],
+                            shared::domain::ID_PATTERN,
+                            "{method} {path}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(limits >= 6 && ids >= 12, "{limits} limits, {ids} ids");
+}
+
+/// Free-text rules are written in attributes as literals: each copy in the document is
+/// exactly `shared::domain::VISIBLE_TEXT_PATTERN`.
+#[test]
+fn every_free_text_pattern_is_the_shared_one() {
+    fn patterns(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(p)) = map.get("pattern") {
+                    out.push(p.clone());
+                }
+                map.values().for_each(|v| patterns(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| patterns(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    patterns(&docs::openapi().unwrap(), &mut found);
+    let text: Vec<_> = found.iter().filter(|p| p.starts_with("^[^\\x00")).collect();
+    assert!(text.len() >= 8, "{text:?}");
+    for pattern in text {
+        assert_eq!(pattern, shared::domain::VISIBLE_TEXT_PATTERN);
+    }
+}
