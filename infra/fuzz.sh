@@ -6,9 +6,10 @@
 #   FUZZ_SEED=random FUZZ_EXAMPLES=30 infra/fuzz.sh <bin-dir>
 #
 # 1. infra/with-gateway.sh: DynamoDB Local, moto and the local gateway on free ports, fresh
-#    tables. Every application rate limit is turned off through the template's own
-#    parameters (GATEWAY_PARAMS → --param), so a few thousand requests a minute are not
-#    answered 429 (the limits have their own tests).
+#    tables. Every application rate limit is turned off, and API Gateway's stage and login
+#    route throttles raised to 10,000/s, through the template's own parameters
+#    (GATEWAY_PARAMS → --param), so a few thousand requests a minute are not answered 429
+#    (the limits have their own tests).
 # 2. The admin (collectpro-admin seed-admin), the demo users (a manager, a viewer, five
 #    agents) and 40 accounts assigned to those agents, so reads find data.
 # 3. schemathesis as viewer, agent, manager, then admin (last: its run disables users and
@@ -23,7 +24,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="${1:?usage: infra/fuzz.sh <bin-dir>}"
 export COLLECTPRO_ADMIN_PASSWORD="${COLLECTPRO_ADMIN_PASSWORD:-collectpro-local-admin}"
 if [ -z "${COLLECTPRO_API_URL:-}" ]; then
-  GATEWAY_PARAMS="LoginLimitPerIp=off LoginLimitPerEmail=off RegisterLimitPerIp=off RegisterLimitPerEmail=off WriteLimitPerUser=off" \
+  GATEWAY_PARAMS="LoginLimitPerIp=off LoginLimitPerEmail=off RegisterLimitPerIp=off RegisterLimitPerEmail=off WriteLimitPerUser=off ApiRateLimit=10000 ApiBurstLimit=10000 LoginRouteRateLimit=10000 LoginRouteBurstLimit=10000" \
     exec "$root/infra/with-gateway.sh" "$bin_dir" "$0" "$bin_dir"
 fi
 cd "$root"
