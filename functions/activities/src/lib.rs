@@ -164,10 +164,11 @@ pub struct LogActivityBody {
     /// Promises only: minor units, 1..=balance (and at most 10^12,
     /// `shared::validation::MAX_AMOUNT`).
     #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[schema(value_type = Option<shared::domain::Amount>)]
     pub promise_amount: Option<MinorUnits>,
     /// Promises only: `YYYY-MM-DD`, from the debtor's today to 90 days later.
     #[serde(default)]
+    #[schema(format = Date)]
     pub promise_date: Option<String>,
 }
 
@@ -339,7 +340,7 @@ impl CallLog {
 
 /// Logs an activity.
 #[utoipa::path(post, path = "/accounts/{id}/activities", tag = "activities", request_body = LogActivityBody,
-    params(("id" = String, Path, description = "Account id (ULID)")),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Logged", body = Activity),
@@ -680,12 +681,13 @@ async fn move_account(
 #[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// 1..100, default 25.
+    #[param(value_type = Option<shared::domain::PageLimit>)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// One activity type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<ActivityType>)]
     pub activity_type: Option<String>,
 }
 
@@ -717,7 +719,7 @@ pub async fn timeline_page(
 
 /// The timeline of an account, newest first.
 #[utoipa::path(get, path = "/accounts/{id}/activities", tag = "activities",
-    params(("id" = String, Path, description = "Account id (ULID)"), TimelineQuery),
+    params(("id" = shared::domain::Id, Path, description = "Account id (ULID)"), TimelineQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of activities, newest first", body = ActivityPage),
@@ -755,10 +757,11 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// 1 to 100 account ids (duplicates are answered once).
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(min_items = 1, max_items = 100, value_type = Vec<Id>)]
     pub account_ids: Vec<String>,
     /// Activities per account, 1..=50, default 10.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 50)]
     pub limit: Option<usize>,
 }
 
