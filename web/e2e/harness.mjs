@@ -38,7 +38,8 @@ export function start(name, cmd, args, opts = {}) {
   child.stdout.on("data", onData);
   child.stderr.on("data", onData);
   children.push(child);
-  child.output = () => Buffer.concat(chunks).toString();
+  // Tools colour their output when CI is set (picocolors checks `CI`): match on plain text.
+  child.output = () => Buffer.concat(chunks).toString().replace(/\x1b\[[0-9;]*m/g, "");
   return child;
 }
 
