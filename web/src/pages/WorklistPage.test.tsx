@@ -32,7 +32,14 @@ describe("agent worklist", () => {
     ];
     const { calls } = fakeApi((c) => {
       if (c.path === "/accounts" && c.search.get("status") === "promise_to_pay") return json(200, { items: accounts, next_cursor: null });
-      if (c.path === "/accounts") return json(200, { items: [account({ id: "A9", reference: `BY-${c.search.get("sort")}` })], next_cursor: null });
+      if (c.path === "/accounts")
+        return json(200, {
+          items: [
+            account({ id: "A8", reference: `PAID-${c.search.get("sort")}`, status: "paid" }),
+            account({ id: "A9", reference: `BY-${c.search.get("sort")}` }),
+          ],
+          next_cursor: null,
+        });
       if (c.path === "/activities/batch")
         return json(200, {
           results: [
@@ -53,6 +60,8 @@ describe("agent worklist", () => {
     expect(screen.queryByText(/LATER/)).toBeNull();
     expect(await screen.findByText(/BY--days_past_due/)).toBeInTheDocument();
     expect(screen.getByText(/BY--balance/)).toBeInTheDocument();
+    // settled accounts have nothing left to work
+    expect(screen.queryByText(/PAID-/)).toBeNull();
     expect(calls.find((c) => c.path === "/activities/batch")!.body).toEqual({ account_ids: ["A1", "A2", "A3"], limit: 10 });
   });
 });

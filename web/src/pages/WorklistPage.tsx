@@ -32,8 +32,10 @@ export default function WorklistPage() {
   const promising = useAccountsQuery({ status: "promise_to_pay", sort: "due_date", limit: "100" });
   const ids = (promising.data?.items ?? []).map((a) => a.id);
   const batch = useActivitiesBatchQuery({ account_ids: ids, limit: 10 }, { skip: ids.length === 0 });
-  const byDpd = useAccountsQuery({ sort: "-days_past_due", limit: "10" });
-  const byBalance = useAccountsQuery({ sort: "-balance", limit: "10" });
+  // The list API filters one status at a time, so a page is read and settled accounts (paid,
+  // closed) are left out here: nothing on them is left to work.
+  const byDpd = useAccountsQuery({ sort: "-days_past_due", limit: "50" });
+  const byBalance = useAccountsQuery({ sort: "-balance", limit: "50" });
   const promises = latestPromises(batch.data?.results);
   const t = today();
   const accounts = promising.data?.items ?? [];
@@ -85,14 +87,22 @@ function PromiseList({ accounts, promises, empty }: { accounts: Account[]; promi
   );
 }
 
+/** Rows per worklist card. */
+const WORKLIST_ROWS = 10;
+
+/** An account with something left to collect: not settled as paid or closed. */
+function isOpen(a: Account): boolean {
+  return a.status !== "paid" && a.status !== "closed";
+}
+
 function AccountList({ q, show }: { q: ReturnType<typeof useAccountsQuery>; show: (a: Account) => string }) {
   if (q.error) return <ErrorBox error={q.error} onRetry={q.refetch} />;
   if (q.isLoading) return <Spinner />;
-  const items: Account[] = q.data?.items ?? [];
-  if (!items.length) return <Empty>No accounts assigned to you.</Empty>;
+  const items: Account[] = (q.data?.items ?? []).filter(isOpen).slice(0, WORKLIST_ROWS);
+  if (!items.length) return <Empty>No open accounts assigned to you.</Empty>;
   return (
     <ul className="divide-y divide-slate-200 text-sm" data-testid="worklist-accounts">
-      {items.map((a) => (
+      {items.map((a: Account) => (
         <li key={a.id} className="flex flex-wrap items-center justify-between gap-2 py-2">
           <Link to={`/accounts/${a.id}`} className="font-medium text-blue-800 underline">{a.debtor_name} · {a.reference}</Link>
           <span className="flex items-center gap-2"><Badge value={a.status} /><span className="tabular-nums">{show(a)}</span></span>
