@@ -29,7 +29,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -40,6 +39,8 @@ use crate::accounts::{AccountStatus, DpdBucket};
 use crate::auth::Scope;
 use crate::config::TableName;
 use crate::domain::{Id, MinorUnits, Timestamp};
+use crate::dynamo::attributes::{n, s};
+use crate::dynamo::retry::{backoff, cancellation_codes};
 use crate::error::{condition_held, ApiError};
 
 /// Accounts per chunk message: a chunk's keys (accounts, failure markers, the job and the
@@ -64,14 +65,6 @@ pub const MARKER_ATTRIBUTE: &str = "bulk_jobs";
 pub const LIST_PK: &str = "JOBS";
 pub const INDEX_BY_CREATED: &str = "jobs-by-created";
 pub const INDEX_BY_CREATOR: &str = "jobs-by-creator";
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 pub fn creator_pk(user: Id) -> String {
     format!("USER#{user}")
@@ -778,7 +771,7 @@ impl JobStore {
                                 .iter()
                                 .any(|c| c == "TransactionConflict" || c == "ThrottlingError") =>
                         {
-                            backoff(attempt).await;
+                            tokio::time::sleep(backoff(attempt)).await;
                         }
                         _ => return Err(err.into()),
                     }
@@ -866,38 +859,11 @@ impl JobStore {
                     tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&err), attempt, "SendMessageBatch failed; retrying");
                 }
             }
-            backoff(attempt).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
         Err(ApiError::unavailable(
             "the bulk queue is not accepting messages; retry",
         ))
-    }
-}
-
-/// Exponential backoff with jitter: 20 ms, 40 ms, ... capped at 1 s.
-pub async fn backoff(attempt: u32) {
-    let base = 20_u64 << attempt.min(6);
-    let jitter = rand::random::<u64>() % (base / 2 + 1);
-    tokio::time::sleep(Duration::from_millis((base + jitter).min(1000))).await;
-}
-
-/// The cancellation reason codes of a failed transaction.
-pub fn cancellation_codes<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> Option<Vec<String>> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
-            cancelled
-                .cancellation_reasons()
-                .iter()
-                .map(|reason| reason.code().unwrap_or("None").to_owned())
-                .collect(),
-        ),
-        _ => None,
     }
 }
 

@@ -289,14 +289,11 @@ where
                 ) => true,
                 // A transaction lost to another in flight (or throttled) and changed nothing:
                 // retryable, unless a condition failed too (that one the handler answers).
-                // The reasons are typed only on `TransactWriteItemsError`; this generic
-                // mapping reads them from the message, which lists them ("... specific
-                // reasons [None, TransactionConflict]"). Found by the fault run
-                // (`tests/tests/chaos_e2e.rs`): POST /accounts answered 500.
-                Some("TransactionCanceledException") => service.err().message().is_some_and(|m| {
-                    (m.contains("TransactionConflict") || m.contains("ThrottlingError"))
-                        && !m.contains("ConditionalCheckFailed")
-                }),
+                // Found by the fault run (`tests/tests/chaos_e2e.rs`): POST /accounts
+                // answered 500.
+                Some("TransactionCanceledException") => {
+                    crate::dynamo::retry::is_retryable_cancellation(service.err())
+                }
                 _ => false,
             },
             _ => false,

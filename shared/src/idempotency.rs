@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
+use crate::dynamo::attributes::{n, number, s, text};
 use crate::error::{condition_held, ApiError};
 
 /// The header.
@@ -120,21 +121,11 @@ pub struct IdempotencyStore {
     table: TableName,
 }
 
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 fn stored(item: &HashMap<String, AttributeValue>) -> Option<StoredResponse> {
     let status = u16::try_from(number(item, "response_status")?).ok()?;
-    let body = text(item, "response_body").unwrap_or_default();
+    let body = text(item, "response_body").unwrap_or_default().to_owned();
     let headers = text(item, "response_headers")
-        .and_then(|h| serde_json::from_str::<Vec<(String, String)>>(&h).ok())
+        .and_then(|h| serde_json::from_str::<Vec<(String, String)>>(h).ok())
         .unwrap_or_default();
     Some(StoredResponse {
         status,
@@ -163,28 +154,22 @@ impl IdempotencyStore {
             .dynamodb
             .put_item()
             .table_name(self.table.as_str())
-            .item("pk", AttributeValue::S(record.to_owned()))
-            .item("state", AttributeValue::S("in_progress".into()))
-            .item("request_hash", AttributeValue::S(hash.to_owned()))
-            .item("claim_id", AttributeValue::S(claim_id.clone()))
-            .item("resource_id", AttributeValue::S(resource_id.to_owned()))
-            .item(
-                "locked_until",
-                AttributeValue::N((now_s + LOCK.as_secs() as i64).to_string()),
-            )
-            .item(
-                "expires_at",
-                AttributeValue::N((now_s + TTL.as_secs() as i64).to_string()),
-            )
-            .item("created_at", AttributeValue::S(now.to_string()))
+            .item("pk", s(record))
+            .item("state", s("in_progress"))
+            .item("request_hash", s(hash))
+            .item("claim_id", s(claim_id.clone()))
+            .item("resource_id", s(resource_id))
+            .item("locked_until", n(now_s + LOCK.as_secs() as i64))
+            .item("expires_at", n(now_s + TTL.as_secs() as i64))
+            .item("created_at", s(now.to_string()))
             .condition_expression(
                 "attribute_not_exists(pk) OR expires_at <= :now \
                  OR (#state = :in_progress AND locked_until <= :now AND request_hash = :hash)",
             )
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":now", AttributeValue::N(now_s.to_string()))
-            .expression_attribute_values(":in_progress", AttributeValue::S("in_progress".into()))
-            .expression_attribute_values(":hash", AttributeValue::S(hash.to_owned()))
+            .expression_attribute_values(":now", n(now_s))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":hash", s(hash))
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -194,19 +179,21 @@ impl IdempotencyStore {
                 // Taking over a crashed claim of the same request: keep its resource id.
                 let inherited = output.attributes.as_ref().and_then(|old| {
                     let live = number(old, "expires_at").is_some_and(|e| e > now_s);
-                    let same = text(old, "request_hash").as_deref() == Some(hash);
-                    (live && same).then(|| text(old, "resource_id")).flatten()
+                    let same = text(old, "request_hash") == Some(hash);
+                    (live && same)
+                        .then(|| text(old, "resource_id").map(str::to_owned))
+                        .flatten()
                 });
                 match inherited {
                     Some(previous) if previous != resource_id => {
                         self.dynamodb
                             .update_item()
                             .table_name(self.table.as_str())
-                            .key("pk", AttributeValue::S(record.to_owned()))
+                            .key("pk", s(record))
                             .update_expression("SET resource_id = :r")
                             .condition_expression("claim_id = :c")
-                            .expression_attribute_values(":r", AttributeValue::S(previous.clone()))
-                            .expression_attribute_values(":c", AttributeValue::S(claim_id.clone()))
+                            .expression_attribute_values(":r", s(previous.clone()))
+                            .expression_attribute_values(":c", s(claim_id.clone()))
                             .send()
                             .await?;
                         tracing::info!(record, "took over a crashed idempotency claim");
@@ -249,11 +236,12 @@ impl IdempotencyStore {
                         None => return Ok(Claim::InProgress),
                     },
                 };
-                if text(&old, "request_hash").as_deref() != Some(hash) {
+                if text(&old, "request_hash") != Some(hash) {
                     return Ok(Claim::Mismatch);
                 }
-                if text(&old, "state").as_deref() == Some("completed") {
+                if text(&old, "state") == Some("completed") {
                     if let Some(response) = stored(&old) {
+                        crate::metrics::count(&crate::metrics::names::IDEMPOTENT_REPLAYS);
                         return Ok(Claim::Replay(response));
                     }
                 }
@@ -270,7 +258,7 @@ impl IdempotencyStore {
             .dynamodb
             .get_item()
             .table_name(self.table.as_str())
-            .key("pk", AttributeValue::S(record.to_owned()))
+            .key("pk", s(record))
             .consistent_read(true)
             .send()
             .await?
@@ -289,18 +277,18 @@ impl IdempotencyStore {
             .dynamodb
             .update_item()
             .table_name(self.table.as_str())
-            .key("pk", AttributeValue::S(record.to_owned()))
+            .key("pk", s(record))
             .update_expression(
                 "SET #state = :completed, response_status = :status, response_body = :body, \
                  response_headers = :headers REMOVE locked_until",
             )
             .condition_expression("claim_id = :c")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":completed", AttributeValue::S("completed".into()))
-            .expression_attribute_values(":status", AttributeValue::N(response.status.to_string()))
-            .expression_attribute_values(":body", AttributeValue::S(response.body.clone()))
-            .expression_attribute_values(":headers", AttributeValue::S(headers))
-            .expression_attribute_values(":c", AttributeValue::S(claim_id.to_owned()))
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":status", n(response.status))
+            .expression_attribute_values(":body", s(response.body.clone()))
+            .expression_attribute_values(":headers", s(headers))
+            .expression_attribute_values(":c", s(claim_id))
             .send()
             .await;
         if !condition_held(result)? {
@@ -315,9 +303,9 @@ impl IdempotencyStore {
             .dynamodb
             .delete_item()
             .table_name(self.table.as_str())
-            .key("pk", AttributeValue::S(record.to_owned()))
+            .key("pk", s(record))
             .condition_expression("claim_id = :c")
-            .expression_attribute_values(":c", AttributeValue::S(claim_id.to_owned()))
+            .expression_attribute_values(":c", s(claim_id))
             .send()
             .await;
         condition_held(result).map(drop)

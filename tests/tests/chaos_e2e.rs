@@ -460,14 +460,15 @@ async fn the_fault_proxy_answers_with_dynamodb_error_shapes() {
         .send()
         .await
         .unwrap_err();
-    let codes = shared::payments::cancellation_codes(&err).expect("a TransactionCanceledException");
+    let codes =
+        shared::dynamo::retry::cancellation_codes(&err).expect("a TransactionCanceledException");
     assert_eq!(codes.len(), 3, "one reason per item: {codes:?}");
     assert_eq!(
         codes.iter().filter(|c| *c == "TransactionConflict").count(),
         1,
         "{codes:?}"
     );
-    assert!(shared::payments::is_conflict(&err));
+    assert!(shared::dynamo::retry::is_conflict(&err));
     // Nothing reached the table; other operations pass through.
     let read = client
         .get_item()

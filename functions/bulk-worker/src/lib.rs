@@ -27,12 +27,14 @@ use futures::stream::{self, StreamExt};
 use shared::accounts::keys::account_pk;
 use shared::accounts::Account;
 use shared::bulk::{
-    backoff, cancellation_codes, chunk_sk, chunks_of, fail_sk, page_sk, plan_attribute,
-    AgentChange, BulkMessage, Counts, Failure, FailureReason, FilterQuery, JobRecord, JobState,
-    JobStore, MARKER_ATTRIBUTE, MARKER_DAYS, MAX_TAGS, PAGE_SIZE,
+    chunk_sk, chunks_of, fail_sk, page_sk, plan_attribute, AgentChange, BulkMessage, Counts,
+    Failure, FailureReason, FilterQuery, JobRecord, JobState, JobStore, MARKER_ATTRIBUTE,
+    MARKER_DAYS, MAX_TAGS, PAGE_SIZE,
 };
 use shared::config::{Config, TableName};
 use shared::domain::{Id, Timestamp};
+use shared::dynamo::attributes::{n, s};
+use shared::dynamo::retry::{backoff, cancellation_codes};
 use shared::error::condition_held;
 use shared::ApiError;
 
@@ -180,14 +182,6 @@ pub async fn process(app: &App, message: &BulkMessage, dead: bool) -> Result<(),
 }
 
 // ------------------------------------------------------------------ filter planning
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 type Cursor = HashMap<String, String>;
 
@@ -493,7 +487,7 @@ async fn batch_get(
             if attempt > 8 {
                 return Err(ApiError::unavailable("reads are throttled; retry"));
             }
-            backoff(attempt).await;
+            tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
         }
     }
@@ -761,7 +755,7 @@ async fn apply(
         }
         // Changed (or deleted) since read: read again and decide again.
         if attempt > 0 {
-            backoff(attempt).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
         read = reread(app, id).await?;
     }

@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::EventRecord;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use shared::activities::{Activity, CALL_LOG_SK};
 use shared::auth::Role;
@@ -13,6 +12,7 @@ use shared::bulk::JobRecord;
 use shared::config::TableName;
 use shared::dashboard::{Change, Item, Scope, Tracked};
 use shared::domain::Id;
+use shared::dynamo::attributes::text;
 use shared::payments::Payment;
 use shared::realtime::{Subscription, Topic};
 
@@ -168,13 +168,6 @@ fn scope_name(scope: &Scope) -> String {
     }
 }
 
-fn attribute<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Some(value),
-        _ => None,
-    }
-}
-
 /// Parses an image; a record that does not parse cannot become one on a retry, so it is
 /// logged and skipped rather than failed.
 fn parse<T>(
@@ -198,12 +191,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Option<Value> {
 fn payment_message(index: usize, record: &Record) -> Option<Outgoing> {
     let new = record.new.as_ref()?;
     let (kind, data, payment) = if record.is("INSERT") {
-        attribute(new, "status")?;
+        text(new, "status")?;
         let payment = parse(record, new, Payment::from_item)?;
         ("payment.recorded", to_json(&payment)?, payment)
     } else if record.is("MODIFY") {
-        let from = attribute(record.old.as_ref()?, "status")?;
-        let to = attribute(new, "status")?;
+        let from = text(record.old.as_ref()?, "status")?;
+        let to = text(new, "status")?;
         if from == to {
             return None;
         }
@@ -230,7 +223,7 @@ fn activity_message(index: usize, record: &Record) -> Option<Outgoing> {
     }
     let new = record.new.as_ref()?;
     // The call-log counter item shares the table; it is not an activity.
-    if attribute(new, "sk") == Some(CALL_LOG_SK) {
+    if text(new, "sk") == Some(CALL_LOG_SK) {
         return None;
     }
     let activity = parse(record, new, Activity::from_item)?;
@@ -250,7 +243,7 @@ fn job_message(index: usize, record: &Record) -> Option<(Id, Outgoing)> {
         return None;
     }
     let new = record.new.as_ref()?;
-    if attribute(new, "sk") != Some(JOB_SK) {
+    if text(new, "sk") != Some(JOB_SK) {
         return None;
     }
     let job = parse(record, new, JobRecord::from_item)?;
@@ -375,6 +368,8 @@ impl Outgoing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::dynamo::attributes::s;
     use shared::payments::AGENT_ATTRIBUTE;
 
     fn tables() -> StreamTables {
@@ -386,10 +381,6 @@ mod tests {
         }
     }
 
-    fn s(v: &str) -> AttributeValue {
-        AttributeValue::S(v.to_owned())
-    }
-
     fn payment_item(status: &str, account: Id) -> Item {
         let now = shared::domain::Timestamp::now();
         let payment: Payment = serde_json::from_value(json!({
@@ -399,7 +390,7 @@ mod tests {
         }))
         .unwrap();
         let mut item = payment.to_item().unwrap();
-        item.insert(AGENT_ATTRIBUTE.to_owned(), s(&Id::generate().to_string()));
+        item.insert(AGENT_ATTRIBUTE.to_owned(), s(Id::generate().to_string()));
         item
     }
 
@@ -521,7 +512,7 @@ mod tests {
             shared::domain::Timestamp::now(),
         );
         let calls: Item = [
-            ("pk".to_owned(), s(&account.to_string())),
+            ("pk".to_owned(), s(account.to_string())),
             ("sk".to_owned(), s(CALL_LOG_SK)),
         ]
         .into();
@@ -548,13 +539,13 @@ mod tests {
     fn job_item(id: Id, state: &str, processed: u64) -> Item {
         let now = shared::domain::Timestamp::now().to_string();
         [
-            ("pk", s(&id.to_string())),
+            ("pk", s(id.to_string())),
             ("sk", s(JOB_SK)),
-            ("id", s(&id.to_string())),
+            ("id", s(id.to_string())),
             ("state", s(state)),
             ("total", AttributeValue::N("10".into())),
             ("processed", AttributeValue::N(processed.to_string())),
-            ("created_by", s(&Id::generate().to_string())),
+            ("created_by", s(Id::generate().to_string())),
             ("created_at", s(&now)),
             ("source", s("ids")),
             ("spec", s(r#"{"changes":{"status":"disputed"}}"#)),

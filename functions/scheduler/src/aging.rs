@@ -32,7 +32,9 @@ use shared::dynamo::read_all;
 use shared::error::condition_held;
 use shared::ApiError;
 
-use crate::{n, s, App};
+use shared::dynamo::attributes::{n, s};
+
+use crate::App;
 
 /// Days past due at which an account enters a new bucket (`1-30`, `31-60`, `61-90`, `90+`).
 pub const BOUNDARIES: [i64; 4] = [1, 31, 61, 91];

@@ -19,7 +19,9 @@ use shared::error::condition_held;
 use shared::realtime::META;
 use shared::ApiError;
 
-use crate::{n, s, App};
+use shared::dynamo::attributes::{n, s};
+
+use crate::App;
 
 /// Segments of each parallel Scan.
 pub const SEGMENTS: i32 = 4;

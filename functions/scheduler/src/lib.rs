@@ -20,7 +20,6 @@ pub mod aging;
 pub mod cleanup;
 pub mod promises;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use shared::accounts::AccountRepo;
 use shared::clients::Clients;
@@ -149,12 +148,4 @@ pub async fn handle(
         }
     }
     result
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
 }

@@ -33,12 +33,15 @@ use shared::accounts::model::format_date;
 use shared::accounts::{Account, AccountStatus};
 use shared::activities::{status_change, Activity, PROMISE_SHARDS};
 use shared::domain::{Id, MinorUnits, Timestamp};
+use shared::dynamo::retry::{backoff, cancellation_codes, CONFLICT_RETRIES};
 use shared::dynamo::{for_each_page, read_all};
 use shared::error::condition_held;
-use shared::payments::{backoff, cancellation_codes, Payment, PaymentStatus, CONFLICT_RETRIES};
+use shared::payments::{Payment, PaymentStatus};
 use shared::ApiError;
 
-use crate::{n, s, system_actor, App};
+use shared::dynamo::attributes::{n, s};
+
+use crate::{system_actor, App};
 
 /// The promises-by-date index.
 pub const INDEX: &str = "promises-by-date";

@@ -1,7 +1,5 @@
 //! The Accounts table: the one place an account item is written or read.
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
@@ -10,6 +8,7 @@ use super::model::Account;
 use crate::activities::Activity;
 use crate::config::TableName;
 use crate::domain::Id;
+use crate::dynamo::retry::failed_conditions;
 use crate::error::ApiError;
 
 /// Reads and writes accounts (and the activities written with them).
@@ -27,25 +26,6 @@ pub enum WriteConflict {
     Reference,
     /// The account changed or was deleted since it was read (`412`).
     Version,
-}
-
-/// Which transaction items failed their condition.
-fn cancelled_items(
-    err: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
-) -> Option<Vec<bool>> {
-    match err {
-        SdkError::ServiceError(service) => match service.err() {
-            TransactWriteItemsError::TransactionCanceledException(cancel) => Some(
-                cancel
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                    .collect(),
-            ),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 impl AccountRepo {
@@ -100,7 +80,7 @@ impl AccountRepo {
             .await;
         match result {
             Ok(_) => Ok(Ok(())),
-            Err(err) => match cancelled_items(&err) {
+            Err(err) => match failed_conditions(&err) {
                 Some(failed) if failed.get(1) == Some(&true) => Ok(Err(WriteConflict::Reference)),
                 _ => Err(err.into()),
             },
@@ -203,7 +183,7 @@ impl AccountRepo {
         }
         match transaction.send().await {
             Ok(_) => Ok(Ok(())),
-            Err(err) => match cancelled_items(&err) {
+            Err(err) => match failed_conditions(&err) {
                 Some(failed) if failed.first() == Some(&true) => Ok(Err(WriteConflict::Version)),
                 Some(failed) if reference_moves && failed.get(1) == Some(&true) => {
                     Ok(Err(WriteConflict::Reference))

@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 use super::users::{UserItem, UserRepo};
 use crate::config::TableName;
 use crate::domain::Id;
+use crate::dynamo::attributes::{n, s};
+use crate::dynamo::retry::{backoff, failed_conditions, is_conflict, CONFLICT_RETRIES};
 use crate::error::ApiError;
 
 /// The family GSI of the RefreshTokens table.
@@ -57,14 +59,6 @@ pub const DEFAULT_TTL_SECS: i64 = 30 * 86_400;
 
 /// Families revoked at once by [`RefreshStore::revoke_user`].
 const REVOKE_CONCURRENCY: usize = 8;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -287,29 +281,19 @@ impl RefreshStore {
                 family_id: stored.family_id,
                 token_version: stored.token_version,
             }),
-            Err(err) if crate::payments::is_conflict(&err) => {
-                if attempt >= crate::payments::CONFLICT_RETRIES {
+            Err(err) if is_conflict(&err) => {
+                if attempt >= CONFLICT_RETRIES {
                     return Err(ApiError::unavailable(
                         "the refresh token is in use by a concurrent request; retry shortly",
                     ));
                 }
-                tokio::time::sleep(crate::payments::backoff(attempt + 1)).await;
+                tokio::time::sleep(backoff(attempt + 1)).await;
                 Box::pin(self.rotate_attempt(token, attempt + 1)).await
             }
             Err(err) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                let codes: Option<Vec<String>> = match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => Some(
-                        c.cancellation_reasons()
-                            .iter()
-                            .map(|r| r.code().unwrap_or("None").to_owned())
-                            .collect(),
-                    ),
-                    _ => None,
-                };
-                match codes {
+                match failed_conditions(&err) {
                     // Spent concurrently: a reuse.
-                    Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                    Some(failed) if failed.first() == Some(&true) => {
                         self.revoke_family(&stored.family_id).await?;
                         Ok(Rotation::Reused {
                             family_id: stored.family_id,

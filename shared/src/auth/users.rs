@@ -21,6 +21,8 @@ use utoipa::ToSchema;
 use super::rbac::Role;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
+use crate::dynamo::attributes::{n, s};
+use crate::dynamo::retry::{backoff, cancellation_codes};
 use crate::error::ApiError;
 
 /// The partition of the sparse list index.
@@ -142,37 +144,9 @@ pub struct UserRepo {
     table: TableName,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-/// The cancellation reason codes of a failed transaction, if that is what `err` is.
-fn cancellation_codes<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> Option<Vec<String>> {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
-            cancelled
-                .cancellation_reasons()
-                .iter()
-                .map(|reason| reason.code().unwrap_or("None").to_owned())
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
 /// Retries a transaction cancelled only because another one held its items
 /// (`TransactionConflict`): then its conditions give the real answer.
-const CONFLICT_RETRIES: usize = 4;
+const CONFLICT_RETRIES: u32 = 4;
 
 impl UserRepo {
     pub fn new(dynamodb: Client, table: TableName) -> Self {
@@ -250,10 +224,7 @@ impl UserRepo {
                         if codes.iter().any(|c| c == "TransactionConflict")
                             && attempt < CONFLICT_RETRIES =>
                     {
-                        tokio::time::sleep(std::time::Duration::from_millis(
-                            20 * (attempt as u64 + 1),
-                        ))
-                        .await;
+                        tokio::time::sleep(backoff(attempt)).await;
                     }
                     Some(codes) if codes.iter().any(|c| c == "TransactionConflict") => {
                         let mut err = ApiError::conflict(

@@ -19,9 +19,10 @@ use aws_sdk_dynamodb::Client;
 
 use super::tally::{contribution, AggregateKey, Counters, Item, Period, Scope, Tally, Tracked};
 use crate::config::TableName;
+use crate::dynamo::attributes::{s, text};
 use crate::dynamo::for_each_page;
+use crate::dynamo::retry::{backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
 use crate::error::ApiError;
-use crate::payments::{backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
 
 /// How long an applied record's marker is kept.
 pub const MARKER_TTL_DAYS: i64 = 3;
@@ -62,10 +63,6 @@ pub struct Applied {
     pub duplicates: usize,
     /// The scopes whose counters moved (whom `dashboard.changed` concerns).
     pub scopes: BTreeSet<Scope>,
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn marker_pk(event_id: &str) -> String {
@@ -114,13 +111,9 @@ fn parse_item(item: &Item) -> Option<(AggregateKey, Counters)> {
 /// [`parse_item`] and the counters of the item that are no `i64` (saturated in the
 /// counters, logged).
 fn parse_checked(item: &Item) -> Option<(AggregateKey, Counters, Vec<Impossible>)> {
-    let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.as_str()),
-        _ => None,
-    };
     let key = AggregateKey {
-        period: Period::parse(text("pk")?)?,
-        scope: Scope::parse(text("sk")?)?,
+        period: Period::parse(text(item, "pk")?)?,
+        scope: Scope::parse(text(item, "sk")?)?,
     };
     let mut impossible = Vec::new();
     let counters = item

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::Id;
+use crate::dynamo::attributes::{number, text};
 
 /// A DynamoDB item (a stream image or a scanned item).
 pub type Item = HashMap<String, AttributeValue>;
@@ -235,20 +236,6 @@ impl FromIterator<(AggregateKey, Counters)> for Tally {
     }
 }
 
-fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    match item.get(name) {
-        Some(AttributeValue::S(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn number(item: &Item, name: &str) -> Option<i64> {
-    match item.get(name) {
-        Some(AttributeValue::N(n)) => n.parse().ok(),
-        _ => None,
-    }
-}
-
 fn id(item: &Item, name: &str) -> Option<Id> {
     text(item, name).and_then(|s| s.parse().ok())
 }
@@ -351,15 +338,8 @@ fn activity(tally: &mut Tally, item: &Item) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dynamo::attributes::{n, s};
     use time::macros::date;
-
-    fn s(v: &str) -> AttributeValue {
-        AttributeValue::S(v.to_owned())
-    }
-
-    fn n(v: i64) -> AttributeValue {
-        AttributeValue::N(v.to_string())
-    }
 
     fn item(pairs: &[(&str, AttributeValue)]) -> Item {
         pairs
@@ -379,7 +359,7 @@ mod tests {
             ("dpd_bucket", s("1-30")),
             ("currency", s("USD")),
             ("balance", n(balance)),
-            ("assigned_agent_id", s(&agent.to_string())),
+            ("assigned_agent_id", s(agent.to_string())),
         ])
     }
 
@@ -423,7 +403,7 @@ mod tests {
             ("currency", s("USD")),
             ("method", s("card")),
             ("received_at", s("2026-11-25T23:59:00Z")),
-            ("agent_id", s(&agent.to_string())),
+            ("agent_id", s(agent.to_string())),
         ]);
         let paid = contribution(Tracked::Payments, &completed);
         let day = key(Period::Day(date!(2026 - 11 - 25)), Scope::All);
@@ -458,7 +438,7 @@ mod tests {
             ("type", s("promise_to_pay")),
             ("created_at", s("2026-11-20T10:00:00Z")),
             ("promise_date", s("2026-11-24")),
-            ("actor_id", s(&actor.to_string())),
+            ("actor_id", s(actor.to_string())),
         ]);
         let open = contribution(Tracked::Activities, &promise);
         let created = key(Period::Day(date!(2026 - 11 - 20)), Scope::All);

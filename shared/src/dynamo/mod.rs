@@ -1,5 +1,9 @@
 //! Reading DynamoDB Query and Scan results page by page, from the first page to the last,
-//! and BatchGetItem results to the last unprocessed key.
+//! and BatchGetItem results to the last unprocessed key; the attribute helpers
+//! ([`attributes`]) and the retry rules of transactions ([`retry`]) every store shares.
+
+pub mod attributes;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -104,7 +108,7 @@ pub async fn batch_get_all(
                 .and_then(|mut u| u.remove(table))
                 .filter(|k| !k.keys.is_empty());
             if request.is_some() {
-                tokio::time::sleep(crate::payments::backoff(attempt)).await;
+                tokio::time::sleep(retry::backoff(attempt)).await;
                 attempt += 1;
             }
         }
