@@ -87,6 +87,8 @@ pub struct Shared {
     pub throttle: crate::http_api::StageThrottle,
     pub region: String,
     pub ws_addr: SocketAddr,
+    /// The local figures (`/_local/metrics`, `/_local/dashboard`).
+    pub metrics: Arc<crate::metrics::Registry>,
 }
 
 impl Shared {
@@ -179,6 +181,7 @@ impl Gateway {
             "WEBSOCKET_MANAGEMENT_ENDPOINT".into(),
             format!("http://{ws_addr}"),
         );
+        let metrics = Arc::new(crate::metrics::Registry::default());
         let settings = Arc::new(RuntimeSettings {
             bin_dir,
             max_instances: options.max_instances.max(1),
@@ -187,6 +190,7 @@ impl Gateway {
             region: region.clone(),
             extra_env,
             logs: options.logs,
+            metrics: metrics.clone(),
         });
         let pools = model
             .functions
@@ -205,10 +209,21 @@ impl Gateway {
             throttle: Default::default(),
             region: region.clone(),
             ws_addr,
+            metrics: metrics.clone(),
         });
 
         let mut tasks = Vec::new();
+        let queues = sampled_queues(&provisioned, &shared.model);
+        let pages = Arc::new(crate::metrics::routes::LocalPages {
+            registry: metrics.clone(),
+            dead_letter_queues: queues
+                .iter()
+                .filter(|(_, consumed)| !consumed)
+                .map(|(q, _)| q.name.clone())
+                .collect(),
+        });
         let http_app = axum::Router::new()
+            .merge(crate::metrics::routes::router(pages))
             .fallback(crate::http_api::handle)
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
@@ -228,6 +243,13 @@ impl Gateway {
             .await;
         }));
         let mut scheduler = None;
+        if options.provision {
+            tasks.push(crate::metrics::sampler::start(
+                shared.clone(),
+                sqs.clone(),
+                queues.into_iter().map(|(q, _)| q).collect(),
+            ));
+        }
         if options.event_sources {
             let sqs_client = sqs.clone();
             for mapping in shared.model.sqs.clone() {
@@ -272,6 +294,26 @@ impl Gateway {
             fault_proxy: endpoints.proxy,
         })
     }
+}
+
+/// Every provisioned queue, and whether an event source mapping consumes it (one nothing
+/// consumes is a dead-letter queue or a failure destination: messages only pile up there).
+fn sampled_queues(
+    provisioned: &Provisioned,
+    model: &Model,
+) -> Vec<(crate::metrics::sampler::SampledQueue, bool)> {
+    provisioned
+        .queues
+        .values()
+        .map(|q| {
+            let consumed = model.sqs.iter().any(|m| m.queue_url == q.url);
+            let queue = crate::metrics::sampler::SampledQueue {
+                name: q.name.clone(),
+                url: q.url.clone(),
+            };
+            (queue, consumed)
+        })
+        .collect()
 }
 
 impl RunningGateway {
@@ -338,6 +380,11 @@ impl RunningGateway {
         let m = &self.shared.model;
         let mut out = String::new();
         let _ = writeln!(out, "HTTP API        http://{}", self.http_addr);
+        let _ = writeln!(
+            out,
+            "figures         http://{0}/_local/dashboard  (Prometheus: http://{0}/_local/metrics)",
+            self.http_addr
+        );
         let ws = &self.shared.ws_addr;
         let stage = m
             .websocket

@@ -52,6 +52,7 @@
 pub mod fault_proxy;
 pub mod gateway;
 pub mod http_api;
+pub mod metrics;
 pub mod model;
 pub mod provision;
 pub mod runtime;

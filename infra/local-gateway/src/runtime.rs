@@ -121,6 +121,9 @@ pub struct RuntimeSettings {
     pub extra_env: BTreeMap<String, String>,
     /// Where START/END/REPORT lines and the functions' output go.
     pub logs: LogSink,
+    /// Where the functions' EMF records and the Lambda figures (invocations, errors,
+    /// throttles, duration, init duration, memory) go.
+    pub metrics: Arc<crate::metrics::Registry>,
 }
 
 /// Where function logs go.
@@ -129,6 +132,9 @@ pub enum LogSink {
     None,
     Stdout,
     Stderr,
+    /// Kept in memory, for tests that read the logs back (the e2e suite searches them for
+    /// the secrets it used).
+    Capture(&'static LogCapture),
 }
 
 impl LogSink {
@@ -137,9 +143,37 @@ impl LogSink {
             LogSink::None => {}
             LogSink::Stdout => println!("{text}"),
             LogSink::Stderr => eprintln!("{text}"),
+            LogSink::Capture(capture) => capture.push(text),
         }
     }
 }
+
+/// Log lines kept in memory (see [`LogSink::Capture`]).
+#[derive(Debug, Default)]
+pub struct LogCapture(StdMutex<Vec<String>>);
+
+impl LogCapture {
+    fn push(&self, line: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line.to_owned());
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Two captures are the same sink only if they are the same capture.
+impl PartialEq for LogCapture {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for LogCapture {}
 
 /// A queued invocation's state: waiting, taken by an instance, or abandoned by its caller
 /// (throttled after waiting too long), so that an abandoned event never runs.
@@ -269,8 +303,17 @@ impl FunctionPool {
         self.invoke_with(payload, Admission::Wait).await
     }
 
-    /// Invokes the function with `payload`, admitted as `admission` says.
+    /// Invokes the function with `payload`, admitted as `admission` says, and counts the
+    /// outcome as Lambda does (an invocation, an error, a throttle).
     pub async fn invoke_with(self: &Arc<Self>, payload: Bytes, admission: Admission) -> Outcome {
+        let outcome = self.dispatch(payload, admission).await;
+        self.settings
+            .metrics
+            .lambda_outcome(&self.spec.logical_id, &outcome);
+        outcome
+    }
+
+    async fn dispatch(self: &Arc<Self>, payload: Bytes, admission: Admission) -> Outcome {
         if payload.len() > MAX_REQUEST_PAYLOAD {
             return Outcome::RequestTooLarge(payload.len());
         }
@@ -411,6 +454,15 @@ impl FunctionPool {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Instances busy now, running an invocation or starting (Lambda's
+    /// `ConcurrentExecutions`): those alive but not waiting in `/next`.
+    pub fn concurrent_executions(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.instances.saturating_sub(s.idle))
+            .unwrap_or_default()
+    }
+
     /// Instances alive now.
     pub fn instances(&self) -> usize {
         self.state.lock().map(|s| s.instances).unwrap_or_default()
@@ -480,12 +532,15 @@ impl FunctionPool {
         let output = Arc::new(StdMutex::new(VecDeque::new()));
         let name = self.name().to_owned();
         let echo = self.settings.logs;
+        let metrics = &self.settings.metrics;
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            readers.push(tokio::spawn(pump(out, name.clone(), output.clone(), echo)));
+            let sink = LineSink::new(&name, &output, echo, metrics);
+            readers.push(tokio::spawn(pump(out, sink)));
         }
         if let Some(err) = child.stderr.take() {
-            readers.push(tokio::spawn(pump(err, name.clone(), output.clone(), echo)));
+            let sink = LineSink::new(&name, &output, echo, metrics);
+            readers.push(tokio::spawn(pump(err, sink)));
         }
         let instance = Arc::new(Instance {
             pool: self.clone(),
@@ -531,16 +586,37 @@ impl FunctionPool {
     }
 }
 
-async fn pump(
-    stream: impl tokio::io::AsyncRead + Unpin,
+/// Where an instance's output lines go: the console, the tail kept for init errors, and the
+/// metrics (CloudWatch Logs extracts EMF records from stdout and stderr alike).
+struct LineSink {
     name: String,
     buffer: Arc<StdMutex<VecDeque<String>>>,
     echo: LogSink,
-) {
+    metrics: Arc<crate::metrics::Registry>,
+}
+
+impl LineSink {
+    fn new(
+        name: &str,
+        buffer: &Arc<StdMutex<VecDeque<String>>>,
+        echo: LogSink,
+        metrics: &Arc<crate::metrics::Registry>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            buffer: buffer.clone(),
+            echo,
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+async fn pump(stream: impl tokio::io::AsyncRead + Unpin, sink: LineSink) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        echo.line(&format!("[{name}] {line}"));
-        if let Ok(mut b) = buffer.lock() {
+        sink.echo.line(&format!("[{}] {line}", sink.name));
+        sink.metrics.record_log_line(&line);
+        if let Ok(mut b) = sink.buffer.lock() {
             if b.len() >= 50 {
                 b.pop_front();
             }
@@ -612,30 +688,36 @@ impl Instance {
         }
         let rss_kb = peak_rss_kb(self.pid);
         pool.stats.last_rss_kb.store(rss_kb, Ordering::Relaxed);
+        // The instance's first REPORT carries its init duration (a cold start).
+        let init_ms = {
+            let mut reported = self.reported_init.lock().unwrap_or_else(|e| e.into_inner());
+            if *reported {
+                None
+            } else {
+                *reported = true;
+                self.first_next
+                    .lock()
+                    .ok()
+                    .and_then(|f| *f)
+                    .map(|d| d.as_secs_f64() * 1000.0)
+            }
+        };
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let max_memory_mb = rss_kb.div_ceil(1024);
+        pool.settings
+            .metrics
+            .lambda_report(&pool.spec.logical_id, ms, init_ms, max_memory_mb);
         let logs = pool.settings.logs;
         if logs != LogSink::None {
-            let init = {
-                let mut reported = self.reported_init.lock().unwrap_or_else(|e| e.into_inner());
-                if *reported {
-                    String::new()
-                } else {
-                    *reported = true;
-                    self.first_next
-                        .lock()
-                        .ok()
-                        .and_then(|f| *f)
-                        .map(|d| format!(" Init Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
-                        .unwrap_or_default()
-                }
-            };
-            let ms = elapsed.as_secs_f64() * 1000.0;
+            let init = init_ms
+                .map(|ms| format!(" Init Duration: {ms:.2} ms"))
+                .unwrap_or_default();
             logs.line(&format!("[{}] END RequestId: {request_id}", pool.name()));
             logs.line(&format!(
-                "[{}] REPORT RequestId: {request_id} Duration: {ms:.2} ms Billed Duration: {} ms Memory Size: {} MB Max Memory Used: {} MB{init}",
+                "[{}] REPORT RequestId: {request_id} Duration: {ms:.2} ms Billed Duration: {} ms Memory Size: {} MB Max Memory Used: {max_memory_mb} MB{init}",
                 pool.name(),
                 ms.ceil().max(1.0) as u64,
                 pool.spec.memory_mb,
-                rss_kb.div_ceil(1024),
             ));
         }
         let _ = cur.reply.send(outcome);

@@ -198,6 +198,7 @@ async fn process(
     mapping: &SqsMapping,
     batch: Vec<Message>,
 ) {
+    record_oldest_age(shared, mapping, &batch);
     let records: Vec<Value> = batch
         .iter()
         .map(|m| record(m, mapping, &shared.region))
@@ -267,6 +268,29 @@ async fn process(
     // (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html>). Retries
     // are therefore as slow locally as on AWS: a queue's `VisibilityTimeout` is part of what
     // a local run tests.
+}
+
+/// `ApproximateAgeOfOldestMessage`, as far as a poller sees it: the age of the oldest
+/// message of a batch it received (`SentTimestamp`, Unix milliseconds).
+fn record_oldest_age(shared: &Shared, mapping: &SqsMapping, batch: &[Message]) {
+    let oldest = batch
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&MessageSystemAttributeName::SentTimestamp)?
+                .parse::<u64>()
+                .ok()
+        })
+        .min();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if let Some(sent) = oldest {
+        let queue = mapping.queue_url.rsplit('/').next().unwrap_or_default();
+        let age_secs = now_ms.saturating_sub(sent) as f64 / 1000.0;
+        shared.metrics.queue_oldest_age(queue, age_secs);
+    }
 }
 
 fn all_ids(batch: &[Message]) -> HashSet<String> {

@@ -466,6 +466,7 @@ async fn deliver(
     let mut pending: std::collections::VecDeque<(Vec<Value>, u32)> =
         std::collections::VecDeque::from([(records, 0)]);
     while let Some((batch, attempts)) = pending.pop_front() {
+        record_iterator_age(shared, mapping, &batch);
         let event = json!({ "Records": batch });
         let outcome = shared
             .invoke(&mapping.function, Bytes::from(event.to_string()))
@@ -548,6 +549,24 @@ async fn deliver(
         } else {
             pending.push_front((retry, attempts));
         }
+    }
+}
+
+/// `IteratorAge`: how old the batch's last record (`ApproximateCreationDateTime`, Unix
+/// seconds) is as the function gets it.
+fn record_iterator_age(shared: &Shared, mapping: &StreamMapping, batch: &[Value]) {
+    let created = batch
+        .last()
+        .and_then(|r| r.pointer("/dynamodb/ApproximateCreationDateTime"))
+        .and_then(Value::as_f64);
+    if let Some(created) = created {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        shared
+            .metrics
+            .iterator_age(&mapping.function, (now - created) * 1000.0);
     }
 }
 

@@ -216,7 +216,18 @@ async fn post_to_connection(
         return gone();
     }
     conn.last_active = time::OffsetDateTime::now_utc();
+    shared.metrics.websocket_message(stage(&shared));
     StatusCode::OK.into_response()
+}
+
+/// The WebSocket API's stage, the dimension of its metrics.
+fn stage(shared: &Shared) -> &str {
+    shared
+        .model
+        .websocket
+        .as_ref()
+        .map(|w| w.stage.as_str())
+        .unwrap_or("local")
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -365,6 +376,7 @@ async fn upgrade(
     let Some(api) = shared.model.websocket.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    shared.metrics.websocket_connect(&api.stage);
     let id = connection_id();
     let host = headers
         .get("host")
@@ -553,6 +565,7 @@ async fn run_connection(socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Messa
             Message::Close(_) => break,
             _ => continue,
         };
+        ctx.shared.metrics.websocket_message(stage(&ctx.shared));
         if let Ok(mut m) = ctx.shared.ws.connections.lock() {
             if let Some(c) = m.get_mut(&ctx.id) {
                 c.last_active = time::OffsetDateTime::now_utc();

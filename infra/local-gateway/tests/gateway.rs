@@ -1092,3 +1092,163 @@ async fn stream_checkpoints_survive_a_gateway_restart() {
     assert_eq!(count("one"), 1, "{:?}", lines(&path));
     gw.shutdown().await;
 }
+
+/// The figures of `/_local/metrics` as `line → value` (comments left out).
+async fn scrape(f: &Fixture) -> std::collections::BTreeMap<String, f64> {
+    let r = f
+        .http
+        .get(format!("{}/_local/metrics", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    r.text()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn local_metrics_and_dashboard_show_emf_records_and_lambda_figures() {
+    let f = start().await;
+    for _ in 0..2 {
+        let r = f
+            .http
+            .get(format!("{}/items/a?emf=12", f.base))
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    assert_eq!(
+        f.http
+            .get(format!("{}/error", f.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        500
+    );
+    // Reserved concurrency 1: a second request while the first holds the instance is a
+    // Lambda throttle.
+    let hold = tokio::spawn(f.http.get(format!("{}/hold", f.base)).send());
+    let pool = f.gw.pool("HoldFunction").unwrap().clone();
+    wait_for("the hold", Duration::from_secs(5), || pool.in_flight() == 1).await;
+    let r = f.http.get(format!("{}/hold", f.base)).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+
+    // The EMF records arrive on the functions' stdout, read concurrently: wait for them.
+    let route = r#"function="fixture",route="GET /items/{id}""#;
+    let latency_count = format!("collectpro_api_latency_milliseconds_count{{{route}}}");
+    let started = Instant::now();
+    let figures = loop {
+        let figures = scrape(&f).await;
+        if figures.get(&latency_count) == Some(&4.0) {
+            break figures;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no EMF figures: {figures:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let expect = |series: &str, value: f64| {
+        assert_eq!(
+            figures.get(series),
+            Some(&value),
+            "{series} in {figures:#?}"
+        );
+    };
+    // Every dimension set of the record is a series; two values per request.
+    expect(
+        &format!("collectpro_api_latency_milliseconds_sum{{{route}}}"),
+        72.0,
+    );
+    let p99 = figures[r#"collectpro_api_latency_milliseconds{quantile="0.99"}"#];
+    assert!((p99 - 24.0).abs() < 0.25, "p99 {p99}");
+    expect(r#"collectpro_api_requests_total{function="fixture"}"#, 2.0);
+    expect("collectpro_api_requests_total", 2.0);
+    // What Lambda reports, from the gateway's own knowledge.
+    let echo = r#"{function_name="EchoFunction"}"#;
+    expect(&format!("aws_lambda_invocations_total{echo}"), 2.0);
+    expect(
+        &format!("aws_lambda_duration_milliseconds_count{echo}"),
+        2.0,
+    );
+    expect(
+        &format!("lambdainsights_init_duration_milliseconds_count{echo}"),
+        1.0,
+    );
+    assert!(figures[&format!("lambdainsights_used_memory_max_megabytes{echo}")] > 0.0);
+    expect(
+        r#"aws_lambda_errors_total{function_name="ErrorFunction"}"#,
+        1.0,
+    );
+    expect(
+        r#"aws_lambda_throttles_total{function_name="HoldFunction"}"#,
+        1.0,
+    );
+    assert_eq!(hold.await.unwrap().unwrap().status(), 200);
+    // Queue depth is sampled from the start; the dead-letter queue is empty.
+    let dlq = &f.gw.provisioned().queues["WorkDeadLetterQueue"].name;
+    let depth = format!("aws_sqs_approximate_number_of_messages_visible{{queue_name=\"{dlq}\"}}");
+    expect(&depth, 0.0);
+
+    // The page's series, and the page itself with its chart library.
+    let doc: Value = f
+        .http
+        .get(format!("{}/_local/metrics.json?minutes=5", f.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dead: Vec<&str> = doc["dead_letter_queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(dead.contains(&dlq.as_str()), "{dead:?}");
+    assert!(!dead.iter().any(|q| q.ends_with("-WorkQueue")), "{dead:?}");
+    let latency = doc["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ApiLatency" && s["dimensions"] == json!({}))
+        .expect("the service-wide latency series");
+    let values: u64 = latency["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(values, 4, "{latency}");
+    for (path, content_type) in [
+        ("dashboard", "text/html; charset=utf-8"),
+        ("uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+        ("uPlot.min.css", "text/css; charset=utf-8"),
+    ] {
+        let r = f
+            .http
+            .get(format!("{}/_local/{path}", f.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], content_type, "{path}");
+    }
+    // Anything else is still the API's: no route, API Gateway's 404.
+    let r = f.http.get(format!("{}/_local/other", f.base)).send().await;
+    assert_eq!(r.unwrap().status(), 404);
+}

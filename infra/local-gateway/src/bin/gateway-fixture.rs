@@ -99,6 +99,31 @@ async fn websocket(event: &Value) -> Result<Value, Error> {
     }
 }
 
+/// `?emf=<ms>`: an Embedded Metric Format record on stdout, as CollectPro's functions print
+/// one per request (the gateway's metrics tests read it back).
+fn emit_metrics(event: &Value, latency: &str) {
+    let latency: f64 = latency.parse().unwrap_or(1.0);
+    let record = json!({
+        "_aws": {
+            "Timestamp": now_ms(),
+            "CloudWatchMetrics": [{
+                "Namespace": "CollectPro",
+                "Dimensions": [["Function", "Route"], ["Function"], []],
+                "Metrics": [
+                    {"Name": "ApiLatency", "Unit": "Milliseconds"},
+                    {"Name": "ApiRequests", "Unit": "Count"},
+                ],
+            }],
+        },
+        "Function": "fixture",
+        "Route": event["routeKey"],
+        "ApiLatency": [latency, latency * 2.0],
+        "ApiRequests": 1,
+        "message": "request served",
+    });
+    println!("{record}");
+}
+
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (event, _ctx) = event.into_parts();
     let mode = std::env::var("FIXTURE_MODE").unwrap_or_else(|_| "echo".into());
@@ -106,6 +131,9 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if let Some(latency) = event["queryStringParameters"]["emf"].as_str() {
+        emit_metrics(&event, latency);
+    }
     match mode.as_str() {
         "echo" => Ok(echo(&event)),
         "error" => Err("the fixture failed on purpose".into()),
