@@ -112,6 +112,12 @@ bench-gateway: bench-build
 release:
 	cargo build --release --workspace --bins
 
+# DynamoDB calls and read/write units per request of each route: a tour of the API through
+# the whole local stack, figures from the requests' own log lines (tests/examples/route_capacity.rs).
+.PHONY: capacity
+capacity: build
+	infra/stack.sh cargo run --quiet -p e2e --example route_capacity
+
 # Accounts (issue 6): N realistic accounts into `make run`'s DynamoDB Local (port 8000,
 # tables collectpro-local-*); `make seed DEMO=1` loads a few hundred.
 N ?= 100000

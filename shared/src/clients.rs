@@ -35,10 +35,27 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
 }
 
+/// A DynamoDB client whose every call goes through the call recorder
+/// ([`crate::dynamo::recorder`]): consumed capacity, latency and outcome in the invocation's
+/// metrics. `tune` adjusts the configuration first (the health check's short timeouts).
+pub fn dynamodb_with(
+    config: &SdkConfig,
+    tune: impl FnOnce(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder,
+) -> aws_sdk_dynamodb::Client {
+    let builder = tune(aws_sdk_dynamodb::config::Builder::from(config))
+        .interceptor(crate::dynamo::recorder::CallRecorder);
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// [`dynamodb_with`] the shared configuration as it is.
+pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    dynamodb_with(config, |builder| builder)
+}
+
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            dynamodb: dynamodb(config),
             sqs: aws_sdk_sqs::Client::new(config),
         }
     }

@@ -270,31 +270,56 @@ pub fn unknown_route(route: &str) -> ApiError {
     ApiError::not_found(format!("no route {route}"))
 }
 
-/// Runs one request through `handler`: maps its error to problem+json and writes one log
-/// line with the request id, route, status and duration.
+/// Runs one request through `handler` inside a metrics scope: maps its error to
+/// problem+json and writes the request's one line, which is both its log line (request id,
+/// route, status, duration, the DynamoDB calls it made and the capacity they consumed) and
+/// its EMF record (count, latency, 4xx, 5xx per route), followed by the records of what the
+/// request recorded itself (DynamoDB calls per table and operation, business metrics).
 pub async fn serve<F, Fut>(req: Request, handler: F) -> Response<Body>
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = HttpResult>,
 {
+    use crate::metrics::names::{self, dimension};
     let started = Instant::now();
     let route = route_key(&req);
     let request_id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %request_id, route = %route);
-    let result = handler(req).instrument(span.clone()).await;
+    let (result, mut recorded) = crate::metrics::scope(
+        vec![(dimension::ROUTE, route.clone())],
+        handler(req).instrument(span),
+    )
+    .await;
     let response = match result {
         Ok(response) => response,
         Err(error) => problem_response(&error),
     };
-    span.in_scope(|| {
-        tracing::info!(
-            request_id = %request_id,
-            route = %route,
-            status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        )
+    let status = response.status();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let calls = recorded.dynamodb();
+    let flag = |yes: bool| if yes { 1.0 } else { 0.0 };
+    recorded.add(&names::API_REQUESTS, &[], 1.0);
+    recorded.add(&names::API_LATENCY, &[], duration_ms);
+    recorded.add(&names::API_4XX, &[], flag(status.is_client_error()));
+    recorded.add(&names::API_5XX, &[], flag(status.is_server_error()));
+    recorded.add(&names::REQUEST_DYNAMODB_CALLS, &[], f64::from(calls.calls));
+    recorded.add(&names::REQUEST_READ_UNITS, &[], calls.read_units);
+    recorded.add(&names::REQUEST_WRITE_UNITS, &[], calls.write_units);
+    let line = serde_json::json!({
+        "timestamp": crate::domain::Timestamp::now().to_string(),
+        "level": if status.is_server_error() { "ERROR" } else { "INFO" },
+        "message": "request",
+        "request_id": request_id,
+        "route": route,
+        "status": status.as_u16(),
+        "duration_ms": duration_ms,
+        "dynamodb_calls": calls.calls,
+        "dynamodb_read_units": calls.read_units,
+        "dynamodb_write_units": calls.write_units,
     });
+    if let serde_json::Value::Object(properties) = line {
+        recorded.emit(Some((&names::API_REQUESTS, properties)));
+    }
     response
 }
 

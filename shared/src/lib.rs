@@ -8,7 +8,8 @@
 //!   path parameters, responses, one log line per request).
 //! - [`telemetry`]: JSON logging and init failure.
 //! - [`domain`]: ids, timestamps, money.
-//! - [`dynamo`]: reading Query and Scan results page by page.
+//! - [`dynamo`]: DynamoDB plumbing: paging, and the call recorder every call goes through.
+//! - [`metrics`]: per-invocation metrics written as CloudWatch Embedded Metric Format.
 //! - [`cursor`]: opaque, HMAC-signed list cursors.
 //! - [`validation`]: garde-based body/query validation (trimmed, capped, no control chars).
 //! - [`rate_limit`]: cross-instance fixed-window limits on DynamoDB (429 + Retry-After).
@@ -27,6 +28,7 @@ pub mod dynamo;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod paging;
 pub mod payments;
 pub mod platform;

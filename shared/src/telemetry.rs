@@ -5,8 +5,11 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global JSON subscriber. Call once, first thing in `main`.
-pub fn init() {
+/// Installs the global JSON subscriber and names the function for its metrics (the
+/// `Function` dimension: the crate's name, `env!("CARGO_PKG_NAME")`). Call once, first thing
+/// in `main`.
+pub fn init(function: &'static str) {
+    crate::metrics::set_function(function);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| {
             std::env::var("AWS_LAMBDA_LOG_LEVEL")

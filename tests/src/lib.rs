@@ -10,14 +10,16 @@
 //! let (status, body) = stack.send("GET", "/accounts", Some(&agent), None).await;
 //! ```
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use local_gateway::provision::random_prefix;
-use local_gateway::runtime::LogSink;
+use local_gateway::runtime::{LogCapture, LogSink};
 use local_gateway::{Gateway, GatewayOptions, RunningGateway};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -50,7 +52,8 @@ pub struct StackOptions {
     pub params: Vec<(String, String)>,
     /// Run SQS, stream and schedule event sources (off unless a test needs them).
     pub event_sources: bool,
-    /// Print the functions' logs (handy when a test fails).
+    /// Print the functions' logs when the stack stops (handy when a test fails). They are
+    /// captured either way: see [`Stack::assert_no_secrets_in_logs`].
     pub logs: bool,
     /// DynamoDB endpoint instead of the environment's (a fault test's own DynamoDB Local).
     pub dynamodb_endpoint: Option<String>,
@@ -97,7 +100,30 @@ pub struct Stack {
     /// What `collectpro-admin seed-admin` printed when the stack started.
     pub seed_output: String,
     admin_token: String,
+    logs: LogGuard,
 }
+
+/// The stack's captured logs and the secrets its client used; when it goes (with the stack,
+/// or after `stack.gateway.shutdown()`), it checks that no log line holds one.
+struct LogGuard {
+    /// Every line the functions and the gateway logged.
+    capture: &'static LogCapture,
+    print: bool,
+    /// Every secret this client sent or received: passwords, access and refresh tokens.
+    secrets: Mutex<BTreeSet<String>>,
+}
+
+/// Body members that hold secrets, in requests and answers.
+const SECRET_FIELDS: [&str; 5] = [
+    "password",
+    "current_password",
+    "new_password",
+    "access_token",
+    "refresh_token",
+];
+
+/// Shorter values are not worth searching for (a bad-input test's "x" is everywhere).
+const SHORTEST_SECRET: usize = 8;
 
 /// Rate limits are off unless a test turns them on: tests create many users from one IP.
 const TEST_PARAMS: [(&str, &str); 4] = [
@@ -109,6 +135,8 @@ const TEST_PARAMS: [(&str, &str); 4] = [
 
 impl Stack {
     pub async fn start(options: StackOptions) -> Stack {
+        // One capture per stack, alive as long as the test process (a few kB per test).
+        let logs: &'static LogCapture = Box::leak(Box::default());
         let prefix = random_prefix();
         let key_parameter = format!("/collectpro/test/{prefix}jwt-keys"); // = key_parameter()
         let mut params: Vec<(String, String)> = TEST_PARAMS
@@ -124,11 +152,7 @@ impl Stack {
             bin_dir: Some(bin_dir()),
             prefix: prefix.clone(),
             params: params.into_iter().collect(),
-            logs: if options.logs {
-                LogSink::Stdout
-            } else {
-                LogSink::None
-            },
+            logs: LogSink::Capture(logs),
             event_sources: options.event_sources,
             dynamodb_endpoint: options.dynamodb_endpoint.clone(),
             dynamodb_faults: options.dynamodb_faults,
@@ -160,6 +184,11 @@ impl Stack {
             prefix,
             seed_output: String::from_utf8_lossy(&output.stdout).into_owned(),
             admin_token: String::new(),
+            logs: LogGuard {
+                capture: logs,
+                print: options.logs,
+                secrets: Mutex::new([ADMIN_PASSWORD.to_owned(), PASSWORD.to_owned()].into()),
+            },
         };
         stack.admin_token = stack.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         stack
@@ -200,6 +229,7 @@ impl Stack {
             .unwrap();
         let status = response.status();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        self.remember_secrets(&body);
         (status, body)
     }
 
@@ -215,12 +245,60 @@ impl Stack {
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(token) = token {
+            self.remember_secret(token);
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
+            self.remember_secrets(&body);
             request = request.json(&body);
         }
         request
+    }
+
+    fn remember_secret(&self, secret: &str) {
+        if secret.len() >= SHORTEST_SECRET {
+            self.logs
+                .secrets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(secret.to_owned());
+        }
+    }
+
+    /// Remembers the secret members of a request or answer body.
+    fn remember_secrets(&self, body: &Value) {
+        for field in SECRET_FIELDS {
+            if let Some(secret) = body.get(field).and_then(Value::as_str) {
+                self.remember_secret(secret);
+            }
+        }
+    }
+
+    /// Every line the functions and the gateway logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.capture.lines()
+    }
+
+    /// The JSON lines the functions wrote, each with the function's name (the gateway
+    /// prefixes every line with `[name] `); other lines are left out.
+    pub fn log_records(&self) -> Vec<(String, Value)> {
+        self.logs
+            .capture
+            .lines()
+            .iter()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix('[')?.split_once("] ")?;
+                let value: Value = serde_json::from_str(rest).ok()?;
+                value.is_object().then(|| (name.to_owned(), value))
+            })
+            .collect()
+    }
+
+    /// Panics if any log line holds a secret this client used (a password, an access or
+    /// refresh token), a password hash (`$argon2`) or an `Authorization` header's value.
+    /// Every stack checks this when it stops, so the whole e2e suite is the test.
+    pub fn assert_no_secrets_in_logs(&self) {
+        self.logs.check();
     }
 
     pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
@@ -298,6 +376,7 @@ impl Stack {
         (SplitSink<Socket, Message>, SplitStream<Socket>),
         tokio_tungstenite::tungstenite::Error,
     > {
+        self.remember_secret(token);
         let url = format!("ws://{}/?token={token}", self.gateway.ws_addr());
         let (mut socket, _) = connect_async(url).await?;
         let request = json!({"action": "subscribe", "topics": topics});
@@ -306,6 +385,53 @@ impl Stack {
             .await?;
         Ok(socket.split())
     }
+}
+
+impl LogGuard {
+    fn check(&self) {
+        let secrets = self
+            .secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(line) = line_with_secret(&self.capture.lines(), &secrets) {
+            panic!("a log line holds a secret: {line}");
+        }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if self.print {
+            for line in self.capture.lines() {
+                println!("{line}");
+            }
+        }
+        if !std::thread::panicking() {
+            self.check();
+        }
+    }
+}
+
+/// The first of `lines` that holds one of `secrets`, a password hash (`$argon2`) or a bearer
+/// token, with the secrets in it replaced (a failure report must not leak them again).
+fn line_with_secret(lines: &[String], secrets: &BTreeSet<String>) -> Option<String> {
+    lines
+        .iter()
+        .find(|line| {
+            let lower = line.to_ascii_lowercase();
+            lower.contains("$argon2")
+                || lower.contains("bearer ey")
+                || secrets.iter().any(|secret| line.contains(secret.as_str()))
+        })
+        .map(|line| redact(line, secrets))
+}
+
+/// `line` with every secret in it replaced.
+fn redact(line: &str, secrets: &BTreeSet<String>) -> String {
+    secrets.iter().fold(line.to_owned(), |line, secret| {
+        line.replace(secret.as_str(), "<secret>")
+    })
 }
 
 /// The body of a new account: a USD debtor in New York owing `balance`, due 2026-10-01, with
@@ -345,4 +471,31 @@ pub fn unique_email() -> String {
         "e2e-{}@example.com",
         ulid::Ulid::new().to_string().to_lowercase()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_log_lines_are_found_and_redacted() {
+        let secrets: BTreeSet<String> = ["a long and unusual passphrase".to_owned()].into();
+        let clean = vec![r#"{"message":"request","status":200}"#.to_owned()];
+        assert_eq!(line_with_secret(&clean, &secrets), None);
+
+        let leaked = vec![r#"{"body":"a long and unusual passphrase"}"#.to_owned()];
+        assert_eq!(
+            line_with_secret(&leaked, &secrets).as_deref(),
+            Some(r#"{"body":"<secret>"}"#)
+        );
+        for line in [
+            "hash=$argon2id$v=19$m=19456,t=2,p=1$abc",
+            "authorization: Bearer eyJhbGciOiJFZERTQSJ9.x.y",
+        ] {
+            assert!(
+                line_with_secret(&[line.to_owned()], &secrets).is_some(),
+                "{line}"
+            );
+        }
+    }
 }

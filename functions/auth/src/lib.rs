@@ -60,6 +60,7 @@ use shared::auth::{BearerSecurity, PasswordHasher, Role, User};
 use shared::config::{optional_from, Lookup};
 use shared::domain::Timestamp;
 use shared::http::{empty, json, route_key, source_ip, unknown_route, HttpResult};
+use shared::metrics::{self, names};
 use shared::platform::{InitError, Platform};
 use shared::rate_limit::hashed;
 use shared::validation::{no_control, trimmed};
@@ -359,6 +360,9 @@ async fn login(app: &App, req: Request) -> HttpResult {
         app.platform.limiter.check(&ip, limits.login_per_ip),
         app.platform.limiter.check(&email, limits.login_per_email)
     );
+    if by_ip.is_err() || by_email.is_err() {
+        metrics::count(&names::LOGINS_RATE_LIMITED);
+    }
     by_ip?;
     by_email?;
 
@@ -371,7 +375,7 @@ async fn login(app: &App, req: Request) -> HttpResult {
     };
     let now = Timestamp::now();
     // Before (and instead of) checking the password: no oracle during a lock.
-    refuse_if_locked(&user, now)?;
+    refuse_if_locked(&user, now).inspect_err(|_| metrics::count(&names::LOGINS_LOCKED_OUT))?;
     let password_ok = app
         .hasher
         .verify_blocking(Some(user.password_hash.clone()), body.password.clone())

@@ -33,7 +33,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let provisioned = local_gateway::provision::provision_for_test()
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match dashboard::App::from_env().await {
         Ok(app) => app,
         Err(err) => shared::telemetry::exit_on_init_error(&err),

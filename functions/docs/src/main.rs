@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match docs::App::new() {
         Ok(app) => app,
         Err(err) => shared::telemetry::exit_on_init_error(&err),

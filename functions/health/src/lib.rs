@@ -35,17 +35,18 @@ impl App {
             .operation_timeout(CHECK_TIMEOUT)
             .build();
         let retries = aws_config::retry::RetryConfig::disabled();
-        let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk)
-            .timeout_config(timeouts.clone())
-            .retry_config(retries.clone())
-            .build();
+        let dynamodb = shared::clients::dynamodb_with(sdk, |builder| {
+            builder
+                .timeout_config(timeouts.clone())
+                .retry_config(retries.clone())
+        });
         let sqs = aws_sdk_sqs::config::Builder::from(sdk)
             .timeout_config(timeouts)
             .retry_config(retries)
             .build();
         Self {
             config,
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            dynamodb,
             sqs: aws_sdk_sqs::Client::from_conf(sqs),
         }
     }

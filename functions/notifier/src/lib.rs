@@ -141,7 +141,7 @@ pub fn management_endpoint(lookup: shared::config::Lookup<'_>) -> Result<String,
 impl App {
     pub fn new(config: &Config, sdk: &SdkConfig, management_endpoint: &str) -> Self {
         let tables = &config.tables;
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let dynamodb = shared::clients::dynamodb(sdk);
         // Short timeouts: a post that hangs holds the whole shard; the SDK's standard retry
         // (three attempts, exponential backoff with jitter) covers throttling, 5xx and
         // timeouts, and never retries a 410.

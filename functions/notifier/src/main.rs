@@ -6,7 +6,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match notifier::App::from_env().await {
         Ok(app) => app,
         Err(err) => shared::telemetry::exit_on_init_error(&err),
@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app: &'static notifier::App = Box::leak(Box::new(app));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<DynamoDbEventResponse, lambda_runtime::Error>(
-            notifier::handle(app, event.payload).await,
+            shared::metrics::emit_after(notifier::handle(app, event.payload)).await,
         )
     }))
     .await

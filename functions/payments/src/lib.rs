@@ -39,6 +39,8 @@ use shared::http::{
     MAX_PAGE_LIMIT,
 };
 use shared::idempotency::{self, Claim, IdempotencyStore, StoredResponse};
+use shared::metrics;
+use shared::metrics::names::{self, dimension};
 use shared::payments::{
     BalanceChange, Ledger, LedgerRefusal, Payment, PaymentMethod, PaymentStatus, PaymentWrite,
 };
@@ -449,6 +451,9 @@ pub async fn record(
     let payment = match written {
         Ok((_, account)) => {
             refresh = account;
+            let dimensions = [(dimension::CURRENCY, payment.currency.code())];
+            metrics::record(&names::PAYMENTS_RECORDED, &dimensions, 1.0);
+            metrics::record(&names::PAYMENT_AMOUNT, &dimensions, payment.amount.0 as f64);
             payment
         }
         // A crashed first attempt of this very request had committed it: answer that.
@@ -650,7 +655,13 @@ pub async fn transition(
         )
         .await?;
     match written {
-        Ok(_) => payment_response(StatusCode::OK, &next),
+        Ok(_) => {
+            if to == PaymentStatus::Refunded {
+                let dimensions = [(dimension::CURRENCY, next.currency.code())];
+                metrics::record(&names::REFUNDS, &dimensions, 1.0);
+            }
+            payment_response(StatusCode::OK, &next)
+        }
         Err(LedgerRefusal::PaymentChanged) => {
             // Either another request moved it (stale) or its status no longer allows this.
             match app.ledger.payment(account_id, payment.id).await? {

@@ -6,7 +6,7 @@ use shared::domain::Timestamp;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match scheduler::App::from_env().await {
         Ok(app) => app,
         Err(err) => shared::telemetry::exit_on_init_error(&err),
@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app: &'static scheduler::App = Box::leak(Box::new(app));
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            scheduler::handle(app, &event.payload, Timestamp::now())
+            shared::metrics::emit_after(scheduler::handle(app, &event.payload, Timestamp::now()))
                 .await
                 .map_err(lambda_runtime::Error::from)
         },

@@ -30,7 +30,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    shared::telemetry::init();
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let provisioned = local_gateway::provision::provision_for_test()
         .await
         .expect("provisioning test tables (run under infra/stack.sh)");

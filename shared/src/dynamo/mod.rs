@@ -1,8 +1,10 @@
 //! Reading DynamoDB Query and Scan results page by page, from the first page to the last,
 //! and BatchGetItem results to the last unprocessed key; the attribute helpers
-//! ([`attributes`]) and the retry rules of transactions ([`retry`]) every store shares.
+//! ([`attributes`]) and the retry rules of transactions ([`retry`]) every store shares;
+//! and the call recorder ([`recorder`]) that every call goes through.
 
 pub mod attributes;
+pub mod recorder;
 pub mod retry;
 
 use std::collections::HashMap;
