@@ -63,6 +63,7 @@ use shared::auth::{Caller, UserRepo, UserStateCache};
 use shared::config::{Config, ConfigError, TableName};
 use shared::dashboard::AggregateStore;
 use shared::domain::Id;
+use shared::metrics::{self, names};
 use shared::platform::InitError;
 use shared::realtime::{role_may_follow, ConnectionRepo, Subscription, Topic};
 use shared::ApiError;
@@ -221,6 +222,7 @@ struct Summary {
 
 /// Handles one stream batch; answers the first record to resume from, if any.
 pub async fn handle(app: &App, event: Event) -> DynamoDbEventResponse {
+    record_batch_age(&event);
     let records: Vec<Record> = event
         .records
         .into_iter()
@@ -244,7 +246,35 @@ pub async fn handle(app: &App, event: Event) -> DynamoDbEventResponse {
     finish(&records, summary, duplicates)
 }
 
+/// How far behind the table's changes the notifier runs: the age of the batch's oldest
+/// record when the batch starts (the stream's iterator age, as this function sees it).
+fn record_batch_age(event: &Event) {
+    let oldest = event
+        .records
+        .iter()
+        .map(|r| r.change.approximate_creation_date_time.timestamp_millis())
+        .filter(|&ms| ms > 0)
+        .min();
+    if let Some(oldest) = oldest {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        metrics::record(
+            &names::NOTIFIER_BATCH_AGE,
+            &[],
+            (now - oldest).max(0) as f64,
+        );
+    }
+}
+
 fn finish(records: &[Record], summary: Summary, duplicates: usize) -> DynamoDbEventResponse {
+    if summary.sent > 0 {
+        metrics::record(&names::WEBSOCKET_MESSAGES_SENT, &[], summary.sent as f64);
+    }
+    if summary.gone > 0 {
+        metrics::record(&names::WEBSOCKET_CONNECTIONS_GONE, &[], summary.gone as f64);
+    }
     let failed = summary.failed.and_then(|i| records.get(i));
     tracing::info!(
         records = records.len(),
