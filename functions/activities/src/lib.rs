@@ -29,37 +29,25 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
 use futures::stream::{self, StreamExt};
 use http::header::CACHE_CONTROL;
 use http::{HeaderValue, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
-use shared::accounts::keys::{account_pk, index_key};
 use shared::accounts::model::{format_date, parse_date};
-use shared::accounts::{not_found, readable, rules, writable, Account, AccountRepo, AccountStatus};
-use shared::activities::{
-    promise_keys, status_change, Activity, ActivityType, CallOutcome, CALL_LOG_SK, TIMELINE_SK_END,
-};
+use shared::accounts::{readable, rules, writable, Account, AccountRepo, AccountStatus};
+use shared::activities::{Activity, ActivityStore, ActivityType, CallOutcome};
 use shared::auth::{authorize, Action, BearerSecurity, Caller, Role, Scope};
-use shared::config::TableName;
 use shared::domain::{Id, MinorUnits, Timestamp};
 use shared::error::FieldError;
 use shared::http::{
     json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation, MAX_PAGE_LIMIT,
 };
-use shared::payments::{activity_put, backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
 use shared::platform::{InitError, Platform};
 use shared::validation::check_amount;
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-/// Call attempts allowed per account in [`CALL_WINDOW_DAYS`].
-pub const MAX_CALLS: usize = 7;
-/// The window of the call rules, in days.
-pub const CALL_WINDOW_DAYS: i64 = 7;
 /// Calls are allowed from 08:00 to 21:00 debtor-local time.
 pub const CALL_HOURS: (u32, u32) = (8, 21);
 /// The longest note.
@@ -72,28 +60,28 @@ pub const MAX_BATCH_LIMIT: usize = 50;
 pub const BATCH_PARALLELISM: usize = 16;
 
 /// The shared platform (config, clients, authenticator, cursors, rate limits) and the
-/// tables this function writes, built once per cold start.
+/// stores this function reads and writes through, built once per cold start.
 pub struct App {
     pub platform: Platform,
-    pub dynamodb: aws_sdk_dynamodb::Client,
     pub accounts: AccountRepo,
-    pub accounts_table: TableName,
-    pub activities_table: TableName,
+    pub activities: ActivityStore,
 }
 
 impl App {
     pub fn new(platform: Platform) -> Self {
         let tables = &platform.config.tables;
-        let dynamodb = platform.clients.dynamodb.clone();
+        let client = &platform.clients.dynamodb;
         Self {
             accounts: AccountRepo::new(
-                dynamodb.clone(),
+                client.clone(),
                 tables.accounts.clone(),
                 tables.activities.clone(),
             ),
-            accounts_table: tables.accounts.clone(),
-            activities_table: tables.activities.clone(),
-            dynamodb,
+            activities: ActivityStore::new(
+                client.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
+            ),
             platform,
         }
     }
@@ -129,14 +117,6 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request, now: Timestamp) 
         "POST /activities/batch" => batch(app, caller, &req).await,
         other => Err(unknown_route(other)),
     }
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
 }
 
 fn with_cache(mut response: lambda_http::Response<lambda_http::Body>) -> HttpResult {
@@ -268,76 +248,6 @@ pub fn within_call_hours(local: &jiff::Zoned) -> bool {
     seconds >= (open as i32) * 3600 && seconds <= (close as i32) * 3600
 }
 
-/// The call log of an account: attempt times (epoch ms) of the window, the last
-/// right-party conversation, and the item's version (0 when absent).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallLog {
-    pub attempts: Vec<i64>,
-    pub right_party_at: Option<i64>,
-    pub version: u64,
-}
-
-impl CallLog {
-    fn from_item(item: &HashMap<String, AttributeValue>) -> Self {
-        let number = |v: &AttributeValue| v.as_n().ok().and_then(|n| n.parse::<i64>().ok());
-        Self {
-            attempts: item
-                .get("attempts")
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(number).collect())
-                .unwrap_or_default(),
-            right_party_at: item.get("right_party_at").and_then(number),
-            version: item
-                .get("version")
-                .and_then(number)
-                .and_then(|v| u64::try_from(v).ok())
-                .unwrap_or(0),
-        }
-    }
-
-    /// Checks the frequency rules for a call at `now_ms`; answers the log with the call
-    /// added (attempts outside the window dropped).
-    pub fn admit(&self, now_ms: i64, outcome: Option<CallOutcome>) -> Result<CallLog, ApiError> {
-        let window_start = now_ms - CALL_WINDOW_DAYS * 86_400_000;
-        if let Some(at) = self.right_party_at.filter(|at| *at > window_start) {
-            let when = Timestamp::from_unix_seconds(at / 1000)
-                .map(|t| t.to_string())
-                .unwrap_or_default();
-            return Err(ApiError::unprocessable(
-                "call-after-conversation",
-                format!(
-                    "the debtor was reached in a conversation at {when}; no call for 7 days after it (12 CFR 1006.14(b)(2)(ii))"
-                ),
-            ));
-        }
-        let mut attempts: Vec<i64> = self
-            .attempts
-            .iter()
-            .copied()
-            .filter(|at| *at > window_start)
-            .collect();
-        if attempts.len() >= MAX_CALLS {
-            return Err(ApiError::unprocessable(
-                "call-frequency-limit",
-                format!(
-                    "the account already has {} call attempts in the last 7 days; the limit is {MAX_CALLS} (12 CFR 1006.14(b)(2)(i))",
-                    attempts.len()
-                ),
-            ));
-        }
-        attempts.push(now_ms);
-        Ok(CallLog {
-            attempts,
-            right_party_at: if outcome == Some(CallOutcome::RightPartyContact) {
-                Some(now_ms)
-            } else {
-                self.right_party_at
-            },
-            version: self.version + 1,
-        })
-    }
-}
-
 /// Logs an activity.
 #[utoipa::path(post, path = "/accounts/{id}/activities", tag = "activities", request_body = LogActivityBody,
     params(("id" = shared::domain::Id, Path, description = "Account id (ULID)")),
@@ -396,7 +306,7 @@ pub async fn log(
                     ),
                 ));
             }
-            log_call(app, &activity, new.outcome, now).await?;
+            app.activities.log_call(&activity, new.outcome, now).await?;
         }
         ActivityType::PromiseToPay | ActivityType::Dispute => {
             let target = if new.activity_type == ActivityType::Dispute {
@@ -426,250 +336,45 @@ pub async fn log(
                 activity.promise_amount = Some(amount);
                 activity.promise_date = Some(date);
             }
-            move_account(app, caller.role, account, &activity, target, now).await?;
+            app.activities
+                .move_account(account, &activity, target, now, |observed| {
+                    move_allowed(caller.role, observed, &activity, target)
+                })
+                .await?;
         }
-        _ => {
-            // A fresh ULID: a failed condition can only be this same write, retried by the
-            // SDK after its response was lost (the `LostResponse` fault, docs/faults.md).
-            shared::error::condition_held(
-                app.dynamodb
-                    .put_item()
-                    .table_name(app.activities_table.as_str())
-                    .set_item(Some(activity.to_item()?))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await,
-            )?;
-        }
+        _ => app.activities.put(&activity).await?,
     }
     Ok(activity)
 }
 
-fn call_log_key() -> [(&'static str, AttributeValue); 1] {
-    [("sk", s(CALL_LOG_SK))]
-}
-
-/// Writes a call with its call-log update, exactly under concurrency.
-async fn log_call(
-    app: &App,
-    activity: &Activity,
-    outcome: Option<CallOutcome>,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let account = activity.account_id;
-    let now_ms = now.as_offset_date_time().unix_timestamp_nanos() / 1_000_000;
-    let now_ms = i64::try_from(now_ms).map_err(ApiError::internal)?;
-    let mut attempts = 0_u32;
-    loop {
-        let [(sk_name, sk_value)] = call_log_key();
-        let stored = app
-            .dynamodb
-            .get_item()
-            .table_name(app.activities_table.as_str())
-            .key("pk", s(account.to_string()))
-            .key(sk_name, sk_value)
-            .consistent_read(true)
-            .send()
-            .await?
-            .item;
-        let current = stored.as_ref().map(CallLog::from_item).unwrap_or_default();
-        let next = current.admit(now_ms, outcome)?;
-        let mut item = HashMap::from([
-            ("pk".to_owned(), s(account.to_string())),
-            ("sk".to_owned(), s(CALL_LOG_SK)),
-            (
-                "attempts".to_owned(),
-                AttributeValue::L(next.attempts.iter().map(|a| n(*a)).collect()),
-            ),
-            ("version".to_owned(), n(next.version)),
-            // Cleaned up by TTL once the window has passed with no calls.
-            (
-                "expires_at".to_owned(),
-                n(now.unix_seconds() + CALL_WINDOW_DAYS * 86_400 + 86_400),
-            ),
-        ]);
-        if let Some(at) = next.right_party_at {
-            item.insert("right_party_at".to_owned(), n(at));
-        }
-        let mut put = Put::builder()
-            .table_name(app.activities_table.as_str())
-            .set_item(Some(item));
-        put = if stored.is_some() {
-            put.condition_expression("#v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", n(current.version))
-        } else {
-            put.condition_expression("attribute_not_exists(pk)")
-        };
-        let result = app
-            .dynamodb
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(put.build().map_err(ApiError::internal)?)
-                    .build(),
-            )
-            .transact_items(activity_put(&app.activities_table, activity)?)
-            .transact_items(
-                TransactWriteItem::builder()
-                    .condition_check(
-                        ConditionCheck::builder()
-                            .table_name(app.accounts_table.as_str())
-                            .key("pk", s(account_pk(account)))
-                            .condition_expression(
-                                "attribute_exists(pk) AND attribute_not_exists(deleted_at)",
-                            )
-                            .build()
-                            .map_err(ApiError::internal)?,
-                    )
-                    .build(),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => return Ok(()),
-            Err(err) => {
-                let codes = cancellation_codes(&err).unwrap_or_default();
-                let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-                if failed(2) {
-                    return Err(not_found(account));
-                }
-                if !(failed(0) || is_conflict(&err)) {
-                    return Err(err.into());
-                }
-                attempts += 1;
-                if attempts > CONFLICT_RETRIES * 2 {
-                    let mut err = ApiError::conflict(
-                        "the account's call log is being updated by other requests; retry shortly",
-                    );
-                    err.retry_after = Some(1);
-                    return Err(err);
-                }
-                tokio::time::sleep(backoff(attempts.min(4))).await;
-            }
-        }
-    }
-}
-
-/// Moves the account to `target` with the activity (and a `status_change` activity when
-/// the status changes), in one transaction conditional on the observed status (and, for a
-/// promise, on the balance covering it). The move obeys the same rules as a PATCH of the
-/// status (`shared::accounts::rules::status_refusal`): an agent's promise or dispute
-/// cannot take an account out of `disputed`, `paid`, `closed` or `payment_plan` — logging
-/// a promise is not a way around "an agent never clears a dispute" (`403` naming `type`).
-async fn move_account(
-    app: &App,
+/// Whether a promise or dispute may move the `observed` account to `target`. The move
+/// obeys the same rules as a PATCH of the status (`shared::accounts::rules::status_refusal`):
+/// an agent's promise or dispute cannot take an account out of `disputed`, `paid`, `closed`
+/// or `payment_plan` — logging a promise is not a way around "an agent never clears a
+/// dispute" (`403` naming `type`). A promise must not exceed the balance (`422`).
+fn move_allowed(
     role: Role,
-    observed: Account,
+    observed: &Account,
     activity: &Activity,
     target: AccountStatus,
-    now: Timestamp,
 ) -> Result<(), ApiError> {
-    let mut observed = observed;
-    let mut attempts = 0_u32;
-    loop {
-        if let Some(why) = rules::status_refusal(role, observed.status, target) {
-            return Err(ApiError::forbidden(format!(
-                "this {} would move the account from {} to {target}: {why}",
-                activity.activity_type.as_str(),
-                observed.status
-            ))
-            .with_errors(vec![FieldError::new("type", why)]));
-        }
-        if let Some(amount) = activity.promise_amount {
-            if amount > observed.balance {
-                return Err(ApiError::unprocessable(
-                    "promise-exceeds-balance",
-                    format!(
-                        "the promise ({amount}) is more than the balance ({})",
-                        observed.balance
-                    ),
-                ));
-            }
-        }
-        let mut next = observed.clone();
-        next.status = target;
-        next.updated_at = now;
-        let key = |name: &str| index_key(&next, name).unwrap_or_default();
-        let update = Update::builder()
-            .table_name(app.accounts_table.as_str())
-            .key("pk", s(account_pk(observed.id)))
-            .update_expression(
-                "SET #s = :to, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk",
-            )
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#b", "balance")
-            .expression_attribute_values(":to", s(target.as_str()))
-            .expression_attribute_values(":from", s(observed.status.as_str()))
-            .expression_attribute_values(":spk", s(key("status_pk")))
-            .expression_attribute_values(":usk", s(key("updated_sk")))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", s(now.to_string()))
-            .expression_attribute_values(
-                ":min",
-                n(activity.promise_amount.map(|a| a.0).unwrap_or(i64::MIN)),
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(deleted_at) AND #s = :from AND #b >= :min",
-            );
-        let mut item = activity.to_item()?;
-        if let Some((pk, sk)) = promise_keys(activity) {
-            item.insert("promise_pk".into(), s(pk));
-            item.insert("promise_sk".into(), s(sk));
-        }
-        let mut transaction = app
-            .dynamodb
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(update.build().map_err(ApiError::internal)?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(app.activities_table.as_str())
-                            .set_item(Some(item))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build()
-                            .map_err(ApiError::internal)?,
-                    )
-                    .build(),
-            );
-        if observed.status != target {
-            let moved = status_change(observed.id, observed.status, target, activity.actor_id, now);
-            transaction = transaction.transact_items(activity_put(&app.activities_table, &moved)?);
-        }
-        match transaction.send().await {
-            Ok(_) => return Ok(()),
-            Err(err) => {
-                let codes = cancellation_codes(&err).unwrap_or_default();
-                let account_failed = codes.first().is_some_and(|c| c == "ConditionalCheckFailed");
-                if !(account_failed || is_conflict(&err)) {
-                    return Err(err.into());
-                }
-                attempts += 1;
-                if attempts > CONFLICT_RETRIES {
-                    let mut err = ApiError::conflict(
-                        "the account is being updated by other requests; retry shortly",
-                    );
-                    err.retry_after = Some(1);
-                    return Err(err);
-                }
-                if account_failed {
-                    observed = app
-                        .accounts
-                        .get(observed.id)
-                        .await?
-                        .filter(|a| a.deleted_at.is_none())
-                        .ok_or_else(|| not_found(observed.id))?;
-                } else {
-                    tokio::time::sleep(backoff(attempts)).await;
-                }
-            }
-        }
+    if let Some(why) = rules::status_refusal(role, observed.status, target) {
+        return Err(ApiError::forbidden(format!(
+            "this {} would move the account from {} to {target}: {why}",
+            activity.activity_type.as_str(),
+            observed.status
+        ))
+        .with_errors(vec![FieldError::new("type", why)]));
+    }
+    match activity.promise_amount {
+        Some(amount) if amount > observed.balance => Err(ApiError::unprocessable(
+            "promise-exceeds-balance",
+            format!(
+                "the promise ({amount}) is more than the balance ({})",
+                observed.balance
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -696,25 +401,6 @@ pub struct TimelineQuery {
 pub struct ActivityPage {
     pub items: Vec<Activity>,
     pub next_cursor: Option<String>,
-}
-
-/// A page of an account's timeline, newest first, from after `after` (an activity id).
-pub async fn timeline_page(
-    app: &App,
-    account: Id,
-    kind: Option<ActivityType>,
-    after: Option<String>,
-    limit: usize,
-) -> Result<(Vec<Activity>, Option<String>), ApiError> {
-    shared::paging::NewestFirst {
-        dynamodb: &app.dynamodb,
-        table: &app.activities_table,
-        partition: account.to_string(),
-        below: Some(TIMELINE_SK_END),
-        only: kind.map(|kind| ("type", kind.as_str())),
-    }
-    .page(after, limit, Activity::from_item)
-    .await
 }
 
 /// The timeline of an account, newest first.
@@ -745,7 +431,10 @@ pub async fn timeline(app: &App, caller: &Caller, req: &Request) -> HttpResult {
         .cursors
         .resume(&cursor_scope, query.cursor.as_deref())?;
     readable(app.accounts.get(account_id).await?, &scope, account_id)?;
-    let (items, next) = timeline_page(app, account_id, kind, after, limit).await?;
+    let (items, next) = app
+        .activities
+        .timeline(account_id, kind, after, limit)
+        .await?;
     let next_cursor = app.platform.cursors.next(&cursor_scope, next.as_ref())?;
     with_cache(json(StatusCode::OK, &ActivityPage { items, next_cursor })?)
 }
@@ -827,66 +516,6 @@ pub async fn batch(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     with_cache(json(StatusCode::OK, &answer)?)
 }
 
-/// The accounts of `ids` that exist and are live: id → assigned agent.
-async fn live_accounts(app: &App, ids: &[Id]) -> Result<HashMap<Id, Option<Id>>, ApiError> {
-    let mut found = HashMap::new();
-    let keys: Vec<HashMap<String, AttributeValue>> = ids
-        .iter()
-        .map(|id| HashMap::from([("pk".to_owned(), s(account_pk(*id)))]))
-        .collect();
-    let mut pending = Some(
-        KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .projection_expression("id, assigned_agent_id, deleted_at")
-            .consistent_read(true)
-            .build()
-            .map_err(ApiError::internal)?,
-    );
-    let mut rounds = 0_u32;
-    while let Some(request) = pending.take() {
-        let output = app
-            .dynamodb
-            .batch_get_item()
-            .request_items(app.accounts_table.as_str(), request)
-            .send()
-            .await?;
-        for item in output
-            .responses
-            .and_then(|mut r| r.remove(app.accounts_table.as_str()))
-            .unwrap_or_default()
-        {
-            if item.contains_key("deleted_at") {
-                continue;
-            }
-            let id = item
-                .get("id")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|v| v.parse::<Id>().ok());
-            let agent = item
-                .get("assigned_agent_id")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|v| v.parse::<Id>().ok());
-            if let Some(id) = id {
-                found.insert(id, agent);
-            }
-        }
-        pending = output
-            .unprocessed_keys
-            .and_then(|mut u| u.remove(app.accounts_table.as_str()))
-            .filter(|k| !k.keys().is_empty());
-        if pending.is_some() {
-            rounds += 1;
-            if rounds > 8 {
-                return Err(ApiError::unavailable(
-                    "accounts are throttled; retry shortly",
-                ));
-            }
-            tokio::time::sleep(backoff(rounds)).await;
-        }
-    }
-    Ok(found)
-}
-
 /// The latest `limit` activities of each of `ids`, with per-id errors.
 pub async fn batch_timelines(
     app: &App,
@@ -894,7 +523,7 @@ pub async fn batch_timelines(
     ids: &[Id],
     limit: usize,
 ) -> Result<BatchAnswer, ApiError> {
-    let live = live_accounts(app, ids).await?;
+    let live = app.activities.live_accounts(ids).await?;
     let mut errors = Vec::new();
     let mut readable = Vec::new();
     for id in ids {
@@ -916,7 +545,7 @@ pub async fn batch_timelines(
     }
     let mut pages: HashMap<Id, Vec<Activity>> = HashMap::new();
     let mut fetched = stream::iter(readable.iter().copied())
-        .map(|id| async move { (id, timeline_page(app, id, None, None, limit).await) })
+        .map(|id| async move { (id, app.activities.timeline(id, None, None, limit).await) })
         .buffer_unordered(BATCH_PARALLELISM);
     while let Some((id, page)) = fetched.next().await {
         pages.insert(id, page?.0);
@@ -934,46 +563,6 @@ pub async fn batch_timelines(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_call_log_counts_the_window_and_conversations() {
-        let day = 86_400_000;
-        let now = 100 * day;
-        let log = CallLog {
-            attempts: (0..7).map(|i| now - 8 * day + i).collect(),
-            right_party_at: None,
-            version: 3,
-        };
-        // Old attempts fall out of the window.
-        let next = log.admit(now, None).unwrap();
-        assert_eq!(next.attempts, vec![now]);
-        assert_eq!(next.version, 4);
-        let full = CallLog {
-            attempts: (0..7).map(|i| now - day + i).collect(),
-            ..Default::default()
-        };
-        let err = full.admit(now, None).unwrap_err();
-        assert_eq!(err.code, "call-frequency-limit");
-        let talked = CallLog {
-            right_party_at: Some(now - 6 * day),
-            ..Default::default()
-        };
-        assert_eq!(
-            talked.admit(now, None).unwrap_err().code,
-            "call-after-conversation"
-        );
-        let later = CallLog {
-            right_party_at: Some(now - 8 * day),
-            ..Default::default()
-        };
-        assert!(
-            later
-                .admit(now, Some(CallOutcome::RightPartyContact))
-                .unwrap()
-                .right_party_at
-                == Some(now)
-        );
-    }
 
     #[test]
     fn system_types_and_misplaced_fields_are_refused() {

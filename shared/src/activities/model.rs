@@ -1,4 +1,4 @@
-//! The Activity item (Activities table: `pk` = account id, `sk` = activity id) and the
+//! The Activity resource and its item (`pk` = account id, `sk` = activity id), and the
 //! activities other writes log in their own transaction (`status_change`).
 
 use std::collections::HashMap;
@@ -83,38 +83,6 @@ pub fn status_change(
         actor_id,
         created_at: at,
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Logged activities, call compliance and promises (payments and activities, issue 7).
-
-/// Sort key of an account's call-log item in the Activities table: the times of its call
-/// attempts in the last 7 days and of its last right-party conversation (Regulation F).
-/// Not a ULID, so timeline queries (`sk < TIMELINE_SK_END`) never see it.
-pub const CALL_LOG_SK: &str = "CALLS";
-
-/// Every activity id (a ULID) sorts below this (ULIDs start with 0..7).
-pub const TIMELINE_SK_END: &str = "8";
-
-/// Shards of the `promises-by-date` index partition.
-pub const PROMISE_SHARDS: u32 = 8;
-
-/// The `promises-by-date` keys of a promise to pay: `promise_pk = PROMISE#<shard>`,
-/// `promise_sk = <promise date>#<account id>#<activity id>`. The broken-promise batch
-/// queries every shard for `promise_sk < <today>` and removes the keys of the promises it
-/// settles (the index is sparse).
-pub fn promise_keys(activity: &Activity) -> Option<(String, String)> {
-    let date = activity.promise_date?;
-    let shard = crate::accounts::keys::shard_of(activity.account_id) % PROMISE_SHARDS;
-    Some((
-        format!("PROMISE#{shard}"),
-        format!(
-            "{}#{}#{}",
-            crate::accounts::model::format_date(date),
-            activity.account_id,
-            activity.id
-        ),
-    ))
 }
 
 /// How a call went (required for the compliance rules: a right-party contact stops calls

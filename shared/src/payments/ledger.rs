@@ -1,228 +1,31 @@
-//! Payments: the Payment resource, its item in the Payments table (`pk` = account id,
-//! `sk` = payment id), and the [`Ledger`], the one place a payment and the balance it
-//! changes are written — always in one `TransactWriteItems`.
-//!
-//! # No read-modify-write of the balance
-//!
-//! The ledger reads the account only to *choose* the shape of the write, never to compute
-//! the stored balance:
-//!
-//! - a debit of `a` on an observed balance `b > a` is `SET balance = balance - :a` under
-//!   `balance > :a` (the account stays open);
-//! - a debit with `b == a` is the pay-off: `SET balance = 0, status = paid` under
-//!   `balance = :a` (so `paid` is set exactly when the balance reaches 0);
-//! - a credit (refund, reversal) is `SET balance = balance + :a` under `status <> paid`,
-//!   or, on a paid account, the same plus `status = active` under `status = paid`.
-//!
-//! Every variant also requires `attribute_not_exists(deleted_at)` and adds 1 to `version`.
-//! When the observation was stale the condition fails, the ledger reads again and picks
-//! again (in practice at most once more per state change that crossed it). So N concurrent
-//! debits on one account each apply exactly once or are refused — never a lost update.
-//!
-//! The balance sort key of the accounts indexes (`balance_sk`) is derived data the update
-//! expression cannot compute; after a successful non-pay-off write the ledger refreshes it
-//! with a conditional update on the version it reads ([`Ledger::refresh_balance_key`]):
-//! the writer of the last version always succeeds, so the key converges to the balance.
-//!
-//! `TransactionCanceledException` with `TransactionConflict` (another transaction on the
-//! same item in flight) is retried with jittered exponential backoff, [`CONFLICT_RETRIES`]
-//! times, before the caller gets a `409`.
+//! The [`Ledger`]: the one place a payment and the balance it changes are written, always
+//! in one `TransactWriteItems`, and payments are read.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
-use std::time::Duration;
-
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
+use super::balance::{balance_update, AccountUpdate, BalanceChange};
+use super::keys::payment_key;
+use super::model::{Payment, PaymentStatus, AGENT_ATTRIBUTE};
 use crate::accounts::keys::{account_pk, index_key};
-use crate::accounts::{Account, AccountStatus};
-use crate::activities::{status_change, Activity, ActivityType};
+use crate::accounts::{Account, AccountRepo, AccountStatus};
+use crate::activities::{account_live_check, activity_put, status_change, Activity};
 use crate::config::TableName;
-use crate::domain::{Currency, Id, MinorUnits, Timestamp};
+use crate::domain::{Id, MinorUnits, Timestamp};
+use crate::dynamo::attributes::{n, s};
+use crate::dynamo::retry::{
+    backoff, cancellation_codes, is_conflict, CONDITION_FAILED, CONFLICT_RETRIES,
+};
 use crate::error::{condition_held, ApiError};
-
-/// How many times a transaction that lost a conflict is tried again before a `409`.
-pub const CONFLICT_RETRIES: u32 = 8;
-
-/// The payment item attribute naming the agent the account was assigned to when the payment
-/// was recorded (see `dashboard::tally`).
-pub const AGENT_ATTRIBUTE: &str = "agent_id";
-
-/// How a payment was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentMethod {
-    Card,
-    Ach,
-    Check,
-    Cash,
-    Wire,
-}
-
-impl PaymentMethod {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PaymentMethod::Card => "card",
-            PaymentMethod::Ach => "ach",
-            PaymentMethod::Check => "check",
-            PaymentMethod::Cash => "cash",
-            PaymentMethod::Wire => "wire",
-        }
-    }
-}
-
-/// Where a payment is in its life cycle. Only `completed` payments count against the
-/// balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    Pending,
-    Completed,
-    Failed,
-    Refunded,
-    Reversed,
-}
-
-impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 5] = [
-        PaymentStatus::Pending,
-        PaymentStatus::Completed,
-        PaymentStatus::Failed,
-        PaymentStatus::Refunded,
-        PaymentStatus::Reversed,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PaymentStatus::Pending => "pending",
-            PaymentStatus::Completed => "completed",
-            PaymentStatus::Failed => "failed",
-            PaymentStatus::Refunded => "refunded",
-            PaymentStatus::Reversed => "reversed",
-        }
-    }
-
-    /// The status machine: pending → completed | failed; completed → refunded | reversed.
-    pub fn can_become(self, next: PaymentStatus) -> bool {
-        use PaymentStatus::*;
-        matches!(
-            (self, next),
-            (Pending, Completed)
-                | (Pending, Failed)
-                | (Completed, Refunded)
-                | (Completed, Reversed)
-        )
-    }
-}
-
-impl fmt::Display for PaymentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PaymentStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| {
-                "must be one of pending, completed, failed, refunded, reversed".to_owned()
-            })
-    }
-}
-
-/// A payment on an account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Payment {
-    pub id: Id,
-    pub account_id: Id,
-    /// Minor units, 1..=balance when recorded.
-    pub amount: MinorUnits,
-    pub currency: Currency,
-    pub method: PaymentMethod,
-    pub status: PaymentStatus,
-    #[serde(default)]
-    pub reference: Option<String>,
-    pub received_at: Timestamp,
-    pub created_by: Id,
-    pub version: u64,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-impl Payment {
-    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, ApiError> {
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)?;
-        item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
-        item.insert("pk".into(), AttributeValue::S(self.account_id.to_string()));
-        item.insert("sk".into(), AttributeValue::S(self.id.to_string()));
-        Ok(item)
-    }
-
-    pub fn from_item(mut item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
-        item.remove("pk");
-        item.remove("sk");
-        item.remove(AGENT_ATTRIBUTE);
-        Ok(serde_dynamo::from_item(item)?)
-    }
-
-    /// The strong `ETag` of this version.
-    pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
-    }
-
-    /// The `payment` activity of an event of this payment.
-    pub fn activity(&self, what: &str, actor: Id, at: Timestamp) -> Activity {
-        Activity {
-            id: Id::generate(),
-            account_id: self.account_id,
-            activity_type: ActivityType::Payment,
-            note: format!(
-                "payment {} of {} {} by {} {what}",
-                self.id,
-                self.amount,
-                self.currency,
-                self.method.as_str()
-            ),
-            promise_amount: None,
-            promise_date: None,
-            outcome: None,
-            actor_id: actor,
-            created_at: at,
-        }
-    }
-}
 
 /// A transaction ready to send, the account status move it makes, and whether `balance_sk`
 /// needs a refresh after it.
 type Prepared = (
-    aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
+    TransactWriteItemsFluentBuilder,
     Option<(AccountStatus, AccountStatus)>,
     bool,
 );
-
-/// What a balance change does to the account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BalanceChange {
-    /// A completed payment: the balance goes down.
-    Debit(MinorUnits),
-    /// A refund or reversal: the balance goes back up.
-    Credit(MinorUnits),
-    /// No balance change (pending or failed payments); the account must still exist.
-    None,
-}
 
 /// Why the ledger refused a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,192 +58,10 @@ pub enum PaymentWrite {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     dynamodb: Client,
-    accounts: TableName,
+    accounts: AccountRepo,
+    accounts_table: TableName,
     payments: TableName,
     activities: TableName,
-}
-
-/// The codes of a cancelled transaction's items (`None` when it was not cancelled).
-pub fn cancellation_codes(
-    err: &SdkError<TransactWriteItemsError, impl fmt::Debug>,
-) -> Option<Vec<String>> {
-    match err {
-        SdkError::ServiceError(service) => match service.err() {
-            TransactWriteItemsError::TransactionCanceledException(cancel) => Some(
-                cancel
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None").to_owned())
-                    .collect(),
-            ),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Whether the error is a transaction lost to another one in flight (retry it).
-pub fn is_conflict(err: &SdkError<TransactWriteItemsError, impl fmt::Debug>) -> bool {
-    match err {
-        SdkError::ServiceError(service) => match service.err() {
-            TransactWriteItemsError::TransactionCanceledException(_) => cancellation_codes(err)
-                .is_some_and(|codes| {
-                    codes.iter().any(|c| c == "TransactionConflict")
-                        && !codes.iter().any(|c| c == "ConditionalCheckFailed")
-                }),
-            TransactWriteItemsError::TransactionInProgressException(_) => true,
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// Jittered exponential backoff: attempt 0 → up to 10 ms, doubling to at most 400 ms.
-pub fn backoff(attempt: u32) -> Duration {
-    let cap = 10_u64.saturating_mul(1 << attempt.min(6)).min(400);
-    let jitter = rand::random_range(cap / 2..=cap);
-    Duration::from_millis(jitter)
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-/// An account update the ledger (or the activities function) applies in a transaction.
-pub struct AccountUpdate {
-    pub update: Update,
-    /// The status the account moves to, when it changes.
-    pub status_change: Option<(AccountStatus, AccountStatus)>,
-    /// Whether `balance_sk` must be refreshed after the write.
-    pub refresh_balance_key: bool,
-}
-
-/// The conditional update of the balance for `change` on the `observed` account, or the
-/// refusal the observation already implies (`None` for [`BalanceChange::None`]).
-pub fn balance_update(
-    table: &TableName,
-    observed: &Account,
-    change: BalanceChange,
-    now: Timestamp,
-) -> Result<Result<Option<AccountUpdate>, LedgerRefusal>, ApiError> {
-    let mut next = observed.clone();
-    next.updated_at = now;
-    let updated_sk = index_key(&next, "updated_sk").unwrap_or_default();
-    let base = Update::builder()
-        .table_name(table.as_str())
-        .key("pk", s(account_pk(observed.id)))
-        .expression_attribute_names("#v", "version")
-        .expression_attribute_names("#b", "balance")
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", s(now.to_string()))
-        .expression_attribute_values(":usk", s(updated_sk));
-    let common = "#v = #v + :one, updated_at = :now, updated_sk = :usk";
-    let alive = "attribute_exists(pk) AND attribute_not_exists(deleted_at)";
-    let update = match change {
-        BalanceChange::None => return Ok(Ok(None)),
-        BalanceChange::Debit(amount) => {
-            if observed.balance < amount {
-                return Ok(Err(LedgerRefusal::ExceedsBalance {
-                    balance: observed.balance,
-                }));
-            }
-            if observed.balance == amount {
-                next.balance = MinorUnits(0);
-                next.status = AccountStatus::Paid;
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!(
-                            "SET #b = :zero, balance_sk = :bsk, #s = :paid, status_pk = :spk, {common}"
-                        ))
-                        .condition_expression(format!("{alive} AND #b = :amount"))
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":zero", n(0))
-                        .expression_attribute_values(
-                            ":bsk",
-                            s(index_key(&next, "balance_sk").unwrap_or_default()),
-                        )
-                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
-                        .expression_attribute_values(
-                            ":spk",
-                            s(index_key(&next, "status_pk").unwrap_or_default()),
-                        )
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: (observed.status != AccountStatus::Paid)
-                        .then_some((observed.status, AccountStatus::Paid)),
-                    refresh_balance_key: false,
-                }
-            } else {
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!("SET #b = #b - :amount, {common}"))
-                        .condition_expression(format!("{alive} AND #b > :amount"))
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: None,
-                    refresh_balance_key: true,
-                }
-            }
-        }
-        BalanceChange::Credit(amount) => {
-            if observed.status == AccountStatus::Paid {
-                next.status = AccountStatus::Active;
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!(
-                            "SET #b = #b + :amount, #s = :active, status_pk = :spk, {common}"
-                        ))
-                        .condition_expression(format!("{alive} AND #s = :paid"))
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
-                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
-                        .expression_attribute_values(
-                            ":spk",
-                            s(index_key(&next, "status_pk").unwrap_or_default()),
-                        )
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: Some((AccountStatus::Paid, AccountStatus::Active)),
-                    refresh_balance_key: true,
-                }
-            } else {
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!("SET #b = #b + :amount, {common}"))
-                        .condition_expression(format!("{alive} AND #s <> :paid"))
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: None,
-                    refresh_balance_key: true,
-                }
-            }
-        }
-    };
-    Ok(Ok(Some(update)))
-}
-
-/// A `Put` of an activity that must be new.
-pub fn activity_put(table: &TableName, activity: &Activity) -> Result<TransactWriteItem, ApiError> {
-    Ok(TransactWriteItem::builder()
-        .put(
-            Put::builder()
-                .table_name(table.as_str())
-                .set_item(Some(activity.to_item()?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(ApiError::internal)?,
-        )
-        .build())
 }
 
 impl Ledger {
@@ -451,28 +72,17 @@ impl Ledger {
         activities: TableName,
     ) -> Self {
         Self {
+            accounts: AccountRepo::new(dynamodb.clone(), accounts.clone(), activities.clone()),
             dynamodb,
-            accounts,
+            accounts_table: accounts,
             payments,
             activities,
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.dynamodb
-    }
-
     /// The account (deleted or not), strongly consistent.
     pub async fn account(&self, id: Id) -> Result<Option<Account>, ApiError> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(self.accounts.as_str())
-            .key("pk", s(account_pk(id)))
-            .consistent_read(true)
-            .send()
-            .await?;
-        output.item.map(Account::from_item).transpose()
+        self.accounts.get(id).await
     }
 
     /// One payment, strongly consistent.
@@ -481,8 +91,7 @@ impl Ledger {
             .dynamodb
             .get_item()
             .table_name(self.payments.as_str())
-            .key("pk", s(account.to_string()))
-            .key("sk", s(payment.to_string()))
+            .set_key(Some(payment_key(account, payment)))
             .consistent_read(true)
             .send()
             .await?;
@@ -522,8 +131,7 @@ impl Ledger {
                 .update(
                     Update::builder()
                         .table_name(self.payments.as_str())
-                        .key("pk", s(payment.account_id.to_string()))
-                        .key("sk", s(payment.id.to_string()))
+                        .set_key(Some(payment_key(payment.account_id, payment.id)))
                         .update_expression("SET #s = :to, #v = :next, updated_at = :now")
                         .condition_expression("#v = :expected AND #s = :from")
                         .expression_attribute_names("#s", "status")
@@ -565,23 +173,8 @@ impl Ledger {
                     .transact_items(TransactWriteItem::builder().update(update.update).build());
             }
             None => {
-                transaction = transaction.transact_items(
-                    TransactWriteItem::builder()
-                        .condition_check(
-                            ConditionCheck::builder()
-                                .table_name(self.accounts.as_str())
-                                .key("pk", s(account_pk(observed.id)))
-                                .condition_expression(
-                                    "attribute_exists(pk) AND attribute_not_exists(deleted_at)",
-                                )
-                                .return_values_on_condition_check_failure(
-                                    ReturnValuesOnConditionCheckFailure::None,
-                                )
-                                .build()
-                                .map_err(ApiError::internal)?,
-                        )
-                        .build(),
-                );
+                transaction = transaction
+                    .transact_items(account_live_check(&self.accounts_table, observed.id)?);
             }
         }
         transaction = transaction.transact_items(activity_put(&self.activities, activity)?);
@@ -605,7 +198,7 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<bool, ApiError> {
         let update = match balance_update(
-            &self.accounts,
+            &self.accounts_table,
             observed,
             BalanceChange::Debit(payment.amount),
             now,
@@ -666,7 +259,7 @@ impl Ledger {
             if observed.deleted_at.is_some() {
                 return Ok(Err(LedgerRefusal::AccountGone));
             }
-            let update = match balance_update(&self.accounts, &observed, change, now)? {
+            let update = match balance_update(&self.accounts_table, &observed, change, now)? {
                 Ok(update) => update,
                 Err(refusal) => return Ok(Err(refusal)),
             };
@@ -704,8 +297,7 @@ impl Ledger {
                     let Some(codes) = cancellation_codes(&err) else {
                         return Err(err.into());
                     };
-                    let failed =
-                        |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                    let failed = |i: usize| codes.get(i).is_some_and(|c| c == CONDITION_FAILED);
                     if failed(0) {
                         return Ok(Err(match write {
                             PaymentWrite::Record(_) => LedgerRefusal::PaymentExists,
@@ -752,7 +344,7 @@ impl Ledger {
             let outcome = self
                 .dynamodb
                 .update_item()
-                .table_name(self.accounts.as_str())
+                .table_name(self.accounts_table.as_str())
                 .key("pk", s(account_pk(account)))
                 .update_expression("SET balance_sk = :k")
                 .condition_expression("#v = :v AND attribute_not_exists(deleted_at)")
@@ -788,64 +380,5 @@ impl Ledger {
         }
         .page(after, limit, Payment::from_item)
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_status_machine_is_the_designs() {
-        use PaymentStatus::*;
-        let allowed: Vec<(PaymentStatus, PaymentStatus)> = PaymentStatus::ALL
-            .into_iter()
-            .flat_map(|from| PaymentStatus::ALL.into_iter().map(move |to| (from, to)))
-            .filter(|(from, to)| from.can_become(*to))
-            .collect();
-        assert_eq!(
-            allowed,
-            vec![
-                (Pending, Completed),
-                (Pending, Failed),
-                (Completed, Refunded),
-                (Completed, Reversed)
-            ]
-        );
-        assert_eq!("refunded".parse::<PaymentStatus>(), Ok(Refunded));
-        assert!("lost".parse::<PaymentStatus>().is_err());
-    }
-
-    #[test]
-    fn backoff_is_jittered_and_bounded() {
-        for attempt in 0..20 {
-            let wait = backoff(attempt);
-            assert!(wait <= Duration::from_millis(400), "{attempt}: {wait:?}");
-            assert!(wait >= Duration::from_millis(5), "{attempt}: {wait:?}");
-        }
-    }
-
-    #[test]
-    fn payments_round_trip_through_their_item() {
-        let now = Timestamp::now();
-        let payment = Payment {
-            id: Id::generate(),
-            account_id: Id::generate(),
-            amount: MinorUnits(1234),
-            currency: "USD".parse().unwrap(),
-            method: PaymentMethod::Ach,
-            status: PaymentStatus::Pending,
-            reference: None,
-            received_at: now,
-            created_by: Id::generate(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let item = payment.to_item().unwrap();
-        assert_eq!(item["pk"].as_s().unwrap(), &payment.account_id.to_string());
-        assert_eq!(item["sk"].as_s().unwrap(), &payment.id.to_string());
-        assert!(!item.contains_key("reference"));
-        assert_eq!(Payment::from_item(item).unwrap(), payment);
     }
 }

@@ -1,0 +1,143 @@
+//! The conditional account update of a balance change (see the module documentation of
+//! [`super`]: the observed account chooses the shape of the write, never the stored
+//! balance).
+
+use aws_sdk_dynamodb::types::Update;
+
+use super::ledger::LedgerRefusal;
+use crate::accounts::keys::{account_pk, index_key};
+use crate::accounts::{Account, AccountStatus};
+use crate::config::TableName;
+use crate::domain::{MinorUnits, Timestamp};
+use crate::dynamo::attributes::{n, s};
+use crate::error::ApiError;
+
+/// What a balance change does to the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceChange {
+    /// A completed payment: the balance goes down.
+    Debit(MinorUnits),
+    /// A refund or reversal: the balance goes back up.
+    Credit(MinorUnits),
+    /// No balance change (pending or failed payments); the account must still exist.
+    None,
+}
+
+/// An account update the ledger applies in a transaction.
+pub struct AccountUpdate {
+    pub update: Update,
+    /// The status the account moves to, when it changes.
+    pub status_change: Option<(AccountStatus, AccountStatus)>,
+    /// Whether `balance_sk` must be refreshed after the write.
+    pub refresh_balance_key: bool,
+}
+
+/// The conditional update of the balance for `change` on the `observed` account, or the
+/// refusal the observation already implies (`None` for [`BalanceChange::None`]).
+pub fn balance_update(
+    table: &TableName,
+    observed: &Account,
+    change: BalanceChange,
+    now: Timestamp,
+) -> Result<Result<Option<AccountUpdate>, LedgerRefusal>, ApiError> {
+    let mut next = observed.clone();
+    next.updated_at = now;
+    let updated_sk = index_key(&next, "updated_sk").unwrap_or_default();
+    let base = Update::builder()
+        .table_name(table.as_str())
+        .key("pk", s(account_pk(observed.id)))
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#b", "balance")
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":now", s(now.to_string()))
+        .expression_attribute_values(":usk", s(updated_sk));
+    let common = "#v = #v + :one, updated_at = :now, updated_sk = :usk";
+    let alive = "attribute_exists(pk) AND attribute_not_exists(deleted_at)";
+    let update = match change {
+        BalanceChange::None => return Ok(Ok(None)),
+        BalanceChange::Debit(amount) => {
+            if observed.balance < amount {
+                return Ok(Err(LedgerRefusal::ExceedsBalance {
+                    balance: observed.balance,
+                }));
+            }
+            if observed.balance == amount {
+                next.balance = MinorUnits(0);
+                next.status = AccountStatus::Paid;
+                AccountUpdate {
+                    update: base
+                        .update_expression(format!(
+                            "SET #b = :zero, balance_sk = :bsk, #s = :paid, status_pk = :spk, {common}"
+                        ))
+                        .condition_expression(format!("{alive} AND #b = :amount"))
+                        .expression_attribute_names("#s", "status")
+                        .expression_attribute_values(":zero", n(0))
+                        .expression_attribute_values(
+                            ":bsk",
+                            s(index_key(&next, "balance_sk").unwrap_or_default()),
+                        )
+                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
+                        .expression_attribute_values(
+                            ":spk",
+                            s(index_key(&next, "status_pk").unwrap_or_default()),
+                        )
+                        .expression_attribute_values(":amount", n(amount.0))
+                        .build()
+                        .map_err(ApiError::internal)?,
+                    status_change: (observed.status != AccountStatus::Paid)
+                        .then_some((observed.status, AccountStatus::Paid)),
+                    refresh_balance_key: false,
+                }
+            } else {
+                AccountUpdate {
+                    update: base
+                        .update_expression(format!("SET #b = #b - :amount, {common}"))
+                        .condition_expression(format!("{alive} AND #b > :amount"))
+                        .expression_attribute_values(":amount", n(amount.0))
+                        .build()
+                        .map_err(ApiError::internal)?,
+                    status_change: None,
+                    refresh_balance_key: true,
+                }
+            }
+        }
+        BalanceChange::Credit(amount) => {
+            if observed.status == AccountStatus::Paid {
+                next.status = AccountStatus::Active;
+                AccountUpdate {
+                    update: base
+                        .update_expression(format!(
+                            "SET #b = #b + :amount, #s = :active, status_pk = :spk, {common}"
+                        ))
+                        .condition_expression(format!("{alive} AND #s = :paid"))
+                        .expression_attribute_names("#s", "status")
+                        .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
+                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
+                        .expression_attribute_values(
+                            ":spk",
+                            s(index_key(&next, "status_pk").unwrap_or_default()),
+                        )
+                        .expression_attribute_values(":amount", n(amount.0))
+                        .build()
+                        .map_err(ApiError::internal)?,
+                    status_change: Some((AccountStatus::Paid, AccountStatus::Active)),
+                    refresh_balance_key: true,
+                }
+            } else {
+                AccountUpdate {
+                    update: base
+                        .update_expression(format!("SET #b = #b + :amount, {common}"))
+                        .condition_expression(format!("{alive} AND #s <> :paid"))
+                        .expression_attribute_names("#s", "status")
+                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
+                        .expression_attribute_values(":amount", n(amount.0))
+                        .build()
+                        .map_err(ApiError::internal)?,
+                    status_change: None,
+                    refresh_balance_key: true,
+                }
+            }
+        }
+    };
+    Ok(Ok(Some(update)))
+}

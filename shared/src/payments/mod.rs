@@ -1,0 +1,45 @@
+//! Payments: the Payment resource, its item in the Payments table (`pk` = account id,
+//! `sk` = payment id), and the [`Ledger`], the one place a payment and the balance it
+//! changes are written — always in one `TransactWriteItems`.
+//!
+//! - [`model`]: [`Payment`], [`PaymentMethod`], [`PaymentStatus`] (the status machine),
+//!   the item mapping.
+//! - [`keys`]: the key of a payment item.
+//! - [`balance`]: [`BalanceChange`] and the conditional account update that applies it.
+//! - [`ledger`]: [`Ledger`]: the transactions, their retries, the payment reads.
+//!
+//! # No read-modify-write of the balance
+//!
+//! The ledger reads the account only to *choose* the shape of the write, never to compute
+//! the stored balance:
+//!
+//! - a debit of `a` on an observed balance `b > a` is `SET balance = balance - :a` under
+//!   `balance > :a` (the account stays open);
+//! - a debit with `b == a` is the pay-off: `SET balance = 0, status = paid` under
+//!   `balance = :a` (so `paid` is set exactly when the balance reaches 0);
+//! - a credit (refund, reversal) is `SET balance = balance + :a` under `status <> paid`,
+//!   or, on a paid account, the same plus `status = active` under `status = paid`.
+//!
+//! Every variant also requires `attribute_not_exists(deleted_at)` and adds 1 to `version`.
+//! When the observation was stale the condition fails, the ledger reads again and picks
+//! again (in practice at most once more per state change that crossed it). So N concurrent
+//! debits on one account each apply exactly once or are refused — never a lost update.
+//!
+//! The balance sort key of the accounts indexes (`balance_sk`) is derived data the update
+//! expression cannot compute; after a successful non-pay-off write the ledger refreshes it
+//! with a conditional update on the version it reads ([`Ledger::refresh_balance_key`]):
+//! the writer of the last version always succeeds, so the key converges to the balance.
+//!
+//! `TransactionCanceledException` with `TransactionConflict` (another transaction on the
+//! same item in flight) is retried with jittered exponential backoff
+//! ([`crate::dynamo::retry`]), [`CONFLICT_RETRIES`](crate::dynamo::retry::CONFLICT_RETRIES)
+//! times, before the caller gets a `409`.
+
+pub mod balance;
+pub mod keys;
+pub mod ledger;
+pub mod model;
+
+pub use balance::BalanceChange;
+pub use ledger::{Ledger, LedgerRefusal, PaymentWrite};
+pub use model::{Payment, PaymentMethod, PaymentStatus, AGENT_ATTRIBUTE};
