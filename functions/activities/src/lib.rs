@@ -43,6 +43,8 @@ use shared::error::FieldError;
 use shared::http::{
     json, page_limit, path_param, route_key, unknown_route, HttpResult, Validation, MAX_PAGE_LIMIT,
 };
+use shared::metrics;
+use shared::metrics::names::{self, dimension};
 use shared::platform::{InitError, Platform};
 use shared::validation::check_amount;
 use shared::ApiError;
@@ -268,8 +270,23 @@ pub async fn log_activity(app: &App, caller: &Caller, req: &Request, now: Timest
         .await?;
     let body: LogActivityBody = shared::http::json_body(req)?;
     let new = validate_log(body)?;
-    let activity = log(app, caller, &scope, account_id, new, now).await?;
+    let activity = log(app, caller, &scope, account_id, new, now)
+        .await
+        .inspect_err(count_compliance_refusal)?;
+    let dimensions = [(dimension::ACTIVITY_TYPE, activity.activity_type.as_str())];
+    metrics::record(&names::ACTIVITIES_LOGGED, &dimensions, 1.0);
     json(StatusCode::CREATED, &activity)
+}
+
+/// Counts Regulation F's refusals: a call outside the debtor's hours, over the 7-in-7
+/// attempts, or within 7 days of a conversation.
+fn count_compliance_refusal(err: &ApiError) {
+    if matches!(
+        err.code,
+        "call-outside-hours" | "call-frequency-limit" | "call-after-conversation"
+    ) {
+        metrics::count(&names::REGULATION_F_REFUSALS);
+    }
 }
 
 /// The logging itself (what [`log_activity`] does after parsing).
