@@ -22,6 +22,8 @@ help:
 	@echo "make invoke FN=<function> EVENT=events/<file>.json - one invocation, like sam local invoke"
 	@echo "make bench-gateway - gateway overhead, cold starts and RSS"
 	@echo "make fuzz   - schemathesis over the whole API as each role, random seed (FUZZ_EXAMPLES=N)"
+	@echo "make load   - load test of the whole stack vs DynamoDB Local's own ceiling, capacity plan (docs/capacity.md)"
+	@echo "make cost   - AWS cost per million requests of the last make load's mix (docs/cost.md)"
 
 setup:
 	@bash infra/setup.sh
@@ -117,6 +119,21 @@ release:
 .PHONY: capacity
 capacity: build
 	infra/stack.sh cargo run --quiet -p e2e --example route_capacity
+
+# Load test (docs/capacity.md): the mixed load against a `make run` stack on ports of its own
+# (LOAD_HTTP_PORT 3400, LOAD_WS_PORT 3401, LOAD_DYNAMODB_PORT 8400, LOAD_SQS_PORT 9440; started
+# and stopped by load/run.sh unless one answers there), LOAD_STEPS requests/s (comma-separated)
+# LOAD_STEP_SECS each after LOAD_WARMUP_SECS; then DynamoDB Local alone with the same calls,
+# the consistency check and the capacity plan. Figures in target/load/ (last-run.json,
+# report.html). `make cost` prints the AWS cost per million requests of the last run's mix
+# (COST_RUNS="a.json b.json c.json": medians of several runs).
+.PHONY: load cost
+load: bench-build
+	$(BENCH_ENV) LOAD_OUT=$(CURDIR)/target/load load/run.sh
+
+COST_RUNS ?= target/load/last-run.json
+cost:
+	cargo run --quiet -p load --bin cost -- $(COST_RUNS)
 
 # Accounts (issue 6): N realistic accounts into `make run`'s DynamoDB Local (port 8000,
 # tables collectpro-local-*); `make seed DEMO=1` loads a few hundred.
