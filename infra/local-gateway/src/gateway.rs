@@ -213,14 +213,10 @@ impl Gateway {
         });
 
         let mut tasks = Vec::new();
-        let queues = sampled_queues(&provisioned, &shared.model);
         let pages = Arc::new(crate::metrics::routes::LocalPages {
             registry: metrics.clone(),
-            dead_letter_queues: queues
-                .iter()
-                .filter(|(_, consumed)| !consumed)
-                .map(|(q, _)| q.name.clone())
-                .collect(),
+            dead_letter_queues: dead_letter_queues(&template, &provisioned, &shared.model),
+            name_prefix: options.prefix.clone(),
         });
         let http_app = axum::Router::new()
             .merge(crate::metrics::routes::router(pages))
@@ -244,10 +240,18 @@ impl Gateway {
         }));
         let mut scheduler = None;
         if options.provision {
+            let queues = provisioned
+                .queues
+                .values()
+                .map(|q| crate::metrics::sampler::SampledQueue {
+                    name: q.name.clone(),
+                    url: q.url.clone(),
+                })
+                .collect();
             tasks.push(crate::metrics::sampler::start(
                 shared.clone(),
                 sqs.clone(),
-                queues.into_iter().map(|(q, _)| q).collect(),
+                queues,
             ));
         }
         if options.event_sources {
@@ -296,23 +300,37 @@ impl Gateway {
     }
 }
 
-/// Every provisioned queue, and whether an event source mapping consumes it (one nothing
-/// consumes is a dead-letter queue or a failure destination: messages only pile up there).
-fn sampled_queues(
+/// The queues failures end up in, for the dashboard's dead-letter widget: every queue a
+/// `RedrivePolicy` names as its `deadLetterTargetArn`, and every stream mapping's
+/// `OnFailure` destination.
+fn dead_letter_queues(
+    template: &Template,
     provisioned: &Provisioned,
     model: &Model,
-) -> Vec<(crate::metrics::sampler::SampledQueue, bool)> {
+) -> Vec<String> {
+    let targets: Vec<String> = template
+        .of_kind("AWS::SQS::Queue")
+        .filter_map(|q| {
+            let policy = provisioned
+                .resolver
+                .resolve(q.properties.get("RedrivePolicy")?);
+            policy
+                .ok()?
+                .get("deadLetterTargetArn")
+                .map(crate::template::scalar)
+        })
+        .collect();
     provisioned
         .queues
         .values()
-        .map(|q| {
-            let consumed = model.sqs.iter().any(|m| m.queue_url == q.url);
-            let queue = crate::metrics::sampler::SampledQueue {
-                name: q.name.clone(),
-                url: q.url.clone(),
-            };
-            (queue, consumed)
+        .filter(|q| {
+            targets.contains(&q.arn)
+                || model
+                    .streams
+                    .iter()
+                    .any(|m| m.on_failure.as_deref() == Some(q.url.as_str()))
         })
+        .map(|q| q.name.clone())
         .collect()
 }
 

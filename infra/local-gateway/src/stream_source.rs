@@ -394,7 +394,11 @@ async fn read_shard(
     };
     let mut iterator = fresh_iterator(client, &mapping, &shard_id, last.as_deref()).await;
     let mut skipping = position == Position::Latest;
+    // When the shard was last read to its end: a record read after that was written after
+    // it (the iterator age's lower bound, see `record_iterator_age`).
+    let mut caught_up_at = 0.0;
     while let Some(it) = iterator.clone() {
+        let asked_at = unix_secs();
         let resp = client
             .get_records()
             .shard_iterator(&it)
@@ -426,12 +430,14 @@ async fn read_shard(
         if resp.records().is_empty() {
             // Caught up: from here on every record is new.
             skipping = false;
+            caught_up_at = asked_at;
         } else if !skipping {
             let records: Vec<Value> = resp
                 .records()
                 .iter()
                 .map(|r| record_json(r, &mapping.stream_arn, &shared.region))
                 .collect();
+            record_iterator_age(&shared, &mapping, &records, caught_up_at);
             deliver(&shared, &clients.sqs, &mapping, &shard_id, records).await;
         }
         if let Some(seq) = page_last {
@@ -466,7 +472,6 @@ async fn deliver(
     let mut pending: std::collections::VecDeque<(Vec<Value>, u32)> =
         std::collections::VecDeque::from([(records, 0)]);
     while let Some((batch, attempts)) = pending.pop_front() {
-        record_iterator_age(shared, mapping, &batch);
         let event = json!({ "Records": batch });
         let outcome = shared
             .invoke(&mapping.function, Bytes::from(event.to_string()))
@@ -552,22 +557,36 @@ async fn deliver(
     }
 }
 
-/// `IteratorAge`: how old the batch's last record (`ApproximateCreationDateTime`, Unix
-/// seconds) is as the function gets it.
-fn record_iterator_age(shared: &Shared, mapping: &StreamMapping, batch: &[Value]) {
-    let created = batch
+/// `IteratorAge`: how old the page's last record is as it is handed to the function.
+///
+/// Its age comes from `ApproximateCreationDateTime`, which DynamoDB Local rounds down to
+/// the minute (AWS to the second), so alone it would read up to a minute too old. The
+/// record was also written after the shard was last read to its end (`caught_up_at`): the
+/// later of the two is the estimate, exact to a poll interval while the mapping keeps up,
+/// and the stream's own timestamp once it falls behind.
+fn record_iterator_age(
+    shared: &Shared,
+    mapping: &StreamMapping,
+    records: &[Value],
+    caught_up_at: f64,
+) {
+    let created = records
         .last()
         .and_then(|r| r.pointer("/dynamodb/ApproximateCreationDateTime"))
         .and_then(Value::as_f64);
     if let Some(created) = created {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let age_secs = unix_secs() - created.max(caught_up_at);
         shared
             .metrics
-            .iterator_age(&mapping.function, (now - created) * 1000.0);
+            .iterator_age(&mapping.function, age_secs * 1000.0);
     }
+}
+
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// The record Lambda sends to a stream mapping's `OnFailure` destination for a batch whose

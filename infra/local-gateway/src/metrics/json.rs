@@ -3,7 +3,6 @@
 //!
 //! ```json
 //! {"bucket_seconds": 10, "from": 1764583200, "to": 1764584090,
-//!  "dead_letter_queues": ["collectpro-local-BulkDeadLetterQueue"],
 //!  "series": [{"namespace": "CollectPro", "name": "ApiLatency", "unit": "Milliseconds",
 //!              "kind": "summary", "dimensions": {"Function": "accounts"},
 //!              "points": [[1764584080, 12, 310.5, 3.1, 80.2, 20.0, 18.4, 60.1, 79.9]]}]}
@@ -17,7 +16,7 @@ use serde_json::{json, Map, Value};
 use super::{now_secs, round3 as round, Kind, Registry, BUCKET_SECS, RETENTION_SECS};
 
 /// The last `minutes` (at most the retention) of every series that has values in them.
-pub fn render(registry: &Registry, minutes: u64, dead_letter_queues: &[String]) -> Value {
+pub fn render(registry: &Registry, minutes: u64) -> Value {
     let to = {
         let now = now_secs();
         now - now % BUCKET_SECS
@@ -73,7 +72,6 @@ pub fn render(registry: &Registry, minutes: u64, dead_letter_queues: &[String]) 
         "bucket_seconds": BUCKET_SECS,
         "from": from,
         "to": to,
-        "dead_letter_queues": dead_letter_queues,
         "series": series,
     })
 }
@@ -103,9 +101,8 @@ mod tests {
             now,
         );
         r.record("AWS/Lambda", "Throttles", &[], Kind::Counter, "Count", 1.0);
-        let v = render(&r, 15, &["dlq".to_owned()]);
+        let v = render(&r, 15);
         assert_eq!(v["bucket_seconds"], 10);
-        assert_eq!(v["dead_letter_queues"], json!(["dlq"]));
         let series = v["series"].as_array().unwrap();
         assert_eq!(series.len(), 2);
         let latency = series.iter().find(|s| s["name"] == "ApiLatency").unwrap();

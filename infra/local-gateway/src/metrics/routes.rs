@@ -17,8 +17,11 @@ use super::Registry;
 /// What the pages read.
 pub struct LocalPages {
     pub registry: Arc<Registry>,
-    /// Queues nothing consumes (dead-letter queues, failure destinations), for the DLQ widget.
+    /// The queues failures end up in (redrive targets, `OnFailure` destinations), for the
+    /// dead-letter widget.
     pub dead_letter_queues: Vec<String>,
+    /// The prefix of every table and queue name, which the page leaves out of its labels.
+    pub name_prefix: String,
 }
 
 const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
@@ -56,7 +59,7 @@ async fn prometheus(State(pages): State<Arc<LocalPages>>) -> impl IntoResponse {
     )
 }
 
-/// `?minutes=N` (default 15).
+/// `?minutes=N` (default 15): [`super::json`], with `dead_letter_queues` and `name_prefix`.
 async fn series(
     State(pages): State<Arc<LocalPages>>,
     RawQuery(query): RawQuery,
@@ -68,9 +71,8 @@ async fn series(
         .find_map(|pair| pair.strip_prefix("minutes="))
         .and_then(|m| m.parse().ok())
         .unwrap_or(15);
-    axum::Json(super::json::render(
-        &pages.registry,
-        minutes,
-        &pages.dead_letter_queues,
-    ))
+    let mut doc = super::json::render(&pages.registry, minutes);
+    doc["dead_letter_queues"] = serde_json::json!(pages.dead_letter_queues);
+    doc["name_prefix"] = serde_json::json!(pages.name_prefix);
+    axum::Json(doc)
 }
