@@ -16,8 +16,7 @@ use shared::auth::users::UserRepo;
 use shared::auth::{authorize, Action, Caller, Scope};
 use shared::bulk::{
     clean_tag, plan_ids, AgentChange, BulkMessage, Changes, ChangesBody, Failure, FailureReason,
-    Filter, FilterQuery, Job, JobRecord, JobSpec, JobState, JobStore, INDEX_BY_CREATED,
-    INDEX_BY_CREATOR, LIST_PK, MAX_IDS, MAX_TAGS,
+    Filter, FilterQuery, Job, JobRecord, JobSpec, JobState, JobStore, MAX_IDS, MAX_TAGS,
 };
 use shared::domain::{Id, Timestamp};
 use shared::http::{json, path_param, route_key, unknown_route, HttpResult, Validation};
@@ -26,8 +25,8 @@ use shared::validation::check_amount;
 use shared::ApiError;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use std::collections::{HashMap, HashSet};
+use shared::dynamo::attributes::StringKey;
+use std::collections::HashSet;
 
 /// The shared platform, the job store and the users (agents) repository, built once per
 /// cold start.
@@ -343,22 +342,6 @@ pub struct FailurePage {
     pub next_cursor: Option<String>,
 }
 
-type Key = HashMap<String, String>;
-
-fn key_to_strings(key: Option<&HashMap<String, AttributeValue>>) -> Option<Key> {
-    key.map(|k| {
-        k.iter()
-            .filter_map(|(name, v)| v.as_s().ok().map(|v| (name.clone(), v.clone())))
-            .collect()
-    })
-}
-
-fn strings_to_key(key: Key) -> HashMap<String, AttributeValue> {
-    key.into_iter()
-        .map(|(k, v)| (k, AttributeValue::S(v)))
-        .collect()
-}
-
 /// Recent jobs, newest first (a manager's own).
 #[utoipa::path(get, path = "/bulk/jobs", tag = "bulk", security(("bearer" = [])), params(PageQuery),
     responses(
@@ -369,47 +352,20 @@ async fn list_jobs(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let scope = authorize(caller, Action::ManageBulkJobs)?;
     let query: PageQuery = shared::http::query(req)?;
     let limit = limit_of(&query)?;
-    let (index, attribute, value, cursor_scope) = match scope {
-        Scope::Own(user) => (
-            INDEX_BY_CREATOR,
-            "creator_pk",
-            shared::bulk::creator_pk(user),
-            format!("bulk-jobs:{user}"),
-        ),
-        _ => (
-            INDEX_BY_CREATED,
-            "list_pk",
-            LIST_PK.to_owned(),
-            "bulk-jobs:all".to_owned(),
-        ),
+    let cursor_scope = match scope {
+        Scope::Own(user) => format!("bulk-jobs:{user}"),
+        _ => "bulk-jobs:all".to_owned(),
     };
-    let start: Option<Key> = app
+    let start: Option<StringKey> = app
         .platform
         .cursors
         .resume(&cursor_scope, query.cursor.as_deref())?;
-    let output = app
-        .store
-        .dynamodb
-        .query()
-        .table_name(app.store.table.as_str())
-        .index_name(index)
-        .key_condition_expression("#pk = :pk")
-        .expression_attribute_names("#pk", attribute)
-        .expression_attribute_values(":pk", AttributeValue::S(value))
-        .scan_index_forward(false)
-        .limit(limit)
-        .set_exclusive_start_key(start.map(strings_to_key))
-        .send()
-        .await?;
-    let items = output
-        .items()
+    let (jobs, last) = app.store.list(&scope, limit, start).await?;
+    let items = jobs
         .iter()
-        .map(|item| JobRecord::from_item(item.clone())?.to_job())
+        .map(JobRecord::to_job)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = app.platform.cursors.next(
-        &cursor_scope,
-        key_to_strings(output.last_evaluated_key()).as_ref(),
-    )?;
+    let next_cursor = app.platform.cursors.next(&cursor_scope, last.as_ref())?;
     json(StatusCode::OK, &JobPage { items, next_cursor })
 }
 
@@ -446,31 +402,12 @@ async fn list_failures(app: &App, caller: &Caller, req: &Request) -> HttpResult 
     let limit = limit_of(&query)?;
     visible(app, &scope, id).await?;
     let cursor_scope = format!("bulk-failures:{id}");
-    let start: Option<Key> = app
+    let start: Option<StringKey> = app
         .platform
         .cursors
         .resume(&cursor_scope, query.cursor.as_deref())?;
-    let output = app
-        .store
-        .dynamodb
-        .query()
-        .table_name(app.store.table.as_str())
-        .key_condition_expression("pk = :pk AND begins_with(sk, :fail)")
-        .expression_attribute_values(":pk", AttributeValue::S(id.to_string()))
-        .expression_attribute_values(":fail", AttributeValue::S("FAIL#".into()))
-        .limit(limit)
-        .set_exclusive_start_key(start.map(strings_to_key))
-        .send()
-        .await?;
-    let items = output
-        .items()
-        .iter()
-        .map(|item| serde_dynamo::from_item::<_, Failure>(item.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = app.platform.cursors.next(
-        &cursor_scope,
-        key_to_strings(output.last_evaluated_key()).as_ref(),
-    )?;
+    let (items, last) = app.store.failures(id, limit, start).await?;
+    let next_cursor = app.platform.cursors.next(&cursor_scope, last.as_ref())?;
     json(StatusCode::OK, &FailurePage { items, next_cursor })
 }
 

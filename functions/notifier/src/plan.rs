@@ -8,16 +8,13 @@ use aws_lambda_events::dynamodb::EventRecord;
 use serde_json::{json, Value};
 use shared::activities::{Activity, CALL_LOG_SK};
 use shared::auth::Role;
-use shared::bulk::JobRecord;
+use shared::bulk::{JobRecord, JOB_SK};
 use shared::config::TableName;
 use shared::dashboard::{Change, Item, Scope, Tracked};
 use shared::domain::Id;
 use shared::dynamo::attributes::text;
 use shared::payments::Payment;
 use shared::realtime::{Subscription, Topic};
-
-/// The sort key of a job's own item in the Jobs table (the others are its markers).
-const JOB_SK: &str = "JOB";
 
 /// The table a stream record comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,13 @@ use crate::domain::Id;
 /// Shards of the `ALL#` and `ST#` partitions. Changing it needs a re-index of the table.
 pub const SHARDS: u32 = 8;
 
+/// The attribute of the account item holding the bulk jobs applied to it (see
+/// [`crate::bulk`]: a job is applied to an account exactly once).
+pub const MARKER_ATTRIBUTE: &str = "bulk_jobs";
+/// How long a bulk job's marker stays on an account (longer than any redelivery: queue
+/// retention 4 days, DLQ 14 days).
+pub const MARKER_DAYS: u64 = 30;
+
 /// Table key of an account.
 pub fn account_pk(id: Id) -> String {
     format!("ACCOUNT#{id}")

@@ -240,7 +240,7 @@ impl Account {
         item.insert("pk".into(), AttributeValue::S(keys::account_pk(self.id)));
         if !self.applied_bulk_jobs.is_empty() {
             item.insert(
-                crate::bulk::MARKER_ATTRIBUTE.into(),
+                keys::MARKER_ATTRIBUTE.into(),
                 AttributeValue::Ss(self.applied_bulk_jobs.iter().cloned().collect()),
             );
         }
@@ -254,7 +254,7 @@ impl Account {
 
     /// The account of a stored item, with fresh aging.
     pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
-        let applied_bulk_jobs = match item.get(crate::bulk::MARKER_ATTRIBUTE) {
+        let applied_bulk_jobs = match item.get(keys::MARKER_ATTRIBUTE) {
             Some(AttributeValue::Ss(jobs)) => jobs.iter().cloned().collect(),
             _ => Default::default(),
         };
@@ -336,19 +336,16 @@ mod tests {
         let stored = account();
         let item = stored.to_item().unwrap();
         assert!(matches!(
-            item.get(crate::bulk::MARKER_ATTRIBUTE),
+            item.get(keys::MARKER_ATTRIBUTE),
             Some(AttributeValue::Ss(jobs)) if jobs == &vec!["01JOB".to_owned()]
         ));
         // A PATCH reads the item, changes a clone and writes the clone back.
         let read = Account::from_item(item).unwrap();
         let mut next = read.clone();
         next.debtor_name = "Renamed".into();
-        assert!(next
-            .to_item()
-            .unwrap()
-            .contains_key(crate::bulk::MARKER_ATTRIBUTE));
+        assert!(next.to_item().unwrap().contains_key(keys::MARKER_ATTRIBUTE));
         let json = serde_json::to_value(&next).unwrap();
         assert!(json.get("applied_bulk_jobs").is_none());
-        assert!(json.get(crate::bulk::MARKER_ATTRIBUTE).is_none());
+        assert!(json.get(keys::MARKER_ATTRIBUTE).is_none());
     }
 }

@@ -31,6 +31,24 @@ pub fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64>
     }
 }
 
+/// A key whose attributes are all strings (every key of the tables and their indexes), as
+/// a cursor or a stored page carries it.
+pub type StringKey = HashMap<String, String>;
+
+/// The string attributes of `item`: a page's `LastEvaluatedKey` as a [`StringKey`].
+pub fn string_key(item: &HashMap<String, AttributeValue>) -> StringKey {
+    item.iter()
+        .filter_map(|(name, value)| value.as_s().ok().map(|v| (name.clone(), v.clone())))
+        .collect()
+}
+
+/// The item of a [`StringKey`]: a page's `ExclusiveStartKey`.
+pub fn key_item(key: StringKey) -> HashMap<String, AttributeValue> {
+    key.into_iter()
+        .map(|(name, value)| (name, s(value)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +66,13 @@ mod tests {
         assert_eq!(number(&item, "count"), Some(42));
         assert_eq!(number(&item, "name"), None);
         assert_eq!(number(&item, "fraction"), None);
+    }
+
+    #[test]
+    fn string_keys_round_trip() {
+        let key = StringKey::from([("pk".to_owned(), "a".to_owned())]);
+        let item = key_item(key.clone());
+        assert_eq!(item["pk"], s("a"));
+        assert_eq!(string_key(&item), key);
     }
 }

@@ -78,6 +78,57 @@ pub async fn read_all<R: Paged, T>(
     Ok(out)
 }
 
+/// One page of `request` from `start` (`None`: the first page), each item made a `T` by
+/// `parse`; with the key the next page starts after (`None`: the last page). For lists
+/// whose cursor carries that key.
+pub async fn read_page<R: Paged, T>(
+    request: R,
+    start: Option<attributes::StringKey>,
+    parse: impl FnMut(Item) -> Result<T, ApiError>,
+) -> Result<(Vec<T>, Option<attributes::StringKey>), ApiError> {
+    let (items, next) = request.page(start.map(attributes::key_item)).await?;
+    let parsed = items.into_iter().map(parse).collect::<Result<_, _>>()?;
+    Ok((parsed, next.as_ref().map(attributes::string_key)))
+}
+
+/// Segments of a parallel Scan ([`scan_strings`]).
+pub const SCAN_SEGMENTS: i32 = 4;
+
+/// The string attribute `attribute` of every item a Scan finds, all pages, its
+/// [`SCAN_SEGMENTS`] segments read at once. For the few small tables that are cleaned up
+/// by a Scan off the request path; `request` names the table, the filter and its values.
+pub async fn scan_strings(
+    request: ScanFluentBuilder,
+    attribute: &str,
+) -> Result<Vec<String>, ApiError> {
+    let request = request
+        .total_segments(SCAN_SEGMENTS)
+        .projection_expression("#a")
+        .expression_attribute_names("#a", attribute);
+    let segments = futures::future::join_all((0..SCAN_SEGMENTS).map(|segment| {
+        let request = request.clone().segment(segment);
+        async move {
+            let mut out = Vec::new();
+            for_each_page(request, |items| {
+                out.extend(
+                    items
+                        .iter()
+                        .filter_map(|item| attributes::text(item, attribute).map(str::to_owned)),
+                );
+                Ok(true)
+            })
+            .await?;
+            Ok::<_, ApiError>(out)
+        }
+    }))
+    .await;
+    let mut out = Vec::new();
+    for segment in segments {
+        out.extend(segment?);
+    }
+    Ok(out)
+}
+
 /// Every item of `keys` that exists in `table` (BatchGetItem, 100 keys a call; unprocessed
 /// keys are asked again after a backoff, as AWS advises).
 pub async fn batch_get_all(

@@ -1,0 +1,256 @@
+//! What applying a chunk reads and writes: the job's items (the job, the chunk's marker,
+//! its accounts' failures) and the accounts in one `BatchGetItem`, each account written
+//! conditional on its version, and the accounts a filter job pages.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
+
+use super::filter::{FilterQuery, PAGE_SIZE};
+use super::keys::{chunk_sk, fail_sk, item_key, CHUNK_PREFIX, FAIL_PREFIX, JOB_SK};
+use super::model::JobRecord;
+use crate::accounts::keys::account_pk;
+use crate::accounts::Account;
+use crate::activities::Activity;
+use crate::config::TableName;
+use crate::domain::Id;
+use crate::dynamo::attributes::{n, s, text, StringKey};
+use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::{read_page, Item};
+use crate::error::{condition_held, ApiError};
+
+/// Rounds of `BatchGetItem` for unprocessed keys before a chunk read gives up.
+const READ_ROUNDS: u32 = 9;
+
+/// The Jobs and Accounts tables as the chunks of a job use them.
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    dynamodb: aws_sdk_dynamodb::Client,
+    jobs: TableName,
+    accounts: TableName,
+    activities: TableName,
+}
+
+/// What a chunk finds before it applies anything.
+#[derive(Debug, Default)]
+pub struct ChunkRead {
+    /// The job (`None`: gone, expired).
+    pub job: Option<JobRecord>,
+    /// Whether the chunk was counted already (a duplicate delivery).
+    pub counted: bool,
+    /// The accounts of the chunk that already have a failure recorded.
+    pub failed_before: HashSet<Id>,
+    /// The accounts of the chunk that exist, by id.
+    pub accounts: HashMap<Id, Account>,
+}
+
+impl ChunkStore {
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        jobs: TableName,
+        accounts: TableName,
+        activities: TableName,
+    ) -> Self {
+        Self {
+            dynamodb,
+            jobs,
+            accounts,
+            activities,
+        }
+    }
+
+    /// Reads the job, the chunk's marker, each account and its failure marker in one
+    /// `BatchGetItem` (strongly consistent; unprocessed keys asked again after a backoff).
+    pub async fn read(&self, job: Id, chunk: &str, ids: &[Id]) -> Result<ChunkRead, ApiError> {
+        let mut job_keys = vec![item_key(job, JOB_SK), item_key(job, chunk_sk(chunk))];
+        job_keys.extend(ids.iter().map(|id| item_key(job, fail_sk(*id))));
+        let account_keys = ids
+            .iter()
+            .map(|id| HashMap::from([("pk".to_owned(), s(account_pk(*id)))]))
+            .collect();
+        let mut items = self
+            .batch_get(HashMap::from([
+                (self.jobs.as_str().to_owned(), job_keys),
+                (self.accounts.as_str().to_owned(), account_keys),
+            ]))
+            .await?;
+        let mut read = ChunkRead::default();
+        for item in items.remove(self.jobs.as_str()).unwrap_or_default() {
+            match text(&item, "sk") {
+                Some(JOB_SK) => read.job = Some(JobRecord::from_item(item)?),
+                Some(sk) if sk.starts_with(CHUNK_PREFIX) => read.counted = true,
+                Some(sk) => {
+                    if let Some(account) = sk.strip_prefix(FAIL_PREFIX) {
+                        read.failed_before.extend(account.parse::<Id>());
+                    }
+                }
+                None => {}
+            }
+        }
+        for item in items.remove(self.accounts.as_str()).unwrap_or_default() {
+            // Reference-uniqueness items share the table; an account item has an `id`.
+            if let Some(id) = text(&item, "id").and_then(|id| id.parse::<Id>().ok()) {
+                read.accounts.insert(id, Account::from_item(item)?);
+            }
+        }
+        Ok(read)
+    }
+
+    async fn batch_get(
+        &self,
+        requests: HashMap<String, Vec<Item>>,
+    ) -> Result<HashMap<String, Vec<Item>>, ApiError> {
+        let mut out: HashMap<String, Vec<Item>> = HashMap::new();
+        let mut pending: HashMap<String, KeysAndAttributes> = HashMap::new();
+        for (table, keys) in requests {
+            if keys.is_empty() {
+                continue;
+            }
+            pending.insert(
+                table,
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(ApiError::internal)?,
+            );
+        }
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let output = self
+                .dynamodb
+                .batch_get_item()
+                .set_request_items(Some(pending))
+                .send()
+                .await?;
+            for (table, items) in output.responses.unwrap_or_default() {
+                out.entry(table).or_default().extend(items);
+            }
+            pending = output.unprocessed_keys.unwrap_or_default();
+            if !pending.is_empty() {
+                if attempt >= READ_ROUNDS {
+                    return Err(ApiError::unavailable("reads are throttled; retry"));
+                }
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One account, strongly consistent (`None`: no such account).
+    pub async fn account(&self, id: Id) -> Result<Option<Account>, ApiError> {
+        self.dynamodb
+            .get_item()
+            .table_name(self.accounts.as_str())
+            .key("pk", s(account_pk(id)))
+            .consistent_read(true)
+            .send()
+            .await?
+            .item
+            .map(Account::from_item)
+            .transpose()
+    }
+
+    /// Writes `account` conditional on its stored version being `expected` and on not
+    /// being deleted; with `activities` (a status change, a reassignment), in one
+    /// transaction with them. `false`: the condition failed (or the transaction lost a
+    /// conflict): read again and decide again.
+    pub async fn write(
+        &self,
+        account: &Account,
+        expected: u64,
+        activities: &[Activity],
+    ) -> Result<bool, ApiError> {
+        const CONDITION: &str = "#v = :expected AND attribute_not_exists(deleted_at)";
+        let item = account.to_item()?;
+        if activities.is_empty() {
+            let result = self
+                .dynamodb
+                .put_item()
+                .table_name(self.accounts.as_str())
+                .set_item(Some(item))
+                .condition_expression(CONDITION)
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(expected))
+                .send()
+                .await;
+            return condition_held(result);
+        }
+        let account = Put::builder()
+            .table_name(self.accounts.as_str())
+            .set_item(Some(item))
+            .condition_expression(CONDITION)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .build()
+            .map_err(ApiError::internal)?;
+        let mut transaction = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(account).build());
+        for activity in activities {
+            let log = Put::builder()
+                .table_name(self.activities.as_str())
+                .set_item(Some(activity.to_item()?))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(ApiError::internal)?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(log).build());
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match cancellation_codes(&err).as_deref() {
+                Some([first, ..]) if first == "ConditionalCheckFailed" => Ok(false),
+                Some(codes) if codes.iter().any(|c| c == "TransactionConflict") => Ok(false),
+                _ => Err(err.into()),
+            },
+        }
+    }
+
+    /// One page ([`PAGE_SIZE`]) of the ids of partition `partition` of `query`, after
+    /// `start`; with the key the next page starts after (`None`: the last page).
+    pub async fn page(
+        &self,
+        query: &FilterQuery,
+        partition: u32,
+        start: Option<StringKey>,
+    ) -> Result<(Vec<Id>, Option<StringKey>), ApiError> {
+        let pk_value = query
+            .pk_values
+            .get(partition as usize)
+            .ok_or_else(|| ApiError::internal("partition out of range"))?;
+        let mut request = self
+            .dynamodb
+            .query()
+            .table_name(self.accounts.as_str())
+            .index_name(&query.index)
+            .projection_expression("id")
+            .limit(PAGE_SIZE)
+            .expression_attribute_names("#pk", query.pk_attribute)
+            .expression_attribute_values(":pk", s(pk_value.clone()));
+        let mut key = "#pk = :pk".to_owned();
+        if let Some((attribute, lo, hi)) = &query.sort_range {
+            key.push_str(" AND #sk BETWEEN :lo AND :hi");
+            request = request
+                .expression_attribute_names("#sk", *attribute)
+                .expression_attribute_values(":lo", s(lo.clone()))
+                .expression_attribute_values(":hi", s(hi.clone()));
+        }
+        request = request.key_condition_expression(key);
+        if let Some(filter) = &query.filter_expression {
+            request = request.filter_expression(filter);
+            for (k, v) in &query.values {
+                request = request.expression_attribute_values(k, v.clone());
+            }
+            for (k, v) in &query.names {
+                request = request.expression_attribute_names(k, v);
+            }
+        }
+        let (ids, next) = read_page(request, start, |item| {
+            Ok(text(&item, "id").and_then(|id| id.parse::<Id>().ok()))
+        })
+        .await?;
+        Ok((ids.into_iter().flatten().collect(), next))
+    }
+}
