@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, number, s, text};
+use crate::dynamo::scan_strings;
 use crate::error::{condition_held, ApiError};
 
 /// The header.
@@ -295,6 +296,34 @@ impl IdempotencyStore {
             tracing::warn!(record, "idempotency claim was taken over before completion");
         }
         Ok(())
+    }
+
+    /// The records expired at or before `now`, TTL not having deleted them yet (a parallel
+    /// Scan, filtered server-side: records live a day, the table is small).
+    pub async fn expired(&self, now: Timestamp) -> Result<Vec<String>, ApiError> {
+        let request = self
+            .dynamodb
+            .scan()
+            .table_name(self.table.as_str())
+            .filter_expression("#e <= :now")
+            .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_values(":now", n(now.unix_seconds()));
+        scan_strings(request, "pk").await
+    }
+
+    /// Deletes a record if it is still expired at `now` (a request may claim an expired key
+    /// again between the Scan and the delete); `false` when it was claimed again.
+    pub async fn delete_expired(&self, record: &str, now: Timestamp) -> Result<bool, ApiError> {
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(self.table.as_str())
+            .key("pk", s(record))
+            .condition_expression("expires_at <= :now")
+            .expression_attribute_values(":now", n(now.unix_seconds()))
+            .send()
+            .await;
+        condition_held(result)
     }
 
     /// Gives the key back (the request did nothing): deletes the claim if still ours.

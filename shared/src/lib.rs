@@ -8,7 +8,8 @@
 //!   path parameters, responses, one log line per request).
 //! - [`telemetry`]: JSON logging and init failure.
 //! - [`domain`]: ids, timestamps, money.
-//! - [`dynamo`]: DynamoDB plumbing: paging, and the call recorder every call goes through.
+//! - [`dynamo`]: DynamoDB plumbing: paging, attribute helpers, the retry rules of
+//!   transactions, and the call recorder every call goes through.
 //! - [`metrics`]: per-invocation metrics written as CloudWatch Embedded Metric Format.
 //! - [`cursor`]: opaque, HMAC-signed list cursors.
 //! - [`validation`]: garde-based body/query validation (trimmed, capped, no control chars).
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod paging;
 pub mod payments;
 pub mod platform;
+pub mod promises;
 pub mod rate_limit;
 pub mod realtime;
 pub mod telemetry;

@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{authorize, Action, Caller, Role};
 use crate::config::TableName;
 use crate::domain::Id;
-use crate::dynamo::{for_each_page, read_all};
+use crate::dynamo::attributes::{n, s};
+use crate::dynamo::{for_each_page, read_all, scan_strings};
 use crate::error::ApiError;
 
 /// The sort key of a connection item.
@@ -427,6 +428,20 @@ impl ConnectionRepo {
         })
         .await?;
         Ok(subs)
+    }
+
+    /// The ids of the connections expired at or before `now` (a parallel Scan, filtered
+    /// server-side: the table is small and has no index on expiry).
+    pub async fn expired(&self, now: crate::domain::Timestamp) -> Result<Vec<String>, ApiError> {
+        let request = self
+            .dynamodb
+            .scan()
+            .table_name(self.table.as_str())
+            .filter_expression("sk = :meta AND #e <= :now")
+            .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_values(":meta", s(META))
+            .expression_attribute_values(":now", n(now.unix_seconds()));
+        scan_strings(request, "connection_id").await
     }
 
     /// Removes a connection and both items of every subscription it has (Query `CONN#<id>`,

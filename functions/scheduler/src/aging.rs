@@ -17,22 +17,14 @@
 //! condition means someone else wrote the account: it is read again and tried once more,
 //! else counted as skipped (the next run or the writer's own fresh values cover it).
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
+use shared::accounts::aging::StoredAging;
 use shared::accounts::dpd::days_past_due;
-use shared::accounts::keys::{account_pk, list_index, Partition, SortKey};
-use shared::accounts::model::{format_date, parse_date};
+use shared::accounts::keys::Partition;
 use shared::accounts::DpdBucket;
-use shared::domain::Id;
-use shared::dynamo::read_all;
-use shared::error::condition_held;
 use shared::ApiError;
-
-use shared::dynamo::attributes::{n, s};
 
 use crate::App;
 
@@ -61,16 +53,6 @@ pub struct AgingReport {
     pub skipped: u64,
 }
 
-/// An account as the due-date index shows it: just what the decision needs.
-#[derive(Debug, Clone)]
-struct Stored {
-    id: Id,
-    due: time::Date,
-    /// The stored bucket, verbatim (`None`: the item has none).
-    bucket: Option<String>,
-    version: u64,
-}
-
 /// The inclusive due-date windows of `today`: [`CATCH_UP_DAYS`] dates ending at each
 /// boundary date.
 pub fn windows(today: time::Date) -> Vec<(time::Date, time::Date)> {
@@ -85,7 +67,6 @@ pub fn windows(today: time::Date) -> Vec<(time::Date, time::Date)> {
 
 /// Ages the accounts whose bucket changes on `today` (UTC, as the API computes it).
 pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, ApiError> {
-    let index = list_index(&Partition::All, SortKey::Due);
     let windows = windows(today);
     // Every (shard, window) Query at once: 8 × 4 small key ranges.
     let queries = Partition::All.pk_values().into_iter().flat_map(|pk| {
@@ -93,10 +74,9 @@ pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, ApiError> 
             .iter()
             .map(move |(earliest, latest)| (pk.clone(), *earliest, *latest))
     });
-    let found = join_all(
-        queries.map(|(pk, earliest, latest)| query_window(app, &index, pk, earliest, latest)),
-    )
-    .await;
+    let found =
+        join_all(queries.map(|(pk, earliest, latest)| app.aging.due_between(pk, earliest, latest)))
+            .await;
     let mut candidates = Vec::new();
     for part in found {
         candidates.extend(part?);
@@ -118,61 +98,6 @@ pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, ApiError> 
     Ok(report)
 }
 
-/// Every account of one shard due from `earliest` to `latest` (inclusive), all pages.
-async fn query_window(
-    app: &App,
-    index: &str,
-    pk: String,
-    earliest: time::Date,
-    latest: time::Date,
-) -> Result<Vec<Stored>, ApiError> {
-    let query = app
-        .dynamodb
-        .query()
-        .table_name(app.tables.accounts.as_str())
-        .index_name(index)
-        .key_condition_expression("all_pk = :pk AND due_sk BETWEEN :lo AND :hi")
-        .expression_attribute_values(":pk", s(pk))
-        // Sort keys are `<date>#<ULID>`; `~` sorts after every ULID character.
-        .expression_attribute_values(":lo", s(format!("{}#", format_date(earliest))))
-        .expression_attribute_values(":hi", s(format!("{}#~", format_date(latest))))
-        .projection_expression("#id, #due, #bucket, #v")
-        .set_expression_attribute_names(Some(projected_names()));
-    read_all(query, |item| stored(&item)).await
-}
-
-/// The names behind `#id, #due, #bucket, #v`: what [`stored`] reads.
-fn projected_names() -> HashMap<String, String> {
-    [
-        ("#id", "id"),
-        ("#due", "due_date"),
-        ("#bucket", "dpd_bucket"),
-        ("#v", "version"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-fn stored(item: &HashMap<String, AttributeValue>) -> Result<Stored, ApiError> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
-    let bad = |what: &str| ApiError::internal(format!("an account item has no valid {what}"));
-    Ok(Stored {
-        id: text("id")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("id"))?,
-        due: text("due_date")
-            .and_then(|v| parse_date(v).ok())
-            .ok_or_else(|| bad("due_date"))?,
-        bucket: text("dpd_bucket").cloned(),
-        version: item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("version"))?,
-    })
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Updated,
@@ -181,7 +106,7 @@ enum Outcome {
 }
 
 /// Stores today's bucket of one account if it differs; one re-read on a lost race.
-async fn age(app: &App, stored: Stored, today: time::Date) -> Result<Outcome, ApiError> {
+async fn age(app: &App, stored: StoredAging, today: time::Date) -> Result<Outcome, ApiError> {
     let mut current = stored;
     for attempt in 0..2 {
         let days = days_past_due(current.due, today);
@@ -189,11 +114,11 @@ async fn age(app: &App, stored: Stored, today: time::Date) -> Result<Outcome, Ap
         if current.bucket.as_deref() == Some(bucket.as_str()) {
             return Ok(Outcome::Unchanged);
         }
-        if write(app, &current, bucket, days).await? {
+        if app.aging.store_bucket(&current, bucket, days).await? {
             return Ok(Outcome::Updated);
         }
         if attempt == 0 {
-            match reread(app, current.id).await? {
+            match app.aging.get(current.id).await? {
                 Some(fresh) => current = fresh,
                 None => return Ok(Outcome::Skipped),
             }
@@ -201,55 +126,6 @@ async fn age(app: &App, stored: Stored, today: time::Date) -> Result<Outcome, Ap
     }
     tracing::warn!(account_id = %current.id, "account kept changing during aging; skipped");
     Ok(Outcome::Skipped)
-}
-
-/// `SET dpd_bucket, days_past_due` under the version and bucket read; `false` when the
-/// condition failed.
-async fn write(
-    app: &App,
-    current: &Stored,
-    bucket: DpdBucket,
-    days: i64,
-) -> Result<bool, ApiError> {
-    let mut request = app
-        .dynamodb
-        .update_item()
-        .table_name(app.tables.accounts.as_str())
-        .key("pk", s(account_pk(current.id)))
-        .update_expression("SET #bucket = :bucket, days_past_due = :days")
-        .expression_attribute_names("#bucket", "dpd_bucket")
-        .expression_attribute_names("#v", "version")
-        .expression_attribute_values(":bucket", s(bucket.as_str()))
-        .expression_attribute_values(":days", n(days))
-        .expression_attribute_values(":v", n(current.version));
-    request = match &current.bucket {
-        Some(old) => request
-            .condition_expression("#v = :v AND #bucket = :old AND attribute_not_exists(deleted_at)")
-            .expression_attribute_values(":old", s(old.clone())),
-        None => request.condition_expression(
-            "#v = :v AND attribute_not_exists(#bucket) AND attribute_not_exists(deleted_at)",
-        ),
-    };
-    condition_held(request.send().await)
-}
-
-/// The account as stored now (strongly consistent); `None` when it is gone or deleted.
-async fn reread(app: &App, id: Id) -> Result<Option<Stored>, ApiError> {
-    let item = app
-        .dynamodb
-        .get_item()
-        .table_name(app.tables.accounts.as_str())
-        .key("pk", s(account_pk(id)))
-        .consistent_read(true)
-        .projection_expression("#id, #due, #bucket, #v, deleted_at")
-        .set_expression_attribute_names(Some(projected_names()))
-        .send()
-        .await?
-        .item;
-    match item {
-        Some(item) if !item.contains_key("deleted_at") => stored(&item).map(Some),
-        _ => Ok(None),
-    }
 }
 
 #[cfg(test)]

@@ -21,11 +21,14 @@ pub mod cleanup;
 pub mod promises;
 
 use serde::Serialize;
+use shared::accounts::aging::AgingStore;
 use shared::accounts::AccountRepo;
 use shared::clients::Clients;
-use shared::config::{Config, Tables};
+use shared::config::Config;
 use shared::domain::{Id, Timestamp};
+use shared::idempotency::IdempotencyStore;
 use shared::platform::InitError;
+use shared::promises::PromiseStore;
 use shared::realtime::ConnectionRepo;
 use shared::ApiError;
 
@@ -39,27 +42,34 @@ pub fn system_actor() -> Result<Id, ApiError> {
     SYSTEM_ACTOR.parse().map_err(ApiError::internal)
 }
 
-/// Configuration and clients, built once per cold start.
+/// The stores the jobs use, built once per cold start.
 pub struct App {
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub tables: Tables,
     pub accounts: AccountRepo,
+    pub aging: AgingStore,
+    pub promises: PromiseStore,
     pub connections: ConnectionRepo,
+    pub idempotency: IdempotencyStore,
 }
 
 impl App {
     pub fn new(config: &Config, clients: &Clients) -> Self {
-        let tables = config.tables.clone();
-        let dynamodb = clients.dynamodb.clone();
+        let tables = &config.tables;
+        let dynamodb = &clients.dynamodb;
         Self {
             accounts: AccountRepo::new(
                 dynamodb.clone(),
                 tables.accounts.clone(),
                 tables.activities.clone(),
             ),
+            aging: AgingStore::new(dynamodb.clone(), tables.accounts.clone()),
+            promises: PromiseStore::new(
+                dynamodb.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
+                tables.payments.clone(),
+            ),
             connections: ConnectionRepo::new(dynamodb.clone(), tables.connections.clone()),
-            dynamodb,
-            tables,
+            idempotency: IdempotencyStore::new(dynamodb.clone(), tables.idempotency.clone()),
         }
     }
 

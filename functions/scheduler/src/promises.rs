@@ -24,53 +24,21 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use shared::accounts::keys::{account_pk, index_key};
-use shared::accounts::model::format_date;
 use shared::accounts::{Account, AccountStatus};
 use shared::activities::{status_change, Activity, PROMISE_SHARDS};
 use shared::domain::{Id, MinorUnits, Timestamp};
-use shared::dynamo::retry::{backoff, cancellation_codes, CONFLICT_RETRIES};
-use shared::dynamo::{for_each_page, read_all};
-use shared::error::condition_held;
-use shared::payments::{Payment, PaymentStatus};
+use shared::dynamo::retry::{backoff, CONFLICT_RETRIES};
+use shared::payments::Payment;
+use shared::promises::{PromiseState, Reactivation};
 use shared::ApiError;
-
-use shared::dynamo::attributes::{n, s};
 
 use crate::{system_actor, App};
 
-/// The promises-by-date index.
-pub const INDEX: &str = "promises-by-date";
-
 /// Accounts settled at once.
 const ACCOUNT_CONCURRENCY: usize = 8;
-
-/// How much earlier than a promise a payment's id (its recording time) may be while its
-/// `received_at` is still after the promise: `received_at` may lie up to a minute in the
-/// future of the recording (client clock skew); five minutes is a safe bound. Only narrows
-/// the payments Query; the decision uses `received_at`.
-const RECORDING_SKEW_MS: u64 = 5 * 60 * 1000;
-
-/// How a promise was settled (the `promise_state` attribute; part of the contract with the
-/// dashboard aggregates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromiseState {
-    Kept,
-    Broken,
-}
-
-impl PromiseState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PromiseState::Kept => "kept",
-            PromiseState::Broken => "broken",
-        }
-    }
-}
 
 /// What a broken-promises run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,7 +69,7 @@ impl PromiseReport {
 /// Settles every open promise dated before the UTC day of `now`.
 pub async fn run(app: &App, now: Timestamp) -> Result<PromiseReport, ApiError> {
     let today = now.as_offset_date_time().date();
-    let shards = join_all((0..PROMISE_SHARDS).map(|shard| due_promises(app, shard, today))).await;
+    let shards = join_all((0..PROMISE_SHARDS).map(|shard| app.promises.due(shard, today))).await;
     let mut by_account: BTreeMap<Id, Vec<Activity>> = BTreeMap::new();
     for shard in shards {
         for promise in shard? {
@@ -125,20 +93,6 @@ pub async fn run(app: &App, now: Timestamp) -> Result<PromiseReport, ApiError> {
         report.add(result?);
     }
     Ok(report)
-}
-
-/// The open promises of one shard dated before `today`, all pages.
-async fn due_promises(app: &App, shard: u32, today: time::Date) -> Result<Vec<Activity>, ApiError> {
-    let query = app
-        .dynamodb
-        .query()
-        .table_name(app.tables.activities.as_str())
-        .index_name(INDEX)
-        // `<date>#...` sorts below `<today>` exactly when the date is before today.
-        .key_condition_expression("promise_pk = :pk AND promise_sk < :today")
-        .expression_attribute_values(":pk", s(format!("PROMISE#{shard}")))
-        .expression_attribute_values(":today", s(format_date(today)));
-    read_all(query, Activity::from_item).await
 }
 
 /// The debtor's time zone (UTC when the stored name is unknown or the account is gone).
@@ -178,7 +132,11 @@ async fn settle_account(
     let zone = zone_of(account.as_ref());
     let local_today = local_date(&zone, now)?;
     let payments = match promises.iter().map(|p| p.created_at).min() {
-        Some(earliest) => completed_payments(app, account_id, earliest).await?,
+        Some(earliest) => {
+            app.promises
+                .completed_payments(account_id, earliest)
+                .await?
+        }
         None => Vec::new(),
     };
     for promise in promises {
@@ -236,77 +194,6 @@ fn kept(
     Ok(paid >= promised)
 }
 
-/// The completed payments of an account recorded since about `since` (payment ids are
-/// ULIDs of their recording time, so this is a key range, not the whole history).
-async fn completed_payments(
-    app: &App,
-    account_id: Id,
-    since: Timestamp,
-) -> Result<Vec<Payment>, ApiError> {
-    let since_ms = since.as_offset_date_time().unix_timestamp_nanos() / 1_000_000;
-    let since_ms = u64::try_from(since_ms)
-        .unwrap_or(0)
-        .saturating_sub(RECORDING_SKEW_MS);
-    let from = ulid::Ulid::from_parts(since_ms, 0).to_string();
-    let query = app
-        .dynamodb
-        .query()
-        .table_name(app.tables.payments.as_str())
-        .key_condition_expression("pk = :pk AND sk >= :from")
-        .filter_expression("#status = :completed")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":pk", s(account_id.to_string()))
-        .expression_attribute_values(":from", s(from))
-        .expression_attribute_values(":completed", s(PaymentStatus::Completed.as_str()))
-        .consistent_read(true);
-    read_all(query, Payment::from_item).await
-}
-
-/// Whether the account has an open promise dated `today` or later (its own Query with a
-/// filter on the open-promise key, strongly consistent).
-async fn has_open_promise(app: &App, account_id: Id, today: time::Date) -> Result<bool, ApiError> {
-    let query = app
-        .dynamodb
-        .query()
-        .table_name(app.tables.activities.as_str())
-        .key_condition_expression("pk = :pk")
-        // Only open promises carry `promise_sk`, which starts with the promise date.
-        .filter_expression("promise_sk >= :today")
-        .expression_attribute_values(":pk", s(account_id.to_string()))
-        .expression_attribute_values(":today", s(format_date(today)))
-        .projection_expression("sk")
-        .consistent_read(true);
-    let mut found = false;
-    for_each_page(query, |items| {
-        found = !items.is_empty();
-        Ok(!found)
-    })
-    .await?;
-    Ok(found)
-}
-
-/// The settlement of a promise: its index keys go, its state and day are recorded, if the
-/// keys are still there.
-fn settlement(
-    app: &App,
-    promise: &Activity,
-    state: PromiseState,
-    today: time::Date,
-) -> Result<Update, ApiError> {
-    Update::builder()
-        .table_name(app.tables.activities.as_str())
-        .key("pk", s(promise.account_id.to_string()))
-        .key("sk", s(promise.id.to_string()))
-        .update_expression(
-            "REMOVE promise_pk, promise_sk SET promise_state = :state, promise_settled_on = :today",
-        )
-        .condition_expression("attribute_exists(promise_pk)")
-        .expression_attribute_values(":state", s(state.as_str()))
-        .expression_attribute_values(":today", s(format_date(today)))
-        .build()
-        .map_err(ApiError::internal)
-}
-
 /// Writes one settlement: alone, or with the account's return to `active` when the
 /// promise is broken and nothing else keeps the account in `promise_to_pay`.
 async fn settle(
@@ -330,22 +217,11 @@ async fn settle(
             _ => None,
         };
         let observed = match candidate {
-            Some(a) if !has_open_promise(app, a.id, local_today).await? => Some(a),
+            Some(a) if !app.promises.has_open_promise(a.id, local_today).await? => Some(a),
             _ => None,
         };
-        let update = settlement(app, promise, state, settled_on)?;
         let Some(observed) = observed else {
-            let result = app
-                .dynamodb
-                .update_item()
-                .table_name(update.table_name())
-                .set_key(Some(update.key().clone()))
-                .update_expression(update.update_expression())
-                .set_condition_expression(update.condition_expression().map(str::to_owned))
-                .set_expression_attribute_values(update.expression_attribute_values().cloned())
-                .send()
-                .await;
-            return Ok(if condition_held(result)? {
+            return Ok(if app.promises.settle(promise, state, settled_on).await? {
                 Settled::Done { reactivated: false }
             } else {
                 Settled::Already
@@ -355,24 +231,6 @@ async fn settle(
         next.status = AccountStatus::Active;
         next.updated_at = now;
         next.version = observed.version + 1;
-        let key = |name: &str| index_key(&next, name).unwrap_or_default();
-        let account_update = Update::builder()
-            .table_name(app.tables.accounts.as_str())
-            .key("pk", s(account_pk(observed.id)))
-            .update_expression(
-                "SET #s = :active, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk",
-            )
-            .condition_expression("#v = :v AND attribute_not_exists(deleted_at)")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
-            .expression_attribute_values(":spk", s(key("status_pk")))
-            .expression_attribute_values(":usk", s(key("updated_sk")))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", s(now.to_string()))
-            .expression_attribute_values(":v", n(observed.version))
-            .build()
-            .map_err(ApiError::internal)?;
         let mut moved = status_change(
             observed.id,
             observed.status,
@@ -381,37 +239,19 @@ async fn settle(
             now,
         );
         moved.note.push_str(" (broken promise)");
-        let log = Put::builder()
-            .table_name(app.tables.activities.as_str())
-            .set_item(Some(moved.to_item()?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(ApiError::internal)?;
-        let result = app
-            .dynamodb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(TransactWriteItem::builder().update(account_update).build())
-            .transact_items(TransactWriteItem::builder().put(log).build())
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => {
+        match app
+            .promises
+            .settle_and_reactivate(promise, settled_on, &observed, &next, &moved)
+            .await?
+        {
+            Reactivation::Done => {
                 *account = Some(next);
                 return Ok(Settled::Done { reactivated: true });
             }
-            Err(err) => err,
-        };
-        match cancellation_codes(&err).as_deref() {
-            Some([first, ..]) if first == "ConditionalCheckFailed" => return Ok(Settled::Already),
-            Some([_, second, ..]) if second == "ConditionalCheckFailed" => {
-                // The account changed since it was read: read it again and decide again.
-                *account = app.accounts.get(observed.id).await?;
-            }
-            Some(codes) if codes.iter().any(|c| c == "TransactionConflict") => {
-                tokio::time::sleep(backoff(attempts)).await;
-            }
-            _ => return Err(err.into()),
+            Reactivation::AlreadySettled => return Ok(Settled::Already),
+            // The account changed since it was read: read it again and decide again.
+            Reactivation::AccountChanged => *account = app.accounts.get(observed.id).await?,
+            Reactivation::Conflict => tokio::time::sleep(backoff(attempts)).await,
         }
         attempts += 1;
         if attempts > CONFLICT_RETRIES {

@@ -16,7 +16,7 @@ use shared::auth::{Caller, Role};
 use shared::clients::Clients;
 use shared::config::Config;
 use shared::domain::{Id, MinorUnits, Timestamp};
-use shared::idempotency::{Claim, IdempotencyStore};
+use shared::idempotency::Claim;
 use shared::payments::{Payment, PaymentMethod, PaymentStatus};
 use shared::realtime::{ConnectionItem, Topic};
 use time::macros::{date, datetime};
@@ -27,6 +27,8 @@ type Item = HashMap<String, AttributeValue>;
 struct Env {
     app: App,
     config: Config,
+    /// For seeding and reading items as they are stored.
+    dynamodb: aws_sdk_dynamodb::Client,
 }
 
 async fn env() -> Env {
@@ -40,6 +42,7 @@ async fn env() -> Env {
     Env {
         app: App::new(&config, &clients),
         config,
+        dynamodb: clients.dynamodb,
     }
 }
 
@@ -52,7 +55,6 @@ impl Env {
 
     async fn get(&self, table: &str, key: &[(&str, String)]) -> Option<Item> {
         let mut request = self
-            .app
             .dynamodb
             .get_item()
             .table_name(table)
@@ -86,7 +88,6 @@ impl Env {
 
     async fn activities(&self, account: Id) -> Vec<Activity> {
         let out = self
-            .app
             .dynamodb
             .query()
             .table_name(self.config.tables.activities.as_str())
@@ -161,8 +162,7 @@ impl Env {
     }
 
     async fn put(&self, table: &str, item: Item) {
-        self.app
-            .dynamodb
+        self.dynamodb
             .put_item()
             .table_name(table)
             .set_item(Some(item))
@@ -469,7 +469,7 @@ async fn cleanup_removes_expired_connections_and_idempotency_keys_only() {
             .await
             .unwrap());
     }
-    let store = IdempotencyStore::new(e.app.dynamodb.clone(), e.config.tables.idempotency.clone());
+    let store = &e.app.idempotency;
     let old = now.plus(Duration::hours(-25));
     for (record, at) in [("user#POST /x#old", old), ("user#POST /x#new", now)] {
         let claim = store.claim(record, "hash", "resource", at).await.unwrap();

@@ -12,6 +12,7 @@
 //! - [`rules`]: who may change which field of an account, and which changes are logged.
 //! - [`check_assignable`]: who accounts may be assigned to (accounts API and bulk jobs).
 
+pub mod aging;
 pub mod dpd;
 pub mod keys;
 pub mod list;
