@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command with the local AWS stand-ins up: DynamoDB Local (AWS's jar from the npm
-# package) and moto_server (SQS). Both start on free ports (or DYNAMODB_PORT / SQS_PORT),
+# package) and moto_server (SQS, SSM, S3). Both start on free ports (or DYNAMODB_PORT / SQS_PORT),
 # the SDK's standard endpoint variables point at them, and both stop when the command ends,
 # however it ends.
 #
@@ -50,6 +50,7 @@ export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
 export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$ddb_port"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$sqs_port"
 export AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$sqs_port" # moto_server also speaks SSM (the JWT key set)
+export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$sqs_port" # ... and S3 (placement files, issue 18)
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"

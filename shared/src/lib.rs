@@ -29,6 +29,7 @@ pub mod dynamo;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod imports;
 pub mod metrics;
 pub mod paging;
 pub mod payments;

@@ -1,5 +1,5 @@
-//! Creating the template's tables and queues on DynamoDB Local and the SQS emulator,
-//! idempotently, and resolving the functions' environment against them.
+//! Creating the template's tables, queues and buckets on DynamoDB Local and moto (SQS and
+//! S3), idempotently, and resolving the functions' environment against them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +24,25 @@ pub struct TableInfo {
     pub stream_arn: Option<String>,
 }
 
+/// A bucket as created locally (S3 names are lowercase: `{prefix}{logical id}` lowered).
+#[derive(Debug, Clone)]
+pub struct BucketInfo {
+    pub name: String,
+    pub arn: String,
+}
+
+/// The local name of the bucket with logical id `id`.
+pub fn bucket_name(prefix: &str, id: &str) -> String {
+    format!("{prefix}{id}").to_lowercase()
+}
+
+fn bucket_resolved(name: &str) -> ResolvedResource {
+    ResolvedResource {
+        reference: Some(name.to_owned()),
+        attributes: [("Arn".to_owned(), format!("arn:aws:s3:::{name}"))].into(),
+    }
+}
+
 /// A queue as created locally.
 #[derive(Debug, Clone)]
 pub struct QueueInfo {
@@ -41,6 +60,8 @@ pub struct Provisioned {
     pub tables: BTreeMap<String, TableInfo>,
     /// Queues by logical id.
     pub queues: BTreeMap<String, QueueInfo>,
+    /// Buckets by logical id.
+    pub buckets: BTreeMap<String, BucketInfo>,
     /// The prefix every name got.
     pub prefix: String,
     /// Evaluates the template's intrinsics against these names.
@@ -87,7 +108,7 @@ pub async fn provision(
                 )]
                 .into(),
             },
-            "AWS::DynamoDB::Table" | "AWS::SQS::Queue" => continue,
+            "AWS::DynamoDB::Table" | "AWS::SQS::Queue" | "AWS::S3::Bucket" => continue,
             _ => ResolvedResource {
                 reference: Some(format!("local{}", id.to_lowercase())),
                 attributes: [
@@ -175,11 +196,27 @@ pub async fn provision(
         pending = still;
     }
 
+    // Buckets last: their notifications name queues. moto serves S3 next to SQS; the
+    // client comes from the SDK's variables (`AWS_ENDPOINT_URL_S3`, infra/stack.sh).
+    let mut buckets = BTreeMap::new();
+    if template.of_kind("AWS::S3::Bucket").next().is_some() {
+        let s3 = s3_client(&sdk_config().await);
+        for res in template.of_kind("AWS::S3::Bucket") {
+            let info =
+                create_bucket(&s3, &resolver, prefix, &res.logical_id, &res.properties).await?;
+            resolver
+                .resources
+                .insert(res.logical_id.clone(), bucket_resolved(&info.name));
+            buckets.insert(res.logical_id.clone(), info);
+        }
+    }
+
     let env = resolve_env(&resolver, &template.globals_function)?;
     Ok(Provisioned {
         env,
         tables: table_map,
         queues: queue_map,
+        buckets,
         prefix: prefix.to_owned(),
         resolver,
     })
@@ -193,6 +230,7 @@ pub fn offline(template: &Template, prefix: &str, region: &str) -> Result<Provis
         .unwrap_or_else(|_| "http://127.0.0.1:9324".to_owned());
     let mut tables = BTreeMap::new();
     let mut queues = BTreeMap::new();
+    let mut buckets = BTreeMap::new();
     for res in template.resources.values() {
         let id = &res.logical_id;
         let name = format!("{prefix}{id}");
@@ -229,6 +267,13 @@ pub fn offline(template: &Template, prefix: &str, region: &str) -> Result<Provis
                     attributes: [("Arn".to_owned(), arn), ("QueueName".to_owned(), name)].into(),
                 }
             }
+            "AWS::S3::Bucket" => {
+                let name = bucket_name(prefix, id);
+                let entry = bucket_resolved(&name);
+                let arn = format!("arn:aws:s3:::{name}");
+                buckets.insert(id.clone(), BucketInfo { name, arn });
+                entry
+            }
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => ResolvedResource {
                 reference: Some(id.clone()),
                 attributes: [(
@@ -253,6 +298,7 @@ pub fn offline(template: &Template, prefix: &str, region: &str) -> Result<Provis
         env,
         tables,
         queues,
+        buckets,
         prefix: prefix.to_owned(),
         resolver,
     })
@@ -457,6 +503,97 @@ async fn create_table(
             stream_arn,
         },
     ))
+}
+
+/// An S3 client on the SDK's endpoint variables, path-style (moto on 127.0.0.1 has no
+/// virtual-host names).
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Creates a bucket (kept if it exists) and its `NotificationConfiguration.QueueConfigurations`
+/// (events, key filter, the queue's ARN as moto reports it: moto drops events for a wrong
+/// ARN without a word). Encryption, lifecycle and policies are AWS's business, not
+/// emulated.
+async fn create_bucket(
+    client: &aws_sdk_s3::Client,
+    resolver: &Resolver,
+    prefix: &str,
+    id: &str,
+    props: &Value,
+) -> Result<BucketInfo> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let name = bucket_name(prefix, id);
+    if let Err(err) = client.create_bucket().bucket(&name).send().await {
+        let exists = err
+            .as_service_error()
+            .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
+        if !exists {
+            return Err(anyhow!(
+                "creating bucket {name}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            ));
+        }
+    }
+    let mut notifications = NotificationConfiguration::builder();
+    for q in props
+        .pointer("/NotificationConfiguration/QueueConfigurations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let q = resolver
+            .resolve(q)
+            .with_context(|| format!("bucket {id}: a queue configuration"))?;
+        let mut rules = S3KeyFilter::builder();
+        for rule in q
+            .pointer("/Filter/S3Key/Rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            rules = rules.filter_rules(
+                FilterRule::builder()
+                    .name(FilterRuleName::from(scalar(&rule["Name"]).as_str()))
+                    .value(scalar(&rule["Value"]))
+                    .build(),
+            );
+        }
+        notifications = notifications.queue_configurations(
+            QueueConfiguration::builder()
+                .queue_arn(scalar(&q["Queue"]))
+                .events(Event::from(scalar(&q["Event"]).as_str()))
+                .filter(
+                    NotificationConfigurationFilter::builder()
+                        .key(rules.build())
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    client
+        .put_bucket_notification_configuration()
+        .bucket(&name)
+        .notification_configuration(notifications.build())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "configuring the notifications of bucket {name}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(BucketInfo {
+        arn: format!("arn:aws:s3:::{name}"),
+        name,
+    })
 }
 
 async fn create_queue(

@@ -111,6 +111,8 @@ pub enum Action {
     ReadActivities,
     /// `/bulk/*`.
     ManageBulkJobs,
+    /// `/imports/*`: placement imports.
+    ManageImports,
     /// `GET /dashboard/summary`.
     ReadDashboard,
     /// WebSocket subscriptions.
@@ -137,7 +139,7 @@ fn scope_for(role: Role, action: Action, user: Id) -> Option<Scope> {
     match (role, action) {
         (Admin, _) => Some(Scope::All),
         (Manager, ManageUsers) => None,
-        (Manager, ManageBulkJobs) => Some(Scope::Own(user)),
+        (Manager, ManageBulkJobs | ManageImports) => Some(Scope::Own(user)),
         (Manager, _) => Some(Scope::All),
         (
             Agent,
@@ -202,6 +204,7 @@ mod tests {
             DeleteAccount,
             ChangePaymentStatus,
             ManageBulkJobs,
+            ManageImports,
         ] {
             assert!(!allowed(Role::Agent, action), "{action:?}");
         }
@@ -214,6 +217,7 @@ mod tests {
             RecordPayment,
             LogActivity,
             ManageBulkJobs,
+            ManageImports,
         ] {
             assert!(!allowed(Role::Viewer, action), "{action:?}");
         }
@@ -235,6 +239,7 @@ mod tests {
             LogActivity,
             ReadActivities,
             ManageBulkJobs,
+            ManageImports,
             ReadDashboard,
             Subscribe,
             ChangeOwnPassword,

@@ -1,0 +1,342 @@
+//! The imports queue's consumer: S3 reports a placement file uploaded (`ObjectCreated`,
+//! through SQS), and its accounts are created exactly once per row.
+//!
+//! For each file:
+//!
+//! 1. Its import (the key is `imports/<id>.csv`) must be waiting or running; an ended
+//!    import ignores the event (a re-uploaded file creates nothing).
+//! 2. The size S3 reports must be the size declared at `POST /imports` (the upload URL
+//!    signs it on AWS; moto does not check signatures, so it is checked here too).
+//! 3. **Check pass**: the file is streamed once to check what makes it unreadable as a
+//!    whole — empty, not UTF-8, a row with more or fewer columns than the header, not CSV —
+//!    and the header against the mapping (unknown or missing required columns). Any of
+//!    these fails the import with a clear `error` before a single account is written. The
+//!    pass also counts the rows (`total_rows`, for progress).
+//! 4. **Write pass**: the file is streamed again in chunks of [`CHUNK_ROWS`] rows. Each row
+//!    is validated by `POST /accounts`'s own code and created through `AccountRepo::create`
+//!    (reference claimed in the same transaction), [`ROW_CONCURRENCY`] at a time; rows not
+//!    created are recorded with line, column and reason; the chunk is counted once (see
+//!    `shared::imports`). Chunks counted by an earlier delivery are skipped.
+//! 5. The import ends `completed`, or `completed_with_errors` when a row failed or was a
+//!    duplicate.
+//!
+//! A file is handled by one invocation, start to end (the function's 15-minute timeout is
+//! hundreds of thousands of rows); fanning a large file out over several invocations by
+//! byte range or row chunk is not built yet. An error that may pass (S3, DynamoDB) fails
+//! the message, SQS delivers it again, and the import resumes at its first uncounted chunk.
+
+pub mod csv_stream;
+pub mod notification;
+pub mod row;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use shared::accounts::{check_assignable, AccountRepo, WriteConflict};
+use shared::auth::users::UserRepo;
+use shared::config::Config;
+use shared::domain::{Id, Timestamp};
+use shared::imports::keys::import_of_key;
+use shared::imports::{
+    Columns, Counts, Field, Import, ImportState, ImportStore, RowError, RowReason,
+};
+use shared::ApiError;
+
+use crate::csv_stream::{Read, Row};
+use crate::notification::{objects_created, ObjectCreated};
+
+/// Rows per chunk: the unit of counting and of resuming.
+pub const CHUNK_ROWS: usize = 500;
+/// Rows of a chunk written at once.
+pub const ROW_CONCURRENCY: usize = 32;
+
+pub type InitError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Configuration and clients, built once per cold start.
+pub struct App {
+    pub store: ImportStore,
+    pub accounts: AccountRepo,
+    pub users: UserRepo,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl App {
+    pub fn new(
+        config: &Config,
+        clients: &shared::clients::Clients,
+        s3: aws_sdk_s3::Client,
+    ) -> Self {
+        let tables = &config.tables;
+        Self {
+            store: ImportStore::new(
+                clients.dynamodb.clone(),
+                tables.jobs.clone(),
+                tables.accounts.clone(),
+            ),
+            accounts: AccountRepo::new(
+                clients.dynamodb.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
+            ),
+            users: UserRepo::new(clients.dynamodb.clone(), tables.users.clone()),
+            s3,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let config = Config::from_env()?;
+        let sdk = shared::clients::sdk_config().await;
+        let clients = shared::clients::Clients::new(&sdk);
+        clients.prime(&config.tables.accounts).await;
+        Ok(Self::new(&config, &clients, aws_sdk_s3::Client::new(&sdk)))
+    }
+}
+
+/// Handles one SQS batch; the messages that should be retried are returned.
+pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        if let Err(err) = handle_record(app, &record).await {
+            let id = record.message_id.clone().unwrap_or_default();
+            tracing::warn!(message_id = %id, error = %err, "import message failed; SQS will retry it");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), ApiError> {
+    let body = record.body.as_deref().unwrap_or_default();
+    let objects = match objects_created(body) {
+        Ok(objects) => objects,
+        Err(problem) => {
+            tracing::error!(problem = %problem, "dropping a message that is not an S3 notification");
+            return Ok(());
+        }
+    };
+    for object in objects {
+        import_object(app, &object).await?;
+    }
+    Ok(())
+}
+
+/// Imports one uploaded file (see the module docs for the steps).
+pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), ApiError> {
+    let Some(id) = import_of_key(&object.key) else {
+        tracing::warn!(key = %object.key, "an object that is no import's file");
+        return Ok(());
+    };
+    let Some(import) = app.store.get(id).await? else {
+        tracing::warn!(import = %id, "a file for an unknown import");
+        return Ok(());
+    };
+    if import.state.is_final() {
+        tracing::info!(import = %id, state = %import.state, "the import already ended; the upload is ignored");
+        return Ok(());
+    }
+    if let Some(size) = object.size.filter(|size| *size != import.size) {
+        let error = format!(
+            "the uploaded file has {size} bytes, but {} were declared",
+            import.size
+        );
+        app.store.end(id, ImportState::Failed, Some(&error)).await?;
+        return Ok(());
+    }
+    let (columns, total) = match check(app, object, &import).await? {
+        Ok(checked) => checked,
+        Err(error) => {
+            tracing::info!(import = %id, error = %error, "the file was refused");
+            app.store.end(id, ImportState::Failed, Some(&error)).await?;
+            return Ok(());
+        }
+    };
+    if !app.store.start(id, total).await? {
+        return Ok(());
+    }
+    let counts = write(app, object, &import, &columns).await?;
+    let state = if counts.failed + counts.duplicates > 0 {
+        ImportState::CompletedWithErrors
+    } else {
+        ImportState::Completed
+    };
+    app.store.end(id, state, None).await?;
+    Ok(())
+}
+
+/// Streams the object from S3 in batches of `batch` rows.
+async fn open(
+    app: &App,
+    object: &ObjectCreated,
+    batch: usize,
+) -> Result<tokio::sync::mpsc::Receiver<Read>, ApiError> {
+    let output = app
+        .s3
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .send()
+        .await
+        .map_err(|err| {
+            ApiError::unavailable(format!(
+                "reading {} from S3: {}",
+                object.key,
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            ))
+        })?;
+    Ok(csv_stream::read(output.body, batch))
+}
+
+/// The check pass: the header's columns and the number of rows, or why the file cannot be
+/// imported at all (the outer error: S3 failed, try again).
+async fn check(
+    app: &App,
+    object: &ObjectCreated,
+    import: &Import,
+) -> Result<Result<(Columns, u64), String>, ApiError> {
+    let mut reads = open(app, object, CHUNK_ROWS).await?;
+    let mut columns = None;
+    let mut total = 0u64;
+    while let Some(read) = reads.recv().await {
+        match read {
+            Read::Header(header) => match csv_stream::columns(&header, &import.column_mapping) {
+                Ok(resolved) => columns = Some(resolved),
+                Err(error) => return Ok(Err(error)),
+            },
+            Read::Rows(rows) => total += rows.len() as u64,
+            Read::Bad(error) => return Ok(Err(error)),
+            Read::Failed(error) => return Err(ApiError::unavailable(error)),
+        }
+    }
+    Ok(columns
+        .map(|columns| (columns, total))
+        .ok_or_else(|| "the file is empty: no header row".to_owned()))
+}
+
+/// The write pass: every chunk not counted yet is written and counted; answers the
+/// import's counts over every chunk.
+async fn write(
+    app: &App,
+    object: &ObjectCreated,
+    import: &Import,
+    columns: &Columns,
+) -> Result<Counts, ApiError> {
+    let counted = app.store.counted_chunks(import.id).await?;
+    let agents = Agents::default();
+    let mut reads = open(app, object, CHUNK_ROWS).await?;
+    let mut chunk = 0u64;
+    let mut total = Counts::default();
+    while let Some(read) = reads.recv().await {
+        let rows = match read {
+            Read::Header(_) => continue,
+            Read::Rows(rows) => rows,
+            // The check pass read the same object: it changed or the stream broke.
+            Read::Bad(error) | Read::Failed(error) => return Err(ApiError::unavailable(error)),
+        };
+        if ImportStore::is_counted(&counted, chunk) {
+            chunk += 1;
+            continue;
+        }
+        let now = Timestamp::now();
+        let outcomes: Vec<Result<Option<RowError>, ApiError>> = stream::iter(&rows)
+            .map(|row| create_row(app, import.id, columns, row, now, &agents))
+            .buffered(ROW_CONCURRENCY)
+            .collect()
+            .await;
+        let mut counts = Counts {
+            rows_read: rows.len() as u64,
+            ..Counts::default()
+        };
+        let mut errors = Vec::new();
+        for outcome in outcomes {
+            match outcome? {
+                None => counts.created += 1,
+                Some(error) => {
+                    match error.reason {
+                        RowReason::Duplicate => counts.duplicates += 1,
+                        RowReason::Invalid => counts.failed += 1,
+                    }
+                    errors.push(error);
+                }
+            }
+        }
+        app.store.record_rows(import.id, &errors).await?;
+        app.store.count_chunk(import.id, chunk, counts).await?;
+        total.add(counts);
+        chunk += 1;
+    }
+    // Chunks counted by earlier deliveries are in the stored counters.
+    Ok(match app.store.get(import.id).await? {
+        Some(stored) => stored.counts,
+        None => total,
+    })
+}
+
+/// Whether each agent named in the file may be assigned accounts, asked once per import.
+#[derive(Default)]
+struct Agents(Mutex<HashMap<Id, bool>>);
+
+impl Agents {
+    async fn assignable(&self, users: &UserRepo, agent: Id) -> Result<bool, ApiError> {
+        if let Some(known) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&agent) {
+            return Ok(*known);
+        }
+        let ok = match check_assignable(users, agent, Field::AssignedAgentId.as_str()).await {
+            Ok(()) => true,
+            Err(err) if err.status == http::StatusCode::BAD_REQUEST => false,
+            Err(err) => return Err(err),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent, ok);
+        Ok(ok)
+    }
+}
+
+/// Creates one row's account: `None` when it is created (now, or by an earlier delivery of
+/// this row), else why not.
+async fn create_row(
+    app: &App,
+    import: Id,
+    columns: &Columns,
+    row: &Row,
+    now: Timestamp,
+    agents: &Agents,
+) -> Result<Option<RowError>, ApiError> {
+    let account = match row::account(columns, row, import, now) {
+        Ok(account) => account,
+        Err(error) => return Ok(Some(error)),
+    };
+    let column = |field: Field| columns.column_name(field).unwrap_or_default().to_owned();
+    if let Some(agent) = account.assigned_agent_id {
+        if !agents.assignable(&app.users, agent).await? {
+            return Ok(Some(RowError {
+                line: row.line,
+                column: column(Field::AssignedAgentId),
+                reason: RowReason::Invalid,
+                message: "assigned_agent_id: is not an enabled user with role agent".to_owned(),
+            }));
+        }
+    }
+    match app.accounts.create(&account).await? {
+        Ok(()) => Ok(None),
+        Err(WriteConflict::Reference | WriteConflict::Version) => {
+            if app.store.reference_owner(&account.reference).await? == Some(account.id) {
+                return Ok(None);
+            }
+            Ok(Some(RowError {
+                line: row.line,
+                column: column(Field::Reference),
+                reason: RowReason::Duplicate,
+                message: format!(
+                    "reference {} is already used by another account",
+                    account.reference
+                ),
+            }))
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Wires the importer: logging, configuration, clients built once; the logic is in
+//! `lib.rs`.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init(env!("CARGO_PKG_NAME"));
+    let app = match importer::App::from_env().await {
+        Ok(app) => app,
+        Err(err) => shared::telemetry::exit_on_init_error(&err),
+    };
+    let app: &'static importer::App = Box::leak(Box::new(app));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            shared::metrics::emit_after(importer::handle(app, event.payload)).await,
+        )
+    }))
+    .await
+}
