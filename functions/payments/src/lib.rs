@@ -63,15 +63,15 @@ pub struct App {
 impl App {
     pub fn new(platform: Platform) -> Self {
         let tables = &platform.config.tables;
-        let dynamodb = platform.clients.dynamodb.clone();
+        let client = &platform.clients.dynamodb;
         Self {
             ledger: Ledger::new(
-                dynamodb.clone(),
+                client.clone(),
                 tables.accounts.clone(),
                 tables.payments.clone(),
                 tables.activities.clone(),
             ),
-            idempotency: IdempotencyStore::new(dynamodb, tables.idempotency.clone()),
+            idempotency: IdempotencyStore::new(client.clone(), tables.idempotency.clone()),
             platform,
         }
     }

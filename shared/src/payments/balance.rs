@@ -43,101 +43,80 @@ pub fn balance_update(
     let mut next = observed.clone();
     next.updated_at = now;
     let updated_sk = index_key(&next, "updated_sk").unwrap_or_default();
-    let base = Update::builder()
-        .table_name(table.as_str())
-        .key("pk", s(account_pk(observed.id)))
-        .expression_attribute_names("#v", "version")
-        .expression_attribute_names("#b", "balance")
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", s(now.to_string()))
-        .expression_attribute_values(":usk", s(updated_sk));
+    let base = |amount: MinorUnits| {
+        Update::builder()
+            .table_name(table.as_str())
+            .key("pk", s(account_pk(observed.id)))
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#b", "balance")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":usk", s(updated_sk.as_str()))
+            .expression_attribute_values(":amount", n(amount.0))
+    };
     let common = "#v = #v + :one, updated_at = :now, updated_sk = :usk";
     let alive = "attribute_exists(pk) AND attribute_not_exists(deleted_at)";
-    let update = match change {
+    let paid = s(AccountStatus::Paid.as_str());
+    let status_key = |next: &Account| s(index_key(next, "status_pk").unwrap_or_default());
+    let (update, status_change, refresh_balance_key) = match change {
         BalanceChange::None => return Ok(Ok(None)),
+        BalanceChange::Debit(amount) if observed.balance < amount => {
+            return Ok(Err(LedgerRefusal::ExceedsBalance {
+                balance: observed.balance,
+            }));
+        }
+        BalanceChange::Debit(amount) if observed.balance == amount => {
+            next.balance = MinorUnits(0);
+            next.status = AccountStatus::Paid;
+            let update = base(amount)
+                .update_expression(format!(
+                    "SET #b = :zero, balance_sk = :bsk, #s = :paid, status_pk = :spk, {common}"
+                ))
+                .condition_expression(format!("{alive} AND #b = :amount"))
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(
+                    ":bsk",
+                    s(index_key(&next, "balance_sk").unwrap_or_default()),
+                )
+                .expression_attribute_values(":paid", paid)
+                .expression_attribute_values(":spk", status_key(&next));
+            let moved = (observed.status != AccountStatus::Paid)
+                .then_some((observed.status, AccountStatus::Paid));
+            (update, moved, false)
+        }
         BalanceChange::Debit(amount) => {
-            if observed.balance < amount {
-                return Ok(Err(LedgerRefusal::ExceedsBalance {
-                    balance: observed.balance,
-                }));
-            }
-            if observed.balance == amount {
-                next.balance = MinorUnits(0);
-                next.status = AccountStatus::Paid;
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!(
-                            "SET #b = :zero, balance_sk = :bsk, #s = :paid, status_pk = :spk, {common}"
-                        ))
-                        .condition_expression(format!("{alive} AND #b = :amount"))
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":zero", n(0))
-                        .expression_attribute_values(
-                            ":bsk",
-                            s(index_key(&next, "balance_sk").unwrap_or_default()),
-                        )
-                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
-                        .expression_attribute_values(
-                            ":spk",
-                            s(index_key(&next, "status_pk").unwrap_or_default()),
-                        )
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: (observed.status != AccountStatus::Paid)
-                        .then_some((observed.status, AccountStatus::Paid)),
-                    refresh_balance_key: false,
-                }
-            } else {
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!("SET #b = #b - :amount, {common}"))
-                        .condition_expression(format!("{alive} AND #b > :amount"))
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: None,
-                    refresh_balance_key: true,
-                }
-            }
+            let update = base(amount)
+                .update_expression(format!("SET #b = #b - :amount, {common}"))
+                .condition_expression(format!("{alive} AND #b > :amount"));
+            (update, None, true)
+        }
+        BalanceChange::Credit(amount) if observed.status == AccountStatus::Paid => {
+            next.status = AccountStatus::Active;
+            let update = base(amount)
+                .update_expression(format!(
+                    "SET #b = #b + :amount, #s = :active, status_pk = :spk, {common}"
+                ))
+                .condition_expression(format!("{alive} AND #s = :paid"))
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
+                .expression_attribute_values(":paid", paid)
+                .expression_attribute_values(":spk", status_key(&next));
+            let moved = Some((AccountStatus::Paid, AccountStatus::Active));
+            (update, moved, true)
         }
         BalanceChange::Credit(amount) => {
-            if observed.status == AccountStatus::Paid {
-                next.status = AccountStatus::Active;
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!(
-                            "SET #b = #b + :amount, #s = :active, status_pk = :spk, {common}"
-                        ))
-                        .condition_expression(format!("{alive} AND #s = :paid"))
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
-                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
-                        .expression_attribute_values(
-                            ":spk",
-                            s(index_key(&next, "status_pk").unwrap_or_default()),
-                        )
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: Some((AccountStatus::Paid, AccountStatus::Active)),
-                    refresh_balance_key: true,
-                }
-            } else {
-                AccountUpdate {
-                    update: base
-                        .update_expression(format!("SET #b = #b + :amount, {common}"))
-                        .condition_expression(format!("{alive} AND #s <> :paid"))
-                        .expression_attribute_names("#s", "status")
-                        .expression_attribute_values(":paid", s(AccountStatus::Paid.as_str()))
-                        .expression_attribute_values(":amount", n(amount.0))
-                        .build()
-                        .map_err(ApiError::internal)?,
-                    status_change: None,
-                    refresh_balance_key: true,
-                }
-            }
+            let update = base(amount)
+                .update_expression(format!("SET #b = #b + :amount, {common}"))
+                .condition_expression(format!("{alive} AND #s <> :paid"))
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":paid", paid);
+            (update, None, true)
         }
     };
-    Ok(Ok(Some(update)))
+    Ok(Ok(Some(AccountUpdate {
+        update: update.build().map_err(ApiError::internal)?,
+        status_change,
+        refresh_balance_key,
+    })))
 }
