@@ -285,9 +285,11 @@ where
     let route = route_key(&req);
     let request_id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %request_id, route = %route);
+    // Boxed: a handler's future can be large (a payment's is over a megabyte in a debug
+    // build), and every wrapper around it would otherwise copy it onto the stack again.
     let (result, mut recorded) = crate::metrics::scope(
         vec![(dimension::ROUTE, route.clone())],
-        handler(req).instrument(span),
+        Box::pin(handler(req).instrument(span)),
     )
     .await;
     let response = match result {

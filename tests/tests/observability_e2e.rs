@@ -133,6 +133,18 @@ async fn business_metrics_carry_their_dimensions() {
     assert_eq!(amounts[0]["PaymentAmount"], 1250.0);
     assert_eq!(records_with(&stack, "IdempotentReplays").len(), 1);
 
+    let note = json!({"type": "note", "note": "left a message"});
+    let path = format!("/accounts/{id}/activities");
+    let (status, _) = stack
+        .send("POST", &path, Some(stack.admin()), Some(note))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let logged = records_with(&stack, "ActivitiesLogged");
+    assert!(
+        logged.iter().any(|r| r["ActivityType"] == "note"),
+        "{logged:?}"
+    );
+
     // A wrong password, then the login rate limit's and lockout's counters stay at zero.
     let (status, _) = stack
         .login(e2e::ADMIN_EMAIL, "not the password at all")
