@@ -27,6 +27,8 @@ use shared::clients::Clients;
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
 use shared::idempotency::IdempotencyStore;
+use shared::metrics;
+use shared::metrics::names::{self, dimension};
 use shared::platform::InitError;
 use shared::promises::PromiseStore;
 use shared::realtime::ConnectionRepo;
@@ -125,6 +127,17 @@ pub enum Report {
     Cleanup(cleanup::CleanupReport),
 }
 
+impl Report {
+    /// The items the run changed: accounts aged, promises kept or broken, rows removed.
+    pub fn changed(&self) -> u64 {
+        match self {
+            Report::Aging(r) => r.updated,
+            Report::BrokenPromises(r) => r.kept + r.broken,
+            Report::Cleanup(r) => r.connections_removed + r.idempotency_keys_deleted,
+        }
+    }
+}
+
 /// Runs the job the event names as of `now`, logs its report as one JSON line and returns
 /// it.
 pub async fn handle(
@@ -148,6 +161,15 @@ pub async fn handle(
         Job::Cleanup => cleanup::run(app, now).await.map(Report::Cleanup),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
+    let dimensions = [(dimension::JOB, job.as_str())];
+    metrics::record(&names::SCHEDULER_RUNS, &dimensions, 1.0);
+    if let Ok(report) = &result {
+        metrics::record(
+            &names::SCHEDULER_ITEMS,
+            &dimensions,
+            report.changed() as f64,
+        );
+    }
     match &result {
         Ok(report) => {
             let report = serde_json::to_value(report).unwrap_or_default();
