@@ -10,7 +10,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bin_dir="${COLLECTPRO_BIN_DIR:?the stack's binaries (make load sets it)}"
+bin_dir="${COLLECTPRO_BIN_DIR:?set it to the stack binaries folder (make load does)}"
 http_port="${LOAD_HTTP_PORT:-3400}"; ws_port="${LOAD_WS_PORT:-3401}"
 ddb_port="${LOAD_DYNAMODB_PORT:-8400}"; sqs_port="${LOAD_SQS_PORT:-9440}"
 out="${LOAD_OUT:-$root/target/load}"

@@ -24,7 +24,8 @@ pub struct User {
     pub email: String,
     pub role: String,
     pub access: Mutex<String>,
-    pub refresh: Mutex<String>,
+    /// Held across a refresh: a refresh token is single-use (its reuse revokes the family).
+    pub refresh: tokio::sync::Mutex<String>,
     /// Accounts assigned to the user (agents).
     pub accounts: Vec<String>,
 }
@@ -134,7 +135,7 @@ impl Driver {
                     email,
                     role: role.to_owned(),
                     access: Mutex::new(access),
-                    refresh: Mutex::new(refresh),
+                    refresh: tokio::sync::Mutex::new(refresh),
                     accounts: Vec::new(),
                 });
             }
@@ -231,6 +232,7 @@ impl Driver {
         let token = agent.access.lock().map(|t| t.clone()).unwrap_or_default();
         let (endpoint, status): (&'static str, u16) = match action {
             Action::Login => {
+                let mut refresh = agent.refresh.lock().await;
                 let r = self
                     .post_json(
                         "/auth/login",
@@ -240,22 +242,22 @@ impl Driver {
                     )
                     .await;
                 if let Some(body) = r.1.as_ref().filter(|_| r.0 == 200) {
-                    store_tokens(agent, body);
+                    store_tokens(agent, &mut refresh, body);
                 }
                 ("POST /auth/login", r.0)
             }
             Action::Refresh => {
-                let refresh = agent.refresh.lock().map(|t| t.clone()).unwrap_or_default();
+                let mut refresh = agent.refresh.lock().await;
                 let r = self
                     .post_json(
                         "/auth/refresh",
                         None,
-                        json!({"refresh_token": refresh}),
+                        json!({"refresh_token": *refresh}),
                         None,
                     )
                     .await;
                 if let Some(body) = r.1.as_ref().filter(|_| r.0 == 200) {
-                    store_tokens(agent, body);
+                    store_tokens(agent, &mut refresh, body);
                 }
                 ("POST /auth/refresh", r.0)
             }
@@ -370,7 +372,7 @@ impl Driver {
                 .0,
             ),
             Action::LogActivity => {
-                let body = json!({"type": "call", "outcome": "no_answer", "note": "Called, no answer; will try again tomorrow."});
+                let body = json!({"type": "note", "note": "Debtor asked for a call back next week about a payment plan."});
                 (
                     "POST /accounts/{id}/activities",
                     self.post_json(
@@ -471,7 +473,7 @@ impl Driver {
         if status != StatusCode::ACCEPTED {
             bail!("the bulk job was refused: {status} {job}");
         }
-        Ok(job["id"].as_str().unwrap_or_default().to_owned())
+        Ok(job["job_id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// The bulk job once it has finished (or `bound` has passed).
@@ -544,15 +546,15 @@ impl Driver {
     }
 }
 
-fn store_tokens(user: &User, body: &Value) {
+fn store_tokens(user: &User, refresh_slot: &mut String, body: &Value) {
     if let (Some(access), Some(refresh)) = (
         body["access_token"].as_str(),
         body["refresh_token"].as_str(),
     ) {
-        if let (Ok(mut a), Ok(mut r)) = (user.access.lock(), user.refresh.lock()) {
+        if let Ok(mut a) = user.access.lock() {
             *a = access.to_owned();
-            *r = refresh.to_owned();
         }
+        *refresh_slot = refresh.to_owned();
     }
 }
 

@@ -94,7 +94,12 @@ impl StackFigures {
         if let (Some(table), Some(operation)) =
             (record["Table"].as_str(), record["Operation"].as_str())
         {
-            let table = table.strip_prefix(prefix).unwrap_or(table);
+            // A transaction over several tables names them all, comma-separated.
+            let table = table
+                .split(',')
+                .map(|t| t.strip_prefix(prefix).unwrap_or(t))
+                .collect::<Vec<_>>()
+                .join(",");
             let call = self
                 .calls
                 .entry(format!("{table} {operation}"))
@@ -153,7 +158,7 @@ mod tests {
 
     const LOG: &str = r#"[payments] START RequestId: a
 [payments] {"message":"request","route":"POST /accounts/{id}/payments","status":201,"duration_ms":12.5,"dynamodb_calls":3,"dynamodb_read_units":1.0,"dynamodb_write_units":6.0,"_aws":{}}
-[payments] {"Table":"collectpro-local-Payments","Operation":"TransactWriteItems","DynamoDbCalls":1,"DynamoDbReadUnits":0,"DynamoDbWriteUnits":[4,2],"DynamoDbLatency":[3.5]}
+[payments] {"Table":"collectpro-local-Payments,collectpro-local-Accounts","Operation":"TransactWriteItems","DynamoDbCalls":1,"DynamoDbReadUnits":0,"DynamoDbWriteUnits":[4,2],"DynamoDbLatency":[3.5]}
 [payments] END RequestId: a
 [payments] REPORT RequestId: a Duration: 14.20 ms Billed Duration: 15 ms Memory Size: 128 MB Max Memory Used: 21 MB Init Duration: 40.00 ms
 [payments] REPORT RequestId: b Duration: 5.80 ms Billed Duration: 6 ms Memory Size: 128 MB Max Memory Used: 19 MB
@@ -179,7 +184,7 @@ gateway: listening
             (route.requests, route.dynamodb_calls, route.write_units),
             (1, 3.0, 6.0)
         );
-        let call = &figures.calls["Payments TransactWriteItems"];
+        let call = &figures.calls["Payments,Accounts TransactWriteItems"];
         assert_eq!(
             (call.calls, call.write_units, call.latency_ms_sum),
             (1.0, 6.0, 3.5)
