@@ -30,6 +30,7 @@ use shared::bulk::{
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
 use shared::dynamo::retry::backoff;
+use shared::metrics::{self, names};
 use shared::ApiError;
 
 /// Accounts of one chunk written concurrently.
@@ -318,6 +319,12 @@ pub async fn process_chunk(
         }
     }
     if app.store.commit_chunk(job_id, chunk, counts).await? {
+        // Counted once, with the chunk: a redelivered chunk commits nothing twice.
+        metrics::record(&names::BULK_ITEMS_PROCESSED, &[], counts.succeeded as f64);
+        metrics::record(&names::BULK_ITEMS_FAILED, &[], counts.failed as f64);
+        if dead {
+            metrics::record(&names::BULK_ITEMS_DEAD_LETTERED, &[], counts.failed as f64);
+        }
         tracing::info!(job_id = %job_id, chunk, succeeded = counts.succeeded, failed = counts.failed, cancelled = counts.cancelled, "chunk counted");
     }
     app.store.try_finish(job_id).await?;
