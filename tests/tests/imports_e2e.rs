@@ -5,9 +5,9 @@
 //!
 //! Run under `infra/stack.sh` after `cargo build --workspace --bins`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use e2e::{account_body, wait_until, Stack, StackOptions};
+use e2e::{account_body, Stack, StackOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -54,23 +54,19 @@ async fn put(stack: &Stack, url: &str, file: &[u8]) {
     );
 }
 
-/// The import once it has ended.
+/// The import once it has ended (60 s at most).
 async fn ended(stack: &Stack, id: &str) -> Value {
     let path = format!("/imports/{id}");
-    let mut last = Value::Null;
-    wait_until(Duration::from_secs(60), "the import ends", || {
-        let path = &path;
-        let last = &mut last;
-        async move {
-            let (status, body) = stack.send("GET", path, Some(stack.admin()), None).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            let done = !matches!(body["state"].as_str(), Some("awaiting_upload" | "running"));
-            *last = body;
-            done
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = stack.send("GET", &path, Some(stack.admin()), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if !matches!(body["state"].as_str(), Some("awaiting_upload" | "running")) {
+            return body;
         }
-    })
-    .await;
-    last
+        assert!(Instant::now() < deadline, "the import did not end: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Imports `file` as the admin end to end; answers the ended import.
