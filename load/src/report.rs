@@ -72,6 +72,14 @@ pub struct Run {
     /// The same in API requests/s: calls/s ÷ calls per request.
     pub dynamodb_local_requests_per_second: f64,
     pub ratio: f64,
+    /// Without the p99 bound: the API's best step (under 1% errors), DynamoDB Local's best
+    /// level in API requests/s, and their ratio.
+    #[serde(default)]
+    pub peak_per_second: f64,
+    #[serde(default)]
+    pub dynamodb_local_peak_requests_per_second: f64,
+    #[serde(default)]
+    pub peak_ratio: f64,
     pub usage: Usage,
     pub tables: TableUnits,
     pub payments_per_request: f64,
