@@ -34,6 +34,7 @@ fn every_sample_event_is_covered() {
             "dynamodb-stream-payment.json",
             "eventbridge-schedule.json",
             "sqs-bulk-batch.json",
+            "sqs-s3-object-created.json",
             "websocket-connect.json",
             "websocket-subscribe.json",
         ],
@@ -70,6 +71,27 @@ fn websocket_samples_carry_route_and_connection() {
         connect.request_context.connection_id,
         subscribe.request_context.connection_id
     );
+}
+
+#[test]
+fn s3_notification_sample_is_an_object_created_in_the_imports_prefix() {
+    let event: SqsEvent = load("sqs-s3-object-created.json");
+    assert_eq!(event.records.len(), 1);
+    let body: serde_json::Value =
+        serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
+    let record = &body["Records"][0];
+    assert_eq!(record["eventSource"], "aws:s3");
+    assert!(record["eventName"]
+        .as_str()
+        .unwrap()
+        .starts_with("ObjectCreated:"));
+    assert!(record["s3"]["bucket"]["name"].is_string());
+    let key = record["s3"]["object"]["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("imports/") && key.ends_with(".csv"),
+        "{key}"
+    );
+    assert!(record["s3"]["object"]["size"].as_u64().unwrap() > 0);
 }
 
 #[test]
