@@ -21,6 +21,7 @@ help:
 	@echo "make test   - every test: fmt, clippy, template lint, unit, integration, end to end"
 	@echo "make invoke FN=<function> EVENT=events/<file>.json - one invocation, like sam local invoke"
 	@echo "make bench-gateway - gateway overhead, cold starts and RSS"
+	@echo "make bench-cold - every function's cold start, first request and memory in the release build (BENCH_COLD_RUNS=N)"
 	@echo "make fuzz   - schemathesis over the whole API as each role, random seed (FUZZ_EXAMPLES=N)"
 	@echo "make load   - load test of the whole stack vs DynamoDB Local's own ceiling, capacity plan (docs/capacity.md)"
 	@echo "make cost   - AWS cost per million requests of the last make load's mix (docs/cost.md)"
@@ -113,6 +114,19 @@ bench-gateway: bench-build
 # What `sam build` runs for each function (cargo lambda build --release --arm64).
 release:
 	cargo build --release --workspace --bins
+
+# Cold starts in the release build (what ships): the functions (and collectpro-admin, which
+# seeds the admin) built --release, then each function started cold BENCH_COLD_RUNS times
+# through the local gateway with a realistic first request; prints Init Duration, Duration and
+# Max Memory Used (p50/max, from the REPORT lines) and the stripped binary size per function
+# (tests/examples/bench_cold.rs; figures and memory sizes in docs/performance.md).
+BENCH_COLD_RUNS ?= 20
+FUNCTION_PACKAGES := $(notdir $(wildcard functions/*)) collectpro-admin
+.PHONY: bench-cold
+bench-cold: setup
+	cargo build --release $(addprefix -p ,$(FUNCTION_PACKAGES)) --bins
+	COLLECTPRO_BIN_DIR=$(TARGET_DIR)/release BENCH_COLD_RUNS=$(BENCH_COLD_RUNS) \
+	  infra/stack.sh cargo run --quiet -p e2e --example bench_cold
 
 # DynamoDB calls and read/write units per request of each route: a tour of the API through
 # the whole local stack, figures from the requests' own log lines (tests/examples/route_capacity.rs).

@@ -9,6 +9,39 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
+use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+/// The roots every AWS service endpoint chains to (Amazon Trust Services: Amazon Root CA 1
+/// to 4, and Starfield Services Root G2, which cross-signs them), as PEM.
+const AWS_ROOTS: &[u8] = include_bytes!("aws-roots.pem");
+
+/// The SDK's default HTTPS client (hyper, rustls with aws-lc, proxy from the environment)
+/// trusting [`AWS_ROOTS`] only. The default reads and parses the system's whole store
+/// (about 150 certificates, hundreds of files under `/etc/ssl/certs`) at the first
+/// connection of every cold start: 10 to 30 ms of Init Duration on this machine for roots
+/// an AWS endpoint never uses (issue 17).
+fn https_client() -> SharedHttpClient {
+    let trust = TrustStore::empty().with_pem_certificate(AWS_ROOTS);
+    let tls = TlsContext::builder().with_trust_store(trust);
+    // Building a context only stores its parts: it cannot fail (were it to, the default
+    // context, the system's roots, would still connect).
+    let tls = tls.build().unwrap_or_default();
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(tls.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
 
 /// Loads the shared SDK configuration from the environment (region, credentials, endpoints).
 ///
@@ -16,6 +49,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 /// connection must fail fast enough for a retry to fit.
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -77,5 +111,21 @@ impl Clients {
         {
             tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&err), "priming the DynamoDB connection failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+
+    /// The SDK parses the roots with this very function at the first connection and panics
+    /// on a bad one: a broken file must fail here, not in a deployed function.
+    #[test]
+    fn the_aws_roots_are_five_certificates() {
+        let roots = CertificateDer::pem_slice_iter(super::AWS_ROOTS)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("valid PEM");
+        assert_eq!(roots.len(), 5);
     }
 }
