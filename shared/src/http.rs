@@ -297,7 +297,7 @@ where
         Err(error) => problem_response(&error),
     };
     let status = response.status();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let duration_ms = crate::metrics::round_ms(started.elapsed().as_secs_f64() * 1000.0);
     let calls = recorded.dynamodb();
     let flag = |yes: bool| if yes { 1.0 } else { 0.0 };
     recorded.add(&names::API_REQUESTS, &[], 1.0);
@@ -307,8 +307,9 @@ where
     recorded.add(&names::REQUEST_DYNAMODB_CALLS, &[], f64::from(calls.calls));
     recorded.add(&names::REQUEST_READ_UNITS, &[], calls.read_units);
     recorded.add(&names::REQUEST_WRITE_UNITS, &[], calls.write_units);
+    // No timestamp of its own: CloudWatch Logs stamps every event, and the EMF record
+    // carries `_aws.Timestamp`.
     let line = serde_json::json!({
-        "timestamp": crate::domain::Timestamp::now().to_string(),
         "level": if status.is_server_error() { "ERROR" } else { "INFO" },
         "message": "request",
         "request_id": request_id,

@@ -4,7 +4,9 @@
 //!
 //! `make capacity` (under `infra/stack.sh`, after `cargo build --workspace --bins`). DynamoDB
 //! Local reports consumed capacity as DynamoDB computes it (item size, GSIs, transactions
-//! doubled), which is what the load and cost figures build on.
+//! doubled), which is what the load and cost figures build on. First it prints the log
+//! bytes per API request, per function (every line each function wrote, workers and
+//! platform lines included, as CloudWatch Logs would ingest them).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,28 @@ const ROUNDS: usize = 5;
 /// Sends a request the tour built with headers of its own.
 async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
     request.send().await.expect("the stack answers")
+}
+
+/// Log bytes per API request of the tour, per function and in all (each line counted
+/// without the local gateway's `[name] ` prefix, with its newline).
+fn print_log_bytes(lines: &[String], requests: f64) {
+    let mut bytes: BTreeMap<String, f64> = BTreeMap::new();
+    for line in lines {
+        let (name, rest) = line
+            .strip_prefix('[')
+            .and_then(|l| l.split_once("] "))
+            .unwrap_or(("?", line));
+        *bytes.entry(name.to_owned()).or_default() += (rest.len() + 1) as f64;
+    }
+    let total: f64 = bytes.values().sum();
+    println!(
+        "Log bytes per API request ({requests} requests): {:.0}",
+        total / requests
+    );
+    for (name, b) in &bytes {
+        println!("- {name}: {:.0}", b / requests);
+    }
+    println!();
 }
 
 #[tokio::main]
@@ -110,6 +134,10 @@ async fn main() {
         route.read_units += line["dynamodb_read_units"].as_f64().unwrap_or(0.0);
         route.write_units += line["dynamodb_write_units"].as_f64().unwrap_or(0.0);
     }
+    print_log_bytes(
+        &stack.log_lines(),
+        routes.values().map(|r| r.requests).sum(),
+    );
     println!(
         "| route | requests (status) | DynamoDB calls / request | RCU / request | WCU / request |"
     );

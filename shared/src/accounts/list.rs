@@ -3,12 +3,20 @@
 //! A [`ListRequest`] becomes a [`Plan`]: the *streams* to query (the 8 shards of a sharded
 //! partition, the agent's one partition, or the four search indexes), the key condition
 //! each gets (a balance or due-date range when the sort key can serve it, a search prefix),
-//! and one filter expression for the filters no key can serve. [`AccountRepo::list`] runs a
-//! k-way merge over the streams: each stream is fetched lazily (concurrently when several
-//! run dry at once), the smallest head (largest when descending) is taken next, until the
-//! page has `limit` accounts, every stream is exhausted, or the request has read
-//! [`MAX_ITEMS_READ`] items (a selective filter then returns a short page whose cursor
-//! carries on).
+//! one filter expression for the filters the index's projection can serve, and a
+//! [`Check`] of every filter on the whole account. [`AccountRepo::list`] runs a k-way merge
+//! over the streams: each stream is fetched lazily (concurrently when several run dry at
+//! once), the smallest head (largest when descending) is taken next, until the page has
+//! `limit` candidates, every stream is exhausted, or the request has read [`MAX_ITEMS_READ`]
+//! items (a selective filter then returns a short page whose cursor carries on).
+//!
+//! The indexes project keys and a few rarely changing attributes only (`template.yaml`: a
+//! write then costs index units only where it changes a projected attribute), so the page's
+//! candidates are read whole from the table in one `BatchGetItem` and kept in merge order.
+//! A candidate deleted since the index was read, or that no longer passes the [`Check`]
+//! (reassigned, paid, its balance out of range), is left out, and the merge goes on for the
+//! places it left; the balance filter is applied there only, because `balance` changes on
+//! every payment and is not projected.
 //!
 //! The cursor holds each stream's position (the sort key of the last item consumed from
 //! it, or start / done). Sort keys end in the account id, so they are unique: paging visits
@@ -34,6 +42,7 @@ use super::repo::AccountRepo;
 use super::search::SearchField;
 use crate::cursor::CursorSigner;
 use crate::domain::Id;
+use crate::dynamo::{batch_get_all, Item};
 use crate::error::ApiError;
 
 /// The most items one list request reads (`ScannedCount` summed over its queries).
@@ -133,11 +142,43 @@ pub enum SkCondition {
 pub struct Plan {
     pub streams: Vec<Stream>,
     pub descending: bool,
-    /// `(expression, values)`; names are `#status`, `#agent`, `#balance`, `#due`, `#deleted`.
+    /// `(expression, values)` on projected attributes only (names `#status`, `#agent`,
+    /// `#due`); empty when no filter can be served by the index.
     pub filter: String,
     pub filter_values: HashMap<String, AttributeValue>,
+    /// Every filter, checked on the whole accounts read for the page.
+    pub check: Check,
     /// The normalised prefixes of a search (field → prefix).
     pub search: Vec<(SearchField, String)>,
+}
+
+/// A list's filters as a predicate on a whole account (see the module docs: the index may
+/// lag the table, and it does not project `balance`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Check {
+    pub status: Option<AccountStatus>,
+    pub agent: Option<Id>,
+    pub min_balance: Option<i64>,
+    pub max_balance: Option<i64>,
+    /// Earliest and latest due date (a `dpd_bucket`).
+    pub due: Option<(Option<time::Date>, Option<time::Date>)>,
+}
+
+impl Check {
+    /// Whether a live `account` belongs in the list.
+    pub fn accepts(&self, account: &Account) -> bool {
+        let balance = account.balance.0;
+        let (earliest, latest) = self.due.unwrap_or_default();
+        account.deleted_at.is_none()
+            && self.status.is_none_or(|status| account.status == status)
+            && self
+                .agent
+                .is_none_or(|agent| account.assigned_agent_id == Some(agent))
+            && self.min_balance.is_none_or(|min| balance >= min)
+            && self.max_balance.is_none_or(|max| balance <= max)
+            && earliest.is_none_or(|lo| account.due_date >= lo)
+            && latest.is_none_or(|hi| account.due_date <= hi)
+    }
 }
 
 fn range(lo: Option<String>, hi: Option<String>) -> SkCondition {
@@ -154,18 +195,15 @@ impl Plan {
     /// The plan of a request on `today` (which a `dpd_bucket` is relative to).
     pub fn new(request: &ListRequest, today: time::Date) -> Result<Self, ApiError> {
         let agent = request.scope_agent.or(request.agent_id);
-        let mut filters: Vec<String> = vec!["attribute_not_exists(#deleted)".into()];
+        let mut filters: Vec<String> = Vec::new();
         let mut values: HashMap<String, AttributeValue> = HashMap::new();
         let due_range = request.dpd_bucket.map(|b| b.due_range(today));
-        let balance_filter = |filters: &mut Vec<String>, values: &mut HashMap<_, _>| {
-            if let Some(min) = request.min_balance {
-                filters.push("#balance >= :min_balance".into());
-                values.insert(":min_balance".into(), AttributeValue::N(min.to_string()));
-            }
-            if let Some(max) = request.max_balance {
-                filters.push("#balance <= :max_balance".into());
-                values.insert(":max_balance".into(), AttributeValue::N(max.to_string()));
-            }
+        let check = Check {
+            status: request.status,
+            agent,
+            min_balance: request.min_balance,
+            max_balance: request.max_balance,
+            due: due_range,
         };
         let due_filter = |filters: &mut Vec<String>, values: &mut HashMap<_, _>| {
             if let Some((lo, hi)) = due_range {
@@ -205,7 +243,6 @@ impl Plan {
                 filters.push("#agent = :agent".into());
                 values.insert(":agent".into(), AttributeValue::S(agent.to_string()));
             }
-            balance_filter(&mut filters, &mut values);
             due_filter(&mut filters, &mut values);
             let streams = search
                 .iter()
@@ -227,6 +264,7 @@ impl Plan {
                 descending: false,
                 filter: filters.join(" AND "),
                 filter_values: values,
+                check,
                 search,
             });
         }
@@ -251,15 +289,11 @@ impl Plan {
                     request.max_balance.map(balance_key),
                 )
             }
-            SortKey::Due => {
-                balance_filter(&mut filters, &mut values);
-                match due_range {
-                    Some((lo, hi)) => range(lo.map(format_date), hi.map(format_date)),
-                    None => SkCondition::None,
-                }
-            }
+            SortKey::Due => match due_range {
+                Some((lo, hi)) => range(lo.map(format_date), hi.map(format_date)),
+                None => SkCondition::None,
+            },
             SortKey::Created | SortKey::Updated => {
-                balance_filter(&mut filters, &mut values);
                 due_filter(&mut filters, &mut values);
                 SkCondition::None
             }
@@ -282,6 +316,7 @@ impl Plan {
             descending: sort.descending,
             filter: filters.join(" AND "),
             filter_values: values,
+            check,
             search: Vec::new(),
         })
     }
@@ -317,15 +352,23 @@ pub struct Page {
 
 struct StreamState {
     position: Position,
-    buffer: VecDeque<(String, Account)>,
+    /// Sort keys and ids read from the index, not yet taken.
+    buffer: VecDeque<(String, Id)>,
     /// Where the next fetch starts when the buffer is empty (`None`: exhausted).
     next: Option<Position>,
 }
 
 struct Fetched {
-    items: Vec<(String, Account)>,
+    items: Vec<(String, Id)>,
     last_key: Option<String>,
     scanned: i32,
+}
+
+/// A place of the page the merge chose: the sort key, the stream it came from, the account.
+struct Candidate {
+    key: String,
+    stream: usize,
+    id: Id,
 }
 
 impl AccountRepo {
@@ -361,87 +404,18 @@ impl AccountRepo {
             })
             .collect();
         let limit = request.limit.max(1);
-        let streams = plan.streams.len().max(1);
+        let mut merge = Merge {
+            read: 0,
+            first_round: true,
+        };
         let mut items: Vec<Account> = Vec::with_capacity(limit);
-        let mut read = 0_i32;
-        let mut first_round = true;
-
-        'page: while items.len() < limit {
-            // Refill every live stream whose buffer ran dry, concurrently.
-            let dry: Vec<usize> = states
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.buffer.is_empty() && s.next.is_some())
-                .map(|(i, _)| i)
-                .collect();
-            if !dry.is_empty() {
-                if read >= MAX_ITEMS_READ {
-                    break 'page;
-                }
-                let wanted = limit - items.len();
-                // First round: an even share plus slack; later: what is still missing.
-                let fetch_limit = if first_round && streams > 1 {
-                    wanted / streams + 3
-                } else {
-                    wanted + 1
-                };
-                first_round = false;
-                let fetches = dry.iter().map(|&i| {
-                    let start = states[i].next.clone().unwrap_or(Position::Start);
-                    self.fetch(&plan, &plan.streams[i], start, fetch_limit.min(500) as i32)
-                });
-                let results = futures::future::join_all(fetches).await;
-                for (&i, result) in dry.iter().zip(results) {
-                    let fetched = result?;
-                    read += fetched.scanned;
-                    let state = &mut states[i];
-                    state.buffer.extend(fetched.items);
-                    state.next = fetched.last_key.map(Position::After);
-                    if state.buffer.is_empty() {
-                        // Everything read was filtered out: the stream moved on anyway.
-                        state.position = state.next.clone().unwrap_or(Position::Done);
-                    }
-                }
-                continue 'page;
-            }
-            // Every live stream has a head: take the first in sort order.
-            let mut best: Option<usize> = None;
-            for (i, state) in states.iter().enumerate() {
-                let Some((key, _)) = state.buffer.front() else {
-                    continue;
-                };
-                best = match best {
-                    None => Some(i),
-                    Some(b) => {
-                        let current = &states[b].buffer[0].0;
-                        let order = key.cmp(current);
-                        let better = if plan.descending {
-                            order == Ordering::Greater
-                        } else {
-                            order == Ordering::Less
-                        };
-                        Some(if better { i } else { b })
-                    }
-                };
-            }
-            let Some(best) = best else {
-                break 'page; // every stream exhausted
-            };
-            let state = &mut states[best];
-            let Some((key, account)) = state.buffer.pop_front() else {
-                break 'page;
-            };
-            state.position = if state.buffer.is_empty() {
-                state.next.clone().unwrap_or(Position::Done)
-            } else {
-                Position::After(key.clone())
-            };
-            let emit = match plan.streams[best].field {
-                Some(field) => canonical_match(&plan, &account) == Some((key.clone(), field)),
-                None => true,
-            };
-            if emit {
-                items.push(account);
+        loop {
+            let wanted = limit - items.len();
+            let candidates = merge.take(self, &plan, &mut states, wanted).await?;
+            let ended = candidates.len() < wanted;
+            items.extend(self.resolve(&plan, candidates).await?);
+            if ended || items.len() >= limit {
+                break;
             }
         }
 
@@ -461,8 +435,50 @@ impl AccountRepo {
         Ok(Page {
             items,
             next_cursor,
-            items_read: read,
+            items_read: merge.read,
         })
+    }
+
+    /// The accounts of `candidates` in their order, read whole in one `BatchGetItem`: those
+    /// still live and passing the plan's [`Check`]; a search emits an account only at its
+    /// smallest matching key.
+    async fn resolve(
+        &self,
+        plan: &Plan,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Account>, ApiError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A search may meet an account in several streams; BatchGetItem refuses repeated keys.
+        let mut ids: Vec<Id> = candidates.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let keys = ids
+            .into_iter()
+            .map(|id| Item::from([("pk".to_owned(), AttributeValue::S(keys::account_pk(id)))]))
+            .collect();
+        let found = batch_get_all(&self.dynamodb, self.table.as_str(), keys).await?;
+        let mut accounts: HashMap<Id, Account> = HashMap::new();
+        for item in found {
+            let account = Account::from_item(item)?;
+            accounts.insert(account.id, account);
+        }
+        let mut out = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let Some(account) = accounts.get(&candidate.id) else {
+                continue; // gone since the index was read
+            };
+            let emit = plan.check.accepts(account)
+                && match plan.streams[candidate.stream].field {
+                    Some(field) => canonical_match(plan, account) == Some((candidate.key, field)),
+                    None => true,
+                };
+            if emit {
+                out.extend(accounts.remove(&candidate.id));
+            }
+        }
+        Ok(out)
     }
 
     async fn fetch(
@@ -480,22 +496,23 @@ impl AccountRepo {
             .scan_index_forward(!plan.descending)
             .limit(limit.max(1))
             .expression_attribute_names("#pk", stream.pk_attribute)
+            .expression_attribute_names("#sk", stream.sk_attribute)
             .expression_attribute_values(":pk", AttributeValue::S(stream.pk_value.clone()))
-            .expression_attribute_names("#deleted", "deleted_at")
-            .filter_expression(&plan.filter);
+            .projection_expression("#sk");
+        if !plan.filter.is_empty() {
+            query = query.filter_expression(&plan.filter);
+        }
         let key_condition = match &stream.condition {
             SkCondition::None => "#pk = :pk".to_owned(),
             SkCondition::Between(lo, hi) => {
                 query = query
-                    .expression_attribute_names("#sk", stream.sk_attribute)
                     .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
                     .expression_attribute_values(":hi", AttributeValue::S(hi.clone()));
                 "#pk = :pk AND #sk BETWEEN :lo AND :hi".to_owned()
             }
             SkCondition::BeginsWith(prefix) => {
-                query = query
-                    .expression_attribute_names("#sk", stream.sk_attribute)
-                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.clone()));
+                query =
+                    query.expression_attribute_values(":prefix", AttributeValue::S(prefix.clone()));
                 "#pk = :pk AND begins_with(#sk, :prefix)".to_owned()
             }
         };
@@ -503,7 +520,6 @@ impl AccountRepo {
         for (name, attribute) in [
             ("#status", "status"),
             ("#agent", "assigned_agent_id"),
-            ("#balance", "balance"),
             ("#due", "due_date"),
         ] {
             if plan.uses(name) {
@@ -531,22 +547,121 @@ impl AccountRepo {
             .and_then(|key| key.get(stream.sk_attribute))
             .and_then(|value| value.as_s().ok())
             .cloned();
-        let mut items = Vec::new();
-        for item in output.items.unwrap_or_default() {
-            let Some(sort_key) = item
-                .get(stream.sk_attribute)
-                .and_then(|value| value.as_s().ok())
-                .cloned()
-            else {
-                continue;
-            };
-            items.push((sort_key, Account::from_item(item)?));
-        }
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                let sort_key = item.get(stream.sk_attribute)?.as_s().ok()?.clone();
+                let id = keys::id_of_sort_key(&sort_key)?;
+                Some((sort_key, id))
+            })
+            .collect();
         Ok(Fetched {
             items,
             last_key,
             scanned: output.scanned_count,
         })
+    }
+}
+
+/// The k-way merge of a page's streams, across the rounds of one page.
+struct Merge {
+    /// Items the index Queries read so far ([`MAX_ITEMS_READ`] bounds it).
+    read: i32,
+    first_round: bool,
+}
+
+impl Merge {
+    /// The next `wanted` candidates in sort order, fewer when every stream is exhausted or
+    /// the page has read [`MAX_ITEMS_READ`] items; moves each stream's position past what it
+    /// took.
+    async fn take(
+        &mut self,
+        repo: &AccountRepo,
+        plan: &Plan,
+        states: &mut [StreamState],
+        wanted: usize,
+    ) -> Result<Vec<Candidate>, ApiError> {
+        let streams = plan.streams.len().max(1);
+        let mut candidates = Vec::with_capacity(wanted);
+        while candidates.len() < wanted {
+            // Refill every live stream whose buffer ran dry, concurrently.
+            let dry: Vec<usize> = states
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.buffer.is_empty() && s.next.is_some())
+                .map(|(i, _)| i)
+                .collect();
+            if !dry.is_empty() {
+                if self.read >= MAX_ITEMS_READ {
+                    break;
+                }
+                let missing = wanted - candidates.len();
+                // First round: an even share plus slack; later: what is still missing.
+                let fetch_limit = if self.first_round && streams > 1 {
+                    missing / streams + 3
+                } else {
+                    missing + 1
+                };
+                self.first_round = false;
+                let fetches = dry.iter().map(|&i| {
+                    let start = states[i].next.clone().unwrap_or(Position::Start);
+                    repo.fetch(plan, &plan.streams[i], start, fetch_limit.min(500) as i32)
+                });
+                let results = futures::future::join_all(fetches).await;
+                for (&i, result) in dry.iter().zip(results) {
+                    let fetched = result?;
+                    self.read += fetched.scanned;
+                    let state = &mut states[i];
+                    state.buffer.extend(fetched.items);
+                    state.next = fetched.last_key.map(Position::After);
+                    if state.buffer.is_empty() {
+                        // Everything read was filtered out: the stream moved on anyway.
+                        state.position = state.next.clone().unwrap_or(Position::Done);
+                    }
+                }
+                continue;
+            }
+            // Every live stream has a head: take the first in sort order.
+            let mut best: Option<usize> = None;
+            for (i, state) in states.iter().enumerate() {
+                let Some((key, _)) = state.buffer.front() else {
+                    continue;
+                };
+                best = match best {
+                    None => Some(i),
+                    Some(b) => {
+                        let current = &states[b].buffer[0].0;
+                        let order = key.cmp(current);
+                        let better = if plan.descending {
+                            order == Ordering::Greater
+                        } else {
+                            order == Ordering::Less
+                        };
+                        Some(if better { i } else { b })
+                    }
+                };
+            }
+            let Some(best) = best else {
+                break; // every stream exhausted
+            };
+            let state = &mut states[best];
+            let Some((key, id)) = state.buffer.pop_front() else {
+                break;
+            };
+            state.position = if state.buffer.is_empty() {
+                state.next.clone().unwrap_or(Position::Done)
+            } else {
+                Position::After(key.clone())
+            };
+            candidates.push(Candidate {
+                key,
+                stream: best,
+                id,
+            });
+        }
+        Ok(candidates)
     }
 }
 
@@ -598,6 +713,10 @@ mod tests {
         assert_eq!(plan.streams.len(), 1);
         assert_eq!(plan.streams[0].index, "acc-agent-balance");
         assert!(plan.filter.contains("#status = :status"));
+        // `balance` is not projected: only the check on the whole account reads it.
+        assert!(!plan.filter.contains("balance"));
+        assert_eq!(plan.check.min_balance, Some(100));
+        assert_eq!(plan.check.agent, Some(agent));
         assert!(matches!(
             plan.streams[0].condition,
             SkCondition::Between(_, _)

@@ -63,16 +63,93 @@ impl Record {
     }
 
     fn line(&self, timestamp_ms: i64, chunk: usize) -> String {
-        let mut object = if chunk == 0 {
-            self.properties.clone()
-        } else {
-            Map::new()
+        line_of(&[self], timestamp_ms, chunk)
+    }
+
+    /// Whether the record fits in one line (no metric has more values than one may carry).
+    fn fits_one_line(&self) -> bool {
+        self.metrics
+            .iter()
+            .all(|metric| metric.values.len() <= MAX_VALUES_PER_METRIC)
+    }
+
+    /// Whether the record can share a line with `other`: no dimension of both with different
+    /// values, and no metric or property member of the same name.
+    fn can_share_with(&self, other: &Record) -> bool {
+        let members = |record: &Record| -> Vec<String> {
+            record
+                .metrics
+                .iter()
+                .map(|m| m.name.to_owned())
+                .chain(record.properties.keys().cloned())
+                .collect()
         };
-        for (name, value) in &self.dimensions {
+        let dimensions_agree = self.dimensions.iter().all(|(name, value)| {
+            other
+                .dimensions
+                .iter()
+                .all(|(n, v)| n != name || v == value)
+        });
+        let theirs = members(other);
+        let dimension_names = |record: &Record| -> Vec<String> {
+            record
+                .dimensions
+                .iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect()
+        };
+        let mine = members(self);
+        dimensions_agree
+            && !mine.iter().any(|m| theirs.contains(m))
+            && !mine.iter().any(|m| dimension_names(other).contains(m))
+            && !theirs.iter().any(|m| dimension_names(self).contains(m))
+    }
+}
+
+/// The records of one invocation as few log lines as EMF allows: records that can share a
+/// line (see [`Record::can_share_with`]) are written as one object with a directive each
+/// (the specification allows several), which saves each merged record its own `_aws`
+/// envelope and timestamp and CloudWatch Logs its per-event overhead. Order is kept: the
+/// first record's directive comes first in its line. A record that needs several lines
+/// ([`Record::to_lines`]) is written alone.
+pub fn pack_lines(records: &[Record], timestamp_ms: i64) -> Vec<String> {
+    let mut lines: Vec<Vec<&Record>> = Vec::new();
+    let mut out = Vec::new();
+    for record in records {
+        if !record.fits_one_line() {
+            out.extend(record.to_lines(timestamp_ms));
+            continue;
+        }
+        match lines
+            .iter_mut()
+            .find(|line| line.iter().all(|other| record.can_share_with(other)))
+        {
+            Some(line) => line.push(record),
+            None => lines.push(vec![record]),
+        }
+    }
+    let mut packed: Vec<String> = lines
+        .iter()
+        .map(|line| line_of(line, timestamp_ms, 0))
+        .collect();
+    packed.extend(out);
+    packed
+}
+
+/// One JSON line of `records` (their `chunk`-th slice of values), a directive per record
+/// that has a value to carry.
+fn line_of(records: &[&Record], timestamp_ms: i64, chunk: usize) -> String {
+    let mut object = Map::new();
+    let mut directives = Vec::new();
+    for record in records {
+        if chunk == 0 {
+            object.extend(record.properties.clone());
+        }
+        for (name, value) in &record.dimensions {
             object.insert((*name).to_owned(), Value::String(value.clone()));
         }
         let mut listed = Vec::new();
-        for metric in &self.metrics {
+        for metric in &record.metrics {
             let values: Vec<Value> = metric
                 .values
                 .iter()
@@ -88,23 +165,22 @@ impl Record {
             object.insert(metric.name.to_owned(), value);
             listed.push(serde_json::json!({ "Name": metric.name, "Unit": metric.unit.as_str() }));
         }
-        if listed.is_empty() {
-            // No metric: a plain log line (an empty directive would be refused).
-            return Value::Object(object).to_string();
+        // A record with no metric left adds no directive (an empty one would be refused).
+        if !listed.is_empty() {
+            directives.push(serde_json::json!({
+                "Namespace": NAMESPACE,
+                "Dimensions": record.dimension_sets,
+                "Metrics": listed,
+            }));
         }
+    }
+    if !directives.is_empty() {
         object.insert(
             "_aws".to_owned(),
-            serde_json::json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": self.dimension_sets,
-                    "Metrics": listed,
-                }],
-            }),
+            serde_json::json!({ "Timestamp": timestamp_ms, "CloudWatchMetrics": directives }),
         );
-        Value::Object(object).to_string()
     }
+    Value::Object(object).to_string()
 }
 
 #[cfg(test)]
@@ -222,6 +298,47 @@ mod tests {
         );
         assert!(parsed[1].get("request_id").is_none());
         assert_eq!(parsed[2]["Function"], "accounts");
+    }
+
+    fn dynamodb_record(table: &str, operation: &str) -> Record {
+        Record {
+            dimension_sets: vec![vec!["Table", "Operation"], vec!["Table"], vec![]],
+            dimensions: vec![("Operation", operation.into()), ("Table", table.into())],
+            metrics: vec![MetricValues {
+                name: "DynamoDbCalls",
+                unit: Unit::Count,
+                values: vec![1.0],
+            }],
+            properties: Map::new(),
+        }
+    }
+
+    #[test]
+    fn records_that_do_not_clash_share_a_line() {
+        let records = [
+            record(vec![12.5]),
+            dynamodb_record("Accounts", "GetItem"),
+            dynamodb_record("Accounts", "UpdateItem"),
+            dynamodb_record("Payments", "PutItem"),
+        ];
+        let lines = pack_lines(&records, 7);
+        // Each (table, operation) needs a line of its own; the request rides on the first.
+        assert_eq!(lines.len(), 3);
+        let first = assert_valid_emf(&lines[0]);
+        let directives = first["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 2);
+        assert_eq!(
+            directives[0]["Dimensions"],
+            serde_json::json!([["Function", "Route"], ["Function"], []]),
+            "the first record's directive first"
+        );
+        assert_eq!(first["request_id"], "r-1");
+        assert_eq!(first["Operation"], "GetItem");
+        assert_eq!(first["DynamoDbCalls"], 1.0);
+        let rest: Vec<Value> = lines[1..].iter().map(|l| assert_valid_emf(l)).collect();
+        assert_eq!(rest[0]["Operation"], "UpdateItem");
+        assert_eq!(rest[1]["Table"], "Payments");
+        assert!(rest.iter().all(|v| v.get("request_id").is_none()));
     }
 
     #[test]
