@@ -58,6 +58,13 @@ impl Id {
     }
 }
 
+/// Every ULID is an id: its 128 bits always print with a first character of `0`–`7`.
+impl From<ulid::Ulid> for Id {
+    fn from(ulid: ulid::Ulid) -> Self {
+        Self(ulid)
+    }
+}
+
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

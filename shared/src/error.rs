@@ -9,6 +9,8 @@ use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::dynamo::DataError;
+
 /// The base of every problem `type` URI; the suffix is a stable, documented code.
 pub const PROBLEM_TYPE_BASE: &str = "https://collectpro.dev/problems/";
 
@@ -265,75 +267,33 @@ impl ApiError {
     }
 }
 
-/// DynamoDB and SQS errors: throttling and dispatch failures are a retryable 503, anything
-/// else is a logged 500. Handlers that expect a specific service error (a failed condition)
-/// match it before falling back to this.
+/// What a store could not do, as the API answers it: retryable → 503 with `Retry-After`
+/// (logged as a warning), anything else → a logged 500.
+impl From<DataError> for ApiError {
+    fn from(err: DataError) -> Self {
+        if err.is_retryable() {
+            tracing::warn!(error = %err, "dependency unavailable");
+            Self::unavailable("a dependency is busy or unreachable; retry shortly")
+        } else {
+            Self::internal(err)
+        }
+    }
+}
+
+/// DynamoDB and SQS errors, classified once by [`DataError`]. Handlers that expect a specific
+/// service error (a failed condition) match it before falling back to this.
 impl<E, R> From<aws_sdk_dynamodb::error::SdkError<E, R>> for ApiError
 where
     E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
     fn from(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self {
-        use aws_sdk_dynamodb::error::SdkError;
-        let retryable = match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
-            SdkError::ServiceError(service) => match service.err().code() {
-                Some(
-                    "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionConflictException"
-                    | "TransactionInProgressException",
-                ) => true,
-                // A transaction lost to another in flight (or throttled) and changed nothing:
-                // retryable, unless a condition failed too (that one the handler answers).
-                // Found by the fault run (`tests/tests/chaos_e2e.rs`): POST /accounts
-                // answered 500.
-                Some("TransactionCanceledException") => {
-                    crate::dynamo::retry::is_retryable_cancellation(service.err())
-                }
-                _ => false,
-            },
-            _ => false,
-        };
-        let cause = aws_sdk_dynamodb::error::DisplayErrorContext(&err);
-        if retryable {
-            tracing::warn!(error = %cause, "dependency unavailable");
-            Self::unavailable("a dependency is busy or unreachable; retry shortly")
-        } else {
-            Self::internal(cause)
-        }
+        DataError::from(err).into()
     }
 }
 
 impl From<serde_dynamo::Error> for ApiError {
     fn from(err: serde_dynamo::Error) -> Self {
-        Self::internal(format!("stored item does not match its type: {err}"))
-    }
-}
-
-/// The outcome of a conditional write: `Ok(true)` when it happened, `Ok(false)` when its
-/// condition did not hold (the state it guards against is already there: a redelivery, a
-/// state already moved on), any other error mapped as usual.
-pub fn condition_held<O, E, R>(
-    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
-) -> Result<bool, ApiError>
-where
-    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
-                == Some("ConditionalCheckFailedException") =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(err.into()),
+        DataError::from(err).into()
     }
 }

@@ -35,7 +35,8 @@ use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, number, s, text};
 use crate::dynamo::scan_strings;
-use crate::error::{condition_held, ApiError};
+use crate::dynamo::{condition_held, DataError};
+use crate::error::ApiError;
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
@@ -300,7 +301,7 @@ impl IdempotencyStore {
 
     /// The records expired at or before `now`, TTL not having deleted them yet (a parallel
     /// Scan, filtered server-side: records live a day, the table is small).
-    pub async fn expired(&self, now: Timestamp) -> Result<Vec<String>, ApiError> {
+    pub async fn expired(&self, now: Timestamp) -> Result<Vec<String>, DataError> {
         let request = self
             .dynamodb
             .scan()
@@ -313,7 +314,7 @@ impl IdempotencyStore {
 
     /// Deletes a record if it is still expired at `now` (a request may claim an expired key
     /// again between the Scan and the delete); `false` when it was claimed again.
-    pub async fn delete_expired(&self, record: &str, now: Timestamp) -> Result<bool, ApiError> {
+    pub async fn delete_expired(&self, record: &str, now: Timestamp) -> Result<bool, DataError> {
         let result = self
             .dynamodb
             .delete_item()
@@ -327,7 +328,7 @@ impl IdempotencyStore {
     }
 
     /// Gives the key back (the request did nothing): deletes the claim if still ours.
-    pub async fn release(&self, record: &str, claim_id: &str) -> Result<(), ApiError> {
+    pub async fn release(&self, record: &str, claim_id: &str) -> Result<(), DataError> {
         let result = self
             .dynamodb
             .delete_item()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::config::TableName;
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// DynamoDB pages one list request reads at most while filling a page through a filter,
 /// so a sparse filter cannot make one request read a whole partition; the cursor then
@@ -32,8 +32,8 @@ impl NewestFirst<'_> {
         &self,
         after: Option<String>,
         limit: usize,
-        parse: impl Fn(HashMap<String, AttributeValue>) -> Result<T, ApiError>,
-    ) -> Result<(Vec<T>, Option<String>), ApiError> {
+        parse: impl Fn(HashMap<String, AttributeValue>) -> Result<T, DataError>,
+    ) -> Result<(Vec<T>, Option<String>), DataError> {
         let partition = AttributeValue::S(self.partition.clone());
         let mut items = Vec::new();
         let mut last_sk: Option<String> = None;

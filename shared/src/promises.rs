@@ -13,9 +13,10 @@ use crate::activities::Activity;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s};
+use crate::dynamo::condition_held;
 use crate::dynamo::retry::{cancellation_codes, CONDITION_FAILED};
+use crate::dynamo::DataError;
 use crate::dynamo::{for_each_page, read_all};
-use crate::error::{condition_held, ApiError};
 use crate::payments::{Payment, PaymentStatus};
 
 /// The promises-by-date index.
@@ -82,7 +83,7 @@ impl PromiseStore {
     }
 
     /// The open promises of one shard dated before `today`, all pages.
-    pub async fn due(&self, shard: u32, today: time::Date) -> Result<Vec<Activity>, ApiError> {
+    pub async fn due(&self, shard: u32, today: time::Date) -> Result<Vec<Activity>, DataError> {
         let query = self
             .dynamodb
             .query()
@@ -101,7 +102,7 @@ impl PromiseStore {
         &self,
         account_id: Id,
         since: Timestamp,
-    ) -> Result<Vec<Payment>, ApiError> {
+    ) -> Result<Vec<Payment>, DataError> {
         let since_ms = since.as_offset_date_time().unix_timestamp_nanos() / 1_000_000;
         let since_ms = u64::try_from(since_ms)
             .unwrap_or(0)
@@ -127,7 +128,7 @@ impl PromiseStore {
         &self,
         account_id: Id,
         today: time::Date,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let query = self
             .dynamodb
             .query()
@@ -155,7 +156,7 @@ impl PromiseStore {
         promise: &Activity,
         state: PromiseState,
         settled_on: time::Date,
-    ) -> Result<Update, ApiError> {
+    ) -> Result<Update, DataError> {
         Update::builder()
             .table_name(self.activities.as_str())
             .key("pk", s(promise.account_id.to_string()))
@@ -167,7 +168,7 @@ impl PromiseStore {
             .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":today", s(format_date(settled_on)))
             .build()
-            .map_err(ApiError::internal)
+            .map_err(DataError::failed)
     }
 
     /// Settles a promise alone; `false` when another run settled it first.
@@ -176,7 +177,7 @@ impl PromiseStore {
         promise: &Activity,
         state: PromiseState,
         settled_on: time::Date,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let update = self.settlement(promise, state, settled_on)?;
         let result = self
             .dynamodb
@@ -201,7 +202,7 @@ impl PromiseStore {
         observed: &Account,
         next: &Account,
         moved: &Activity,
-    ) -> Result<Reactivation, ApiError> {
+    ) -> Result<Reactivation, DataError> {
         let update = self.settlement(promise, PromiseState::Broken, settled_on)?;
         let key = |name: &str| index_key(next, name).unwrap_or_default();
         let account_update = Update::builder()
@@ -220,13 +221,13 @@ impl PromiseStore {
             .expression_attribute_values(":now", s(next.updated_at.to_string()))
             .expression_attribute_values(":v", n(observed.version))
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::failed)?;
         let log = Put::builder()
             .table_name(self.activities.as_str())
             .set_item(Some(moved.to_item()?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::failed)?;
         let result = self
             .dynamodb
             .transact_write_items()

@@ -42,6 +42,7 @@ use crate::auth::{authorize, Action, Caller, Role};
 use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::attributes::{n, s};
+use crate::dynamo::DataError;
 use crate::dynamo::{for_each_page, read_all, scan_strings};
 use crate::error::ApiError;
 
@@ -272,7 +273,7 @@ impl ConnectionRepo {
         Self { dynamodb, table }
     }
 
-    pub async fn put_connection(&self, item: &ConnectionItem) -> Result<(), ApiError> {
+    pub async fn put_connection(&self, item: &ConnectionItem) -> Result<(), DataError> {
         self.dynamodb
             .put_item()
             .table_name(self.table.as_str())
@@ -286,7 +287,7 @@ impl ConnectionRepo {
     pub async fn connection(
         &self,
         connection_id: &str,
-    ) -> Result<Option<ConnectionItem>, ApiError> {
+    ) -> Result<Option<ConnectionItem>, DataError> {
         let out = self
             .dynamodb
             .get_item()
@@ -307,7 +308,7 @@ impl ConnectionRepo {
         &self,
         connection: &ConnectionItem,
         topics: &[Topic],
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let table = self.table.as_str();
         let mut items = vec![TransactWriteItem::builder()
             .condition_check(
@@ -316,7 +317,7 @@ impl ConnectionRepo {
                     .set_key(Some(key(connection.pk.clone(), META.to_owned())))
                     .condition_expression("attribute_exists(pk)")
                     .build()
-                    .map_err(ApiError::internal)?,
+                    .map_err(DataError::failed)?,
             )
             .build()];
         for topic in topics {
@@ -331,7 +332,7 @@ impl ConnectionRepo {
                                 .table_name(table)
                                 .set_item(Some(serde_dynamo::to_item(&sub)?))
                                 .build()
-                                .map_err(ApiError::internal)?,
+                                .map_err(DataError::failed)?,
                         )
                         .build(),
                 );
@@ -359,7 +360,11 @@ impl ConnectionRepo {
     }
 
     /// Deletes both items of each subscription, in one transaction.
-    pub async fn unsubscribe(&self, connection_id: &str, topics: &[Topic]) -> Result<(), ApiError> {
+    pub async fn unsubscribe(
+        &self,
+        connection_id: &str,
+        topics: &[Topic],
+    ) -> Result<(), DataError> {
         if topics.is_empty() {
             return Ok(());
         }
@@ -377,7 +382,7 @@ impl ConnectionRepo {
                                 .table_name(table)
                                 .set_key(Some(key(pk, sk)))
                                 .build()
-                                .map_err(ApiError::internal)?,
+                                .map_err(DataError::failed)?,
                         )
                         .build(),
                 );
@@ -392,7 +397,7 @@ impl ConnectionRepo {
     }
 
     /// The topics a connection follows (Query `CONN#<id>`, `SUB#` prefix).
-    pub async fn topics_of(&self, connection_id: &str) -> Result<Vec<Topic>, ApiError> {
+    pub async fn topics_of(&self, connection_id: &str) -> Result<Vec<Topic>, DataError> {
         let query = self
             .dynamodb
             .query()
@@ -409,7 +414,7 @@ impl ConnectionRepo {
     }
 
     /// The live (unexpired) subscriptions of a topic: whom the notifier posts to.
-    pub async fn subscribers(&self, topic: &Topic) -> Result<Vec<Subscription>, ApiError> {
+    pub async fn subscribers(&self, topic: &Topic) -> Result<Vec<Subscription>, DataError> {
         let query = self
             .dynamodb
             .query()
@@ -432,7 +437,7 @@ impl ConnectionRepo {
 
     /// The ids of the connections expired at or before `now` (a parallel Scan, filtered
     /// server-side: the table is small and has no index on expiry).
-    pub async fn expired(&self, now: crate::domain::Timestamp) -> Result<Vec<String>, ApiError> {
+    pub async fn expired(&self, now: crate::domain::Timestamp) -> Result<Vec<String>, DataError> {
         let request = self
             .dynamodb
             .scan()
@@ -446,7 +451,7 @@ impl ConnectionRepo {
 
     /// Removes a connection and both items of every subscription it has (Query `CONN#<id>`,
     /// then BatchWriteItem deletes, retrying unprocessed ones).
-    pub async fn remove_connection(&self, connection_id: &str) -> Result<(), ApiError> {
+    pub async fn remove_connection(&self, connection_id: &str) -> Result<(), DataError> {
         let topics = self.topics_of(connection_id).await?;
         let mut keys = vec![key(connection_pk(connection_id), META.to_owned())];
         for topic in &topics {
@@ -461,7 +466,7 @@ impl ConnectionRepo {
                         .set_key(Some(k.clone()))
                         .build()
                         .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(ApiError::internal)
+                        .map_err(DataError::failed)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             for attempt in 0..8u32 {
@@ -479,7 +484,7 @@ impl ConnectionRepo {
                     break;
                 }
                 if attempt == 7 {
-                    return Err(ApiError::unavailable(
+                    return Err(DataError::unavailable(
                         "the connection's subscriptions could not all be removed",
                     ));
                 }

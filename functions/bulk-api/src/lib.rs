@@ -293,7 +293,7 @@ async fn create_job(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     if let Err(err) = app.store.send(&messages).await {
         tracing::error!(job_id = %id, error = %err, "enqueueing the job failed; it is marked failed");
         app.store.end(id, JobState::Failed).await?;
-        return Err(err);
+        return Err(err.into());
     }
     tracing::info!(job_id = %id, total, partitions, "bulk job queued");
     let mut response = json(StatusCode::ACCEPTED, &Accepted { job_id: id })?;

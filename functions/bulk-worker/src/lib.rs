@@ -30,8 +30,8 @@ use shared::bulk::{
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
 use shared::dynamo::retry::backoff;
+use shared::dynamo::DataError;
 use shared::metrics::{self, names};
-use shared::ApiError;
 
 /// Accounts of one chunk written concurrently.
 const ACCOUNT_CONCURRENCY: usize = 16;
@@ -117,7 +117,7 @@ pub fn from_dead_letter_queue(app: &App, record: &SqsMessage) -> bool {
         .is_some_and(|arn| arn.rsplit(':').next() == Some(app.dlq_name.as_str()))
 }
 
-async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), ApiError> {
+async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> {
     let body = record.body.as_deref().unwrap_or_default();
     let message: BulkMessage = match serde_json::from_str(body) {
         Ok(message) => message,
@@ -135,7 +135,7 @@ async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), ApiError> {
 }
 
 /// Processes one message (`dead`: it was dead-lettered; account for it, change nothing).
-pub async fn process(app: &App, message: &BulkMessage, dead: bool) -> Result<(), ApiError> {
+pub async fn process(app: &App, message: &BulkMessage, dead: bool) -> Result<(), DataError> {
     match message {
         BulkMessage::Chunk { job_id, chunk, ids } => {
             process_chunk(app, *job_id, chunk, ids, dead).await
@@ -183,7 +183,7 @@ async fn frozen_page(
     job: &JobRecord,
     partition: u32,
     seq: u32,
-) -> Result<FrozenPage, ApiError> {
+) -> Result<FrozenPage, DataError> {
     if let Some(page) = app.store.frozen_page(job.id, partition, seq).await? {
         return Ok(page);
     }
@@ -193,7 +193,7 @@ async fn frozen_page(
         app.store
             .frozen_page(job.id, partition, seq - 1)
             .await?
-            .ok_or_else(|| ApiError::internal("the previous page is missing"))?
+            .ok_or_else(|| DataError::corrupt("the previous page is missing"))?
             .next
     };
     let filter = job.spec()?.filter.unwrap_or_default();
@@ -204,7 +204,7 @@ async fn frozen_page(
         .await
 }
 
-async fn plan_filter(app: &App, job_id: Id, partition: u32, seq: u32) -> Result<(), ApiError> {
+async fn plan_filter(app: &App, job_id: Id, partition: u32, seq: u32) -> Result<(), DataError> {
     let Some(job) = app.store.get(job_id).await? else {
         return Ok(());
     };
@@ -262,7 +262,7 @@ pub async fn process_chunk(
     chunk: &str,
     ids: &[Id],
     dead: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), DataError> {
     let ChunkRead {
         job,
         counted,
@@ -280,7 +280,7 @@ pub async fn process_chunk(
     let spec = job.spec()?;
     let cancelled = job.state == JobState::Cancelled;
     let job_key = job_id.to_string();
-    let outcomes: Vec<Result<Outcome, ApiError>> = stream::iter(ids.iter().copied())
+    let outcomes: Vec<Result<Outcome, DataError>> = stream::iter(ids.iter().copied())
         .map(|id| {
             let read = accounts.remove(&id);
             let failed_before = failed_before.contains(&id);
@@ -337,7 +337,7 @@ async fn fail(
     account: Id,
     reason: FailureReason,
     message: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), DataError> {
     app.store
         .record_failure(
             job,
@@ -357,7 +357,7 @@ async fn apply(
     changes: &shared::bulk::Changes,
     id: Id,
     mut read: Option<Account>,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, DataError> {
     let job_key = job.id.to_string();
     for attempt in 0..VERSION_RETRIES {
         let Some(account) = read.as_ref() else {
@@ -457,7 +457,7 @@ async fn apply(
         }
         read = app.chunks.account(id).await?;
     }
-    Err(ApiError::unavailable(
+    Err(DataError::unavailable(
         "the account keeps changing; the chunk will be retried",
     ))
 }

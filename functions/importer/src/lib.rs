@@ -34,15 +34,15 @@ use std::sync::Mutex;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use shared::accounts::{check_assignable, AccountRepo, WriteConflict};
+use shared::accounts::{is_assignable, AccountRepo, WriteConflict};
 use shared::auth::users::UserRepo;
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
+use shared::dynamo::DataError;
 use shared::imports::keys::import_of_key;
 use shared::imports::{
     Columns, Counts, Field, Import, ImportState, ImportStore, RowError, RowReason,
 };
-use shared::ApiError;
 
 use crate::csv_stream::{Read, Row};
 use crate::notification::{objects_created, ObjectCreated};
@@ -109,7 +109,7 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), ApiError> {
+async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> {
     let body = record.body.as_deref().unwrap_or_default();
     let objects = match objects_created(body) {
         Ok(objects) => objects,
@@ -125,7 +125,7 @@ async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), ApiError> {
 }
 
 /// Imports one uploaded file (see the module docs for the steps).
-pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), ApiError> {
+pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), DataError> {
     let Some(id) = import_of_key(&object.key) else {
         tracing::warn!(key = %object.key, "an object that is no import's file");
         return Ok(());
@@ -172,7 +172,7 @@ async fn open(
     app: &App,
     object: &ObjectCreated,
     batch: usize,
-) -> Result<tokio::sync::mpsc::Receiver<Read>, ApiError> {
+) -> Result<tokio::sync::mpsc::Receiver<Read>, DataError> {
     let output = app
         .s3
         .get_object()
@@ -181,7 +181,7 @@ async fn open(
         .send()
         .await
         .map_err(|err| {
-            ApiError::unavailable(format!(
+            DataError::unavailable(format!(
                 "reading {} from S3: {}",
                 object.key,
                 aws_sdk_s3::error::DisplayErrorContext(&err)
@@ -196,7 +196,7 @@ async fn check(
     app: &App,
     object: &ObjectCreated,
     import: &Import,
-) -> Result<Result<(Columns, u64), String>, ApiError> {
+) -> Result<Result<(Columns, u64), String>, DataError> {
     let mut reads = open(app, object, CHUNK_ROWS).await?;
     let mut columns = None;
     let mut total = 0u64;
@@ -208,7 +208,7 @@ async fn check(
             },
             Read::Rows(rows) => total += rows.len() as u64,
             Read::Bad(error) => return Ok(Err(error)),
-            Read::Failed(error) => return Err(ApiError::unavailable(error)),
+            Read::Failed(error) => return Err(DataError::unavailable(error)),
         }
     }
     Ok(columns
@@ -223,7 +223,7 @@ async fn write(
     object: &ObjectCreated,
     import: &Import,
     columns: &Columns,
-) -> Result<Counts, ApiError> {
+) -> Result<Counts, DataError> {
     let counted = app.store.counted_chunks(import.id).await?;
     let agents = Agents::default();
     let mut reads = open(app, object, CHUNK_ROWS).await?;
@@ -234,14 +234,14 @@ async fn write(
             Read::Header(_) => continue,
             Read::Rows(rows) => rows,
             // The check pass read the same object: it changed or the stream broke.
-            Read::Bad(error) | Read::Failed(error) => return Err(ApiError::unavailable(error)),
+            Read::Bad(error) | Read::Failed(error) => return Err(DataError::unavailable(error)),
         };
         if ImportStore::is_counted(&counted, chunk) {
             chunk += 1;
             continue;
         }
         let now = Timestamp::now();
-        let outcomes: Vec<Result<Option<RowError>, ApiError>> = stream::iter(&rows)
+        let outcomes: Vec<Result<Option<RowError>, DataError>> = stream::iter(&rows)
             .map(|row| create_row(app, import.id, columns, row, now, &agents))
             .buffered(ROW_CONCURRENCY)
             .collect()
@@ -280,15 +280,11 @@ async fn write(
 struct Agents(Mutex<HashMap<Id, bool>>);
 
 impl Agents {
-    async fn assignable(&self, users: &UserRepo, agent: Id) -> Result<bool, ApiError> {
+    async fn assignable(&self, users: &UserRepo, agent: Id) -> Result<bool, DataError> {
         if let Some(known) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&agent) {
             return Ok(*known);
         }
-        let ok = match check_assignable(users, agent, Field::AssignedAgentId.as_str()).await {
-            Ok(()) => true,
-            Err(err) if err.status == http::StatusCode::BAD_REQUEST => false,
-            Err(err) => return Err(err),
-        };
+        let ok = is_assignable(users, agent).await?;
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -306,7 +302,7 @@ async fn create_row(
     row: &Row,
     now: Timestamp,
     agents: &Agents,
-) -> Result<Option<RowError>, ApiError> {
+) -> Result<Option<RowError>, DataError> {
     let account = match row::account(columns, row, import, now) {
         Ok(account) => account,
         Err(error) => return Ok(Some(error)),

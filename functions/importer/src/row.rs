@@ -22,7 +22,7 @@ pub fn account_id(import: Id, line: u64) -> Id {
     let mut random = [0u8; 16];
     random[6..].copy_from_slice(&digest[..10]);
     let ulid = ulid::Ulid::from_parts(import.timestamp_ms(), u128::from_be_bytes(random));
-    ulid.to_string().parse().expect("a ULID's text is an Id")
+    Id::from(ulid)
 }
 
 /// A row error of `row` at `field`'s column.

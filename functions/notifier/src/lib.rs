@@ -63,10 +63,10 @@ use shared::auth::{Caller, UserRepo, UserStateCache};
 use shared::config::{Config, ConfigError, TableName};
 use shared::dashboard::AggregateStore;
 use shared::domain::Id;
+use shared::dynamo::DataError;
 use shared::metrics::{self, names};
 use shared::platform::InitError;
 use shared::realtime::{role_may_follow, ConnectionRepo, Subscription, Topic};
-use shared::ApiError;
 
 use crate::plan::{Assignments, Outgoing, Record, StreamTables};
 
@@ -232,7 +232,7 @@ pub async fn handle(app: &App, event: Event) -> DynamoDbEventResponse {
     let (applied, duplicates) = match app.aggregates.apply(&plan::changes(&records)).await {
         Ok(applied) => (applied.scopes, applied.duplicates),
         Err(err) => {
-            tracing::warn!(error = %err.detail, "applying the aggregates failed; the batch will be retried");
+            tracing::warn!(error = %err, "applying the aggregates failed; the batch will be retried");
             summary.failed = (!records.is_empty()).then_some(0);
             return finish(&records, summary, 0);
         }
@@ -240,7 +240,7 @@ pub async fn handle(app: &App, event: Event) -> DynamoDbEventResponse {
     let messages = plan::plan(&records, &applied);
     summary.messages = messages.len();
     if let Err(err) = deliver(app, &messages, &mut summary).await {
-        tracing::warn!(error = %err.detail, "reading subscribers failed; the batch resumes at its first message");
+        tracing::warn!(error = %err, "reading subscribers failed; the batch resumes at its first message");
         summary.failed = messages.iter().map(|m| m.record).min();
     }
     finish(&records, summary, duplicates)
@@ -300,12 +300,12 @@ fn finish(records: &[Record], summary: Summary, duplicates: usize) -> DynamoDbEv
 async fn subscribers(
     app: &App,
     messages: &[Outgoing],
-) -> Result<HashMap<Topic, Vec<Subscription>>, ApiError> {
+) -> Result<HashMap<Topic, Vec<Subscription>>, DataError> {
     let topics: BTreeSet<&Topic> = messages.iter().flat_map(|m| &m.topics).collect();
     stream::iter(topics)
         .map(|topic| async move {
             let subs = app.connections.subscribers(topic).await?;
-            Ok::<_, ApiError>((topic.clone(), subs))
+            Ok::<_, DataError>((topic.clone(), subs))
         })
         .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
@@ -317,7 +317,7 @@ async fn subscribers(
 async fn qualify(
     app: &App,
     subscribers: &mut HashMap<Topic, Vec<Subscription>>,
-) -> Result<BTreeSet<String>, ApiError> {
+) -> Result<BTreeSet<String>, DataError> {
     // One check per (user, version, role): usually one per user.
     let grants: HashSet<(Id, Option<u64>, shared::auth::Role)> = subscribers
         .values()
@@ -332,7 +332,7 @@ async fn qualify(
                     Some(version) => app.users.current(user, version, role).await?,
                     None => None,
                 };
-                Ok::<_, ApiError>((grant, current.map(|state| state.role)))
+                Ok::<_, DataError>((grant, current.map(|state| state.role)))
             })
             .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
@@ -368,7 +368,7 @@ async fn drop_connections(app: &App, connections: BTreeSet<String>) {
     stream::iter(connections)
         .for_each_concurrent(READ_CONCURRENCY, |connection| async move {
             if let Err(err) = app.connections.remove_connection(&connection).await {
-                tracing::warn!(connection = %connection, error = %err.detail, "removing a refused connection failed");
+                tracing::warn!(connection = %connection, error = %err, "removing a refused connection failed");
             }
             let closed = app
                 .management
@@ -391,7 +391,7 @@ async fn assignments(
     app: &App,
     messages: &[Outgoing],
     subscribers: &HashMap<Topic, Vec<Subscription>>,
-) -> Result<Assignments, ApiError> {
+) -> Result<Assignments, DataError> {
     let accounts: HashSet<Id> = messages
         .iter()
         .flat_map(|m| {
@@ -423,7 +423,7 @@ async fn assignments(
                     _ => None,
                 }
             });
-            Ok::<_, ApiError>((account, agent))
+            Ok::<_, DataError>((account, agent))
         })
         .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
@@ -525,7 +525,7 @@ async fn post(app: &App, delivery: Delivery, stop: &AtomicUsize) -> Posted {
 }
 
 /// Finds the recipients, posts, and removes gone connections.
-async fn deliver(app: &App, messages: &[Outgoing], summary: &mut Summary) -> Result<(), ApiError> {
+async fn deliver(app: &App, messages: &[Outgoing], summary: &mut Summary) -> Result<(), DataError> {
     if messages.is_empty() {
         return Ok(());
     }
@@ -560,7 +560,7 @@ async fn deliver(app: &App, messages: &[Outgoing], summary: &mut Summary) -> Res
         .for_each_concurrent(READ_CONCURRENCY, |connection| async move {
             // A failure leaves a stale connection the next 410 (or TTL) removes.
             if let Err(err) = app.connections.remove_connection(&connection).await {
-                tracing::warn!(connection = %connection, error = %err.detail, "removing a gone connection failed");
+                tracing::warn!(connection = %connection, error = %err, "removing a gone connection failed");
             }
         })
         .await;

@@ -170,12 +170,12 @@ fn scope_name(scope: &Scope) -> String {
 fn parse<T>(
     record: &Record,
     item: &Item,
-    from: fn(Item) -> Result<T, shared::ApiError>,
+    from: fn(Item) -> Result<T, shared::dynamo::DataError>,
 ) -> Option<T> {
     match from(item.clone()) {
         Ok(value) => Some(value),
-        Err(_) => {
-            tracing::warn!(event_id = %record.event_id, "skipping a stream image that does not parse");
+        Err(err) => {
+            tracing::warn!(event_id = %record.event_id, error = %err, "skipping a stream image that does not parse");
             None
         }
     }

@@ -316,7 +316,7 @@ pub async fn record_payment(
             )
             .await
         }
-        (None, Err(err)) => Err(err),
+        (None, Err(err)) => Err(err.into()),
     };
     match outcome {
         Ok((response, refresh)) => {

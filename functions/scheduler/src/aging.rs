@@ -17,6 +17,7 @@
 //! condition means someone else wrote the account: it is read again and tried once more,
 //! else counted as skipped (the next run or the writer's own fresh values cover it).
 
+use crate::SchedulerError;
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -24,7 +25,6 @@ use shared::accounts::aging::StoredAging;
 use shared::accounts::dpd::days_past_due;
 use shared::accounts::keys::Partition;
 use shared::accounts::DpdBucket;
-use shared::ApiError;
 
 use crate::App;
 
@@ -66,7 +66,7 @@ pub fn windows(today: time::Date) -> Vec<(time::Date, time::Date)> {
 }
 
 /// Ages the accounts whose bucket changes on `today` (UTC, as the API computes it).
-pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, ApiError> {
+pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, SchedulerError> {
     let windows = windows(today);
     // Every (shard, window) Query at once: 8 × 4 small key ranges.
     let queries = Partition::All.pk_values().into_iter().flat_map(|pk| {
@@ -81,7 +81,7 @@ pub async fn run(app: &App, today: time::Date) -> Result<AgingReport, ApiError> 
     for part in found {
         candidates.extend(part?);
     }
-    let outcomes: Vec<Result<Outcome, ApiError>> = stream::iter(candidates)
+    let outcomes: Vec<Result<Outcome, SchedulerError>> = stream::iter(candidates)
         .map(|stored| age(app, stored, today))
         .buffer_unordered(WRITE_CONCURRENCY)
         .collect()
@@ -106,7 +106,7 @@ enum Outcome {
 }
 
 /// Stores today's bucket of one account if it differs; one re-read on a lost race.
-async fn age(app: &App, stored: StoredAging, today: time::Date) -> Result<Outcome, ApiError> {
+async fn age(app: &App, stored: StoredAging, today: time::Date) -> Result<Outcome, SchedulerError> {
     let mut current = stored;
     for attempt in 0..2 {
         let days = days_past_due(current.due, today);

@@ -9,10 +9,11 @@
 //! path. The Scans are parallel (`shared::dynamo::scan_strings`) and filtered server-side,
 //! projecting only the key.
 
+use crate::SchedulerError;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use shared::domain::Timestamp;
-use shared::ApiError;
+use shared::dynamo::DataError;
 
 use crate::App;
 
@@ -31,7 +32,7 @@ pub struct CleanupReport {
 }
 
 /// Removes what expired at or before `now` (readers treat `expires_at <= now` as expired).
-pub async fn run(app: &App, now: Timestamp) -> Result<CleanupReport, ApiError> {
+pub async fn run(app: &App, now: Timestamp) -> Result<CleanupReport, SchedulerError> {
     let (connections, keys) = tokio::join!(connections(app, now), idempotency_keys(app, now));
     let (idempotency_keys_deleted, idempotency_keys_kept) = keys?;
     Ok(CleanupReport {
@@ -42,9 +43,9 @@ pub async fn run(app: &App, now: Timestamp) -> Result<CleanupReport, ApiError> {
 }
 
 /// Removes expired connection items (`sk = META`) and their subscriptions.
-async fn connections(app: &App, now: Timestamp) -> Result<u64, ApiError> {
+async fn connections(app: &App, now: Timestamp) -> Result<u64, SchedulerError> {
     let expired = app.connections.expired(now).await?;
-    let removed: Vec<Result<(), ApiError>> = stream::iter(expired)
+    let removed: Vec<Result<(), DataError>> = stream::iter(expired)
         .map(|connection| async move { app.connections.remove_connection(&connection).await })
         .buffer_unordered(DELETE_CONCURRENCY)
         .collect()
@@ -59,9 +60,9 @@ async fn connections(app: &App, now: Timestamp) -> Result<u64, ApiError> {
 
 /// Deletes expired idempotency records, each on condition that it is still expired (a
 /// request may claim an expired key again between the Scan and the delete).
-async fn idempotency_keys(app: &App, now: Timestamp) -> Result<(u64, u64), ApiError> {
+async fn idempotency_keys(app: &App, now: Timestamp) -> Result<(u64, u64), SchedulerError> {
     let expired = app.idempotency.expired(now).await?;
-    let deleted: Vec<Result<bool, ApiError>> = stream::iter(expired)
+    let deleted: Vec<Result<bool, DataError>> = stream::iter(expired)
         .map(|record| async move { app.idempotency.delete_expired(&record, now).await })
         .buffer_unordered(DELETE_CONCURRENCY)
         .collect()

@@ -26,13 +26,13 @@ use shared::accounts::AccountRepo;
 use shared::clients::Clients;
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
+use shared::dynamo::DataError;
 use shared::idempotency::IdempotencyStore;
 use shared::metrics;
 use shared::metrics::names::{self, dimension};
 use shared::platform::InitError;
 use shared::promises::PromiseStore;
 use shared::realtime::ConnectionRepo;
-use shared::ApiError;
 
 /// The actor of the changes the system makes on its own (the `status_change` activity of a
 /// broken promise): the all-zero ULID, which no user id can be (ids are generated with a
@@ -40,8 +40,22 @@ use shared::ApiError;
 pub const SYSTEM_ACTOR: &str = "00000000000000000000000000";
 
 /// [`SYSTEM_ACTOR`] as an id.
-pub fn system_actor() -> Result<Id, ApiError> {
-    SYSTEM_ACTOR.parse().map_err(ApiError::internal)
+pub fn system_actor() -> Id {
+    Id::from(ulid::Ulid::nil())
+}
+
+/// Why a run failed. No client sees it: EventBridge retries the invocation, and the error
+/// is logged with the job's name.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The schedule's Input names no job this function runs (a template error).
+    #[error("unknown job {0}: expected aging, broken_promises or cleanup (the schedule's Input)")]
+    UnknownJob(String),
+    /// A date that the time-zone calendar cannot represent.
+    #[error("a date out of range: {0}")]
+    Calendar(String),
+    #[error(transparent)]
+    Data(#[from] DataError),
 }
 
 /// The stores the jobs use, built once per cold start.
@@ -100,19 +114,15 @@ impl Job {
         }
     }
 
-    /// The job an event names (`{"job": "..."}`); an absent or unknown job is a `400`.
-    pub fn of_event(event: &serde_json::Value) -> Result<Self, ApiError> {
+    /// The job an event names (`{"job": "..."}`); an absent or unknown job is an error.
+    pub fn of_event(event: &serde_json::Value) -> Result<Self, SchedulerError> {
         let name = event.get("job").and_then(serde_json::Value::as_str);
         match name {
             Some("aging") => Ok(Job::Aging),
             Some("broken_promises") => Ok(Job::BrokenPromises),
             Some("cleanup") => Ok(Job::Cleanup),
-            _ => Err(ApiError::invalid_field(
-                "job",
-                format!(
-                    "unknown job {}: expected aging, broken_promises or cleanup (the schedule's Input)",
-                    name.map_or_else(|| "(none)".to_owned(), |n| format!("{n:?}"))
-                ),
+            _ => Err(SchedulerError::UnknownJob(
+                name.map_or_else(|| "(none)".to_owned(), |n| format!("{n:?}")),
             )),
         }
     }
@@ -144,7 +154,7 @@ pub async fn handle(
     app: &App,
     event: &serde_json::Value,
     now: Timestamp,
-) -> Result<Report, ApiError> {
+) -> Result<Report, SchedulerError> {
     let job = match Job::of_event(event) {
         Ok(job) => job,
         Err(err) => {

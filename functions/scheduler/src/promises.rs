@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::SchedulerError;
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -31,9 +32,9 @@ use shared::accounts::{Account, AccountStatus};
 use shared::activities::{status_change, Activity, PROMISE_SHARDS};
 use shared::domain::{Id, MinorUnits, Timestamp};
 use shared::dynamo::retry::{backoff, CONFLICT_RETRIES};
+use shared::dynamo::DataError;
 use shared::payments::Payment;
 use shared::promises::{PromiseState, Reactivation};
-use shared::ApiError;
 
 use crate::{system_actor, App};
 
@@ -67,7 +68,7 @@ impl PromiseReport {
 }
 
 /// Settles every open promise dated before the UTC day of `now`.
-pub async fn run(app: &App, now: Timestamp) -> Result<PromiseReport, ApiError> {
+pub async fn run(app: &App, now: Timestamp) -> Result<PromiseReport, SchedulerError> {
     let today = now.as_offset_date_time().date();
     let shards = join_all((0..PROMISE_SHARDS).map(|shard| app.promises.due(shard, today))).await;
     let mut by_account: BTreeMap<Id, Vec<Activity>> = BTreeMap::new();
@@ -79,8 +80,8 @@ pub async fn run(app: &App, now: Timestamp) -> Result<PromiseReport, ApiError> {
                 .push(promise);
         }
     }
-    let actor = system_actor()?;
-    let results: Vec<Result<PromiseReport, ApiError>> = stream::iter(by_account)
+    let actor = system_actor();
+    let results: Vec<Result<PromiseReport, SchedulerError>> = stream::iter(by_account)
         .map(|(account, mut promises)| async move {
             promises.sort_by_key(|p| (p.promise_date, p.id));
             settle_account(app, account, &promises, now, actor).await
@@ -103,12 +104,14 @@ fn zone_of(account: Option<&Account>) -> jiff::tz::TimeZone {
 }
 
 /// The calendar date of an instant in a time zone.
-fn local_date(zone: &jiff::tz::TimeZone, at: Timestamp) -> Result<time::Date, ApiError> {
-    let instant = jiff::Timestamp::from_second(at.unix_seconds()).map_err(ApiError::internal)?;
+fn local_date(zone: &jiff::tz::TimeZone, at: Timestamp) -> Result<time::Date, SchedulerError> {
+    let instant = jiff::Timestamp::from_second(at.unix_seconds())
+        .map_err(|err| SchedulerError::Calendar(err.to_string()))?;
     let date = instant.to_zoned(zone.clone()).date();
-    let month = time::Month::try_from(date.month() as u8).map_err(ApiError::internal)?;
+    let month = time::Month::try_from(date.month() as u8)
+        .map_err(|err| SchedulerError::Calendar(err.to_string()))?;
     time::Date::from_calendar_date(i32::from(date.year()), month, date.day() as u8)
-        .map_err(ApiError::internal)
+        .map_err(|err| SchedulerError::Calendar(err.to_string()))
 }
 
 /// How one settlement ended.
@@ -126,7 +129,7 @@ async fn settle_account(
     promises: &[Activity],
     now: Timestamp,
     actor: Id,
-) -> Result<PromiseReport, ApiError> {
+) -> Result<PromiseReport, SchedulerError> {
     let mut report = PromiseReport::default();
     let mut account = app.accounts.get(account_id).await?;
     let zone = zone_of(account.as_ref());
@@ -178,7 +181,7 @@ fn kept(
     promise: &Activity,
     date: time::Date,
     zone: &jiff::tz::TimeZone,
-) -> Result<bool, ApiError> {
+) -> Result<bool, SchedulerError> {
     if account.is_some_and(|a| a.status == AccountStatus::Paid || a.balance == MinorUnits(0)) {
         return Ok(true);
     }
@@ -204,7 +207,7 @@ async fn settle(
     now: Timestamp,
     local_today: time::Date,
     actor: Id,
-) -> Result<Settled, ApiError> {
+) -> Result<Settled, SchedulerError> {
     let settled_on = now.as_offset_date_time().date();
     let mut attempts = 0_u32;
     loop {
@@ -255,10 +258,11 @@ async fn settle(
         }
         attempts += 1;
         if attempts > CONFLICT_RETRIES {
-            return Err(ApiError::unavailable(format!(
+            return Err(DataError::unavailable(format!(
                 "account {} kept changing while its broken promise was settled; the next run retries",
                 observed.id
-            )));
+            ))
+            .into());
         }
     }
 }

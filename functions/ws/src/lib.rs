@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 use shared::accounts::AccountRepo;
 use shared::auth::{authorize, Action, Caller, Role};
 use shared::bulk::JobStore;
+use shared::dynamo::DataError;
 use shared::platform::{InitError, Platform};
 use shared::realtime::{
     role_may_follow, ConnectionItem, ConnectionRepo, Topic, MAX_TOPICS_PER_MESSAGE,
@@ -102,6 +103,14 @@ impl From<ApiError> for WsError {
             _ => "internal",
         };
         Self::new(code, err.detail)
+    }
+}
+
+/// A store's failure, as an API route would answer it (503 when retryable, else a logged
+/// 500), then put in socket terms.
+impl From<DataError> for WsError {
+    fn from(err: DataError) -> Self {
+        ApiError::from(err).into()
     }
 }
 

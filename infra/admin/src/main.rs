@@ -163,7 +163,7 @@ async fn reconcile_command(table_prefix: Option<String>, repair: bool) -> Result
     }
     let store = AggregateStore::new(dynamodb.clone(), tables.aggregates.clone());
     let started = Instant::now();
-    let drift = reconcile(&dynamodb, &tables, &store).await.map_err(api)?;
+    let drift = reconcile(&dynamodb, &tables, &store).await?;
     let elapsed = started.elapsed();
     for d in &drift {
         println!("drift: {d}");
@@ -258,7 +258,7 @@ async fn seed_admin(
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     wait_for_table(&dynamodb, &users_table, wait).await?;
     let repo = UserRepo::new(dynamodb, TableName::new(users_table.clone()));
-    if let Some(existing) = repo.find_by_email(&email).await.map_err(api)? {
+    if let Some(existing) = repo.find_by_email(&email).await? {
         println!(
             "admin: {email} exists (id {}, role {}); password unchanged",
             existing.id, existing.role
@@ -372,7 +372,7 @@ async fn ensure_user(
     role: Role,
     password: &str,
 ) -> Result<UserItem> {
-    if let Some(existing) = repo.find_by_email(email).await.map_err(api)? {
+    if let Some(existing) = repo.find_by_email(email).await? {
         eprintln!("demo: {email} exists (id {}); left as it is", existing.id);
         return Ok(existing);
     }
@@ -396,8 +396,7 @@ async fn ensure_user(
         // Another seeder created it in between: use theirs.
         Err(err) if err.status == http_conflict() => repo
             .find_by_email(email)
-            .await
-            .map_err(api)?
+            .await?
             .with_context(|| format!("{email} is taken but its user is not there")),
         Err(err) => Err(api(err)),
     }

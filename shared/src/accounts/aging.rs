@@ -10,8 +10,9 @@ use super::model::{format_date, parse_date, DpdBucket};
 use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::attributes::{n, number, s, text};
+use crate::dynamo::condition_held;
+use crate::dynamo::DataError;
 use crate::dynamo::{read_all, Item};
-use crate::error::{condition_held, ApiError};
 
 /// An account as the due-date index shows it: just what the aging decision needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +25,8 @@ pub struct StoredAging {
 }
 
 impl StoredAging {
-    fn from_item(item: &Item) -> Result<Self, ApiError> {
-        let bad = |what: &str| ApiError::internal(format!("an account item has no valid {what}"));
+    fn from_item(item: &Item) -> Result<Self, DataError> {
+        let bad = |what: &str| DataError::corrupt(format!("an account item has no valid {what}"));
         Ok(Self {
             id: text(item, "id")
                 .and_then(|v| v.parse().ok())
@@ -76,7 +77,7 @@ impl AgingStore {
         pk: String,
         earliest: time::Date,
         latest: time::Date,
-    ) -> Result<Vec<StoredAging>, ApiError> {
+    ) -> Result<Vec<StoredAging>, DataError> {
         let query = self
             .dynamodb
             .query()
@@ -100,7 +101,7 @@ impl AgingStore {
         current: &StoredAging,
         bucket: DpdBucket,
         days: i64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let request = self
             .dynamodb
             .update_item()
@@ -126,7 +127,7 @@ impl AgingStore {
     }
 
     /// The account as stored now (strongly consistent); `None` when it is gone or deleted.
-    pub async fn get(&self, id: Id) -> Result<Option<StoredAging>, ApiError> {
+    pub async fn get(&self, id: Id) -> Result<Option<StoredAging>, DataError> {
         let item = self
             .dynamodb
             .get_item()

@@ -60,6 +60,18 @@ pub fn writable(
     }
 }
 
+/// Whether `agent` is a user that exists, is enabled and has role `agent`: whom accounts
+/// may be assigned to.
+pub async fn is_assignable(
+    users: &crate::auth::users::UserRepo,
+    agent: crate::domain::Id,
+) -> Result<bool, crate::dynamo::DataError> {
+    Ok(users
+        .get(agent)
+        .await?
+        .is_some_and(|user| user.role == crate::auth::Role::Agent && !user.disabled))
+}
+
 /// Checks that accounts may be assigned to `agent`: a user that exists, is enabled and has
 /// role `agent` (one strongly consistent `GetItem` on Users). A `400` naming `field`
 /// otherwise — the same answer for an unknown id, a disabled user and another role, so the
@@ -70,11 +82,7 @@ pub async fn check_assignable(
     agent: crate::domain::Id,
     field: &str,
 ) -> Result<(), crate::ApiError> {
-    let is_agent = users
-        .get(agent)
-        .await?
-        .is_some_and(|user| user.role == crate::auth::Role::Agent && !user.disabled);
-    if is_agent {
+    if is_assignable(users, agent).await? {
         Ok(())
     } else {
         Err(crate::ApiError::invalid_field(

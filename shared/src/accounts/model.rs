@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::dpd::{days_past_due, today_utc};
 use super::keys;
 use crate::domain::{Currency, Id, MinorUnits, Timestamp};
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 time::serde::format_description!(ymd, Date, "[year]-[month]-[day]");
 
@@ -233,7 +233,7 @@ impl Account {
 
     /// The table item: the account's attributes, its key and its index keys
     /// (see [`super::keys`]). A deleted account keeps no list or search keys.
-    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, ApiError> {
+    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, DataError> {
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)?;
         // Absent optional values are not stored as NULL: `attribute_not_exists` works on them.
         item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
@@ -253,7 +253,7 @@ impl Account {
     }
 
     /// The account of a stored item, with fresh aging.
-    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         let applied_bulk_jobs = match item.get(keys::MARKER_ATTRIBUTE) {
             Some(AttributeValue::Ss(jobs)) => jobs.iter().cloned().collect(),
             _ => Default::default(),

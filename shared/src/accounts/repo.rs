@@ -9,6 +9,7 @@ use crate::activities::Activity;
 use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::retry::failed_conditions;
+use crate::dynamo::DataError;
 use crate::error::ApiError;
 
 /// Reads and writes accounts (and the activities written with them).
@@ -45,7 +46,7 @@ impl AccountRepo {
         &self.table
     }
 
-    fn reference_put(&self, account: &Account) -> Result<TransactWriteItem, ApiError> {
+    fn reference_put(&self, account: &Account) -> Result<TransactWriteItem, DataError> {
         Ok(TransactWriteItem::builder()
             .put(
                 Put::builder()
@@ -54,13 +55,13 @@ impl AccountRepo {
                     .item("account_id", AttributeValue::S(account.id.to_string()))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
-                    .map_err(ApiError::internal)?,
+                    .map_err(DataError::failed)?,
             )
             .build())
     }
 
     /// Creates an account and claims its reference in one transaction.
-    pub async fn create(&self, account: &Account) -> Result<Result<(), WriteConflict>, ApiError> {
+    pub async fn create(&self, account: &Account) -> Result<Result<(), WriteConflict>, DataError> {
         let put = TransactWriteItem::builder()
             .put(
                 Put::builder()
@@ -68,7 +69,7 @@ impl AccountRepo {
                     .set_item(Some(account.to_item()?))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
-                    .map_err(ApiError::internal)?,
+                    .map_err(DataError::failed)?,
             )
             .build();
         let result = self
@@ -88,7 +89,7 @@ impl AccountRepo {
     }
 
     /// The account with this id, deleted or not (strongly consistent).
-    pub async fn get(&self, id: Id) -> Result<Option<Account>, ApiError> {
+    pub async fn get(&self, id: Id) -> Result<Option<Account>, DataError> {
         let output = self
             .dynamodb
             .get_item()

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::AccountStatus;
 use crate::domain::{Id, MinorUnits, Timestamp};
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// What kind of contact or event an activity records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -51,7 +51,7 @@ pub struct Activity {
 
 impl Activity {
     /// The item: the activity's attributes plus `pk` (account id) and `sk` (activity id).
-    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, ApiError> {
+    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, DataError> {
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)?;
         item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
         item.insert("pk".into(), AttributeValue::S(self.account_id.to_string()));
@@ -59,7 +59,7 @@ impl Activity {
         Ok(item)
     }
 
-    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         Ok(serde_dynamo::from_item(item)?)
     }
 }

@@ -17,7 +17,8 @@ use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s, text};
 use crate::dynamo::retry::{backoff, failed_conditions, is_conflict, CONFLICT_RETRIES};
 use crate::dynamo::Item;
-use crate::error::{condition_held, ApiError};
+use crate::dynamo::{condition_held, DataError};
+use crate::error::ApiError;
 
 /// `BatchGetItem` rounds of unprocessed keys [`ActivityStore::live_accounts`] asks again
 /// before it answers `503`.
@@ -288,7 +289,7 @@ impl ActivityStore {
         kind: Option<ActivityType>,
         after: Option<String>,
         limit: usize,
-    ) -> Result<(Vec<Activity>, Option<String>), ApiError> {
+    ) -> Result<(Vec<Activity>, Option<String>), DataError> {
         crate::paging::NewestFirst {
             dynamodb: &self.dynamodb,
             table: &self.activities,

@@ -38,6 +38,7 @@ use super::token::{AccessClaims, TokenService, DEFAULT_AUDIENCE, DEFAULT_ISSUER}
 use super::users::{AuthState, UserRepo};
 use crate::config::{optional_from, required_from, ConfigError, Lookup, TableName};
 use crate::domain::Id;
+use crate::dynamo::DataError;
 use crate::error::ApiError;
 
 /// Token settings every authenticating function reads at cold start.
@@ -125,7 +126,7 @@ impl UserStateCache {
         user: Id,
         token_version: u64,
         role: Role,
-    ) -> Result<Option<AuthState>, ApiError> {
+    ) -> Result<Option<AuthState>, DataError> {
         let agrees = |state: &AuthState| {
             !state.disabled && state.token_version == token_version && state.role == role
         };

@@ -23,6 +23,7 @@ use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s};
 use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::DataError;
 use crate::error::ApiError;
 
 /// The partition of the sparse list index.
@@ -241,7 +242,7 @@ impl UserRepo {
     }
 
     /// One user by id (strongly consistent).
-    pub async fn get(&self, id: Id) -> Result<Option<UserItem>, ApiError> {
+    pub async fn get(&self, id: Id) -> Result<Option<UserItem>, DataError> {
         let output = self
             .dynamodb
             .get_item()
@@ -257,7 +258,7 @@ impl UserRepo {
     }
 
     /// The users of `ids` that exist (BatchGetItem, eventually consistent: for display).
-    pub async fn get_many(&self, ids: &[Id]) -> Result<Vec<UserItem>, ApiError> {
+    pub async fn get_many(&self, ids: &[Id]) -> Result<Vec<UserItem>, DataError> {
         let keys = ids
             .iter()
             .map(|id| HashMap::from([("pk".to_owned(), s(user_pk(*id)))]))
@@ -270,7 +271,7 @@ impl UserRepo {
     }
 
     /// One user by email (case-insensitive): the email item, then the user.
-    pub async fn find_by_email(&self, email: &str) -> Result<Option<UserItem>, ApiError> {
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<UserItem>, DataError> {
         let output = self
             .dynamodb
             .get_item()
@@ -292,7 +293,7 @@ impl UserRepo {
     }
 
     /// `disabled`, `token_version` and `role` only (the authenticator's cheap read).
-    pub async fn auth_state(&self, id: Id) -> Result<Option<AuthState>, ApiError> {
+    pub async fn auth_state(&self, id: Id) -> Result<Option<AuthState>, DataError> {
         let output = self
             .dynamodb
             .get_item()

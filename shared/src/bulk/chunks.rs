@@ -15,9 +15,10 @@ use crate::activities::Activity;
 use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::attributes::{n, s, text, StringKey};
+use crate::dynamo::condition_held;
 use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::DataError;
 use crate::dynamo::{read_page, Item};
-use crate::error::{condition_held, ApiError};
 
 /// Rounds of `BatchGetItem` for unprocessed keys before a chunk read gives up.
 const READ_ROUNDS: u32 = 9;
@@ -61,7 +62,7 @@ impl ChunkStore {
 
     /// Reads the job, the chunk's marker, each account and its failure marker in one
     /// `BatchGetItem` (strongly consistent; unprocessed keys asked again after a backoff).
-    pub async fn read(&self, job: Id, chunk: &str, ids: &[Id]) -> Result<ChunkRead, ApiError> {
+    pub async fn read(&self, job: Id, chunk: &str, ids: &[Id]) -> Result<ChunkRead, DataError> {
         let mut job_keys = vec![item_key(job, JOB_SK), item_key(job, chunk_sk(chunk))];
         job_keys.extend(ids.iter().map(|id| item_key(job, fail_sk(*id))));
         let account_keys = ids
@@ -99,7 +100,7 @@ impl ChunkStore {
     async fn batch_get(
         &self,
         requests: HashMap<String, Vec<Item>>,
-    ) -> Result<HashMap<String, Vec<Item>>, ApiError> {
+    ) -> Result<HashMap<String, Vec<Item>>, DataError> {
         let mut out: HashMap<String, Vec<Item>> = HashMap::new();
         let mut pending: HashMap<String, KeysAndAttributes> = HashMap::new();
         for (table, keys) in requests {
@@ -112,7 +113,7 @@ impl ChunkStore {
                     .set_keys(Some(keys))
                     .consistent_read(true)
                     .build()
-                    .map_err(ApiError::internal)?,
+                    .map_err(DataError::failed)?,
             );
         }
         let mut attempt = 0;
@@ -129,7 +130,7 @@ impl ChunkStore {
             pending = output.unprocessed_keys.unwrap_or_default();
             if !pending.is_empty() {
                 if attempt >= READ_ROUNDS {
-                    return Err(ApiError::unavailable("reads are throttled; retry"));
+                    return Err(DataError::unavailable("reads are throttled; retry"));
                 }
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
@@ -139,7 +140,7 @@ impl ChunkStore {
     }
 
     /// One account, strongly consistent (`None`: no such account).
-    pub async fn account(&self, id: Id) -> Result<Option<Account>, ApiError> {
+    pub async fn account(&self, id: Id) -> Result<Option<Account>, DataError> {
         self.dynamodb
             .get_item()
             .table_name(self.accounts.as_str())
@@ -161,7 +162,7 @@ impl ChunkStore {
         account: &Account,
         expected: u64,
         activities: &[Activity],
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         const CONDITION: &str = "#v = :expected AND attribute_not_exists(deleted_at)";
         let item = account.to_item()?;
         if activities.is_empty() {
@@ -184,7 +185,7 @@ impl ChunkStore {
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":expected", n(expected))
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::failed)?;
         let mut transaction = self
             .dynamodb
             .transact_write_items()
@@ -195,7 +196,7 @@ impl ChunkStore {
                 .set_item(Some(activity.to_item()?))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
-                .map_err(ApiError::internal)?;
+                .map_err(DataError::failed)?;
             transaction = transaction.transact_items(TransactWriteItem::builder().put(log).build());
         }
         match transaction.send().await {
@@ -215,11 +216,11 @@ impl ChunkStore {
         query: &FilterQuery,
         partition: u32,
         start: Option<StringKey>,
-    ) -> Result<(Vec<Id>, Option<StringKey>), ApiError> {
+    ) -> Result<(Vec<Id>, Option<StringKey>), DataError> {
         let pk_value = query
             .pk_values
             .get(partition as usize)
-            .ok_or_else(|| ApiError::internal("partition out of range"))?;
+            .ok_or_else(|| DataError::corrupt("partition out of range"))?;
         let mut request = self
             .dynamodb
             .query()

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Id;
 use crate::dynamo::retry::backoff;
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// Accounts per chunk message: a chunk's keys (accounts, failure markers, the job and the
 /// chunk marker) fit one `BatchGetItem` (100 keys).
@@ -82,13 +82,13 @@ impl JobQueue {
 
     /// Sends messages with `SendMessageBatch` (ten per call, calls concurrently); entries
     /// that fail on their own are sent again, with backoff.
-    pub async fn send(&self, messages: &[BulkMessage]) -> Result<(), ApiError> {
+    pub async fn send(&self, messages: &[BulkMessage]) -> Result<(), DataError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let bodies: Vec<String> = messages
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<_, _>>()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::corrupt)?;
         let batches: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
         let sends: Vec<_> = batches
             .into_iter()
@@ -101,7 +101,7 @@ impl JobQueue {
         Ok(())
     }
 
-    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), ApiError> {
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), DataError> {
         let mut pending: Vec<(usize, String)> = bodies.into_iter().enumerate().collect();
         for attempt in 0..6 {
             let entries = pending
@@ -111,7 +111,7 @@ impl JobQueue {
                         .id(i.to_string())
                         .message_body(body.clone())
                         .build()
-                        .map_err(ApiError::internal)
+                        .map_err(DataError::failed)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             match self
@@ -140,7 +140,7 @@ impl JobQueue {
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
-        Err(ApiError::unavailable(
+        Err(DataError::unavailable(
             "the bulk queue is not accepting messages; retry",
         ))
     }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::accounts::{AccountStatus, DpdBucket};
 use crate::auth::Scope;
 use crate::domain::{Id, MinorUnits, Timestamp};
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// The most ids one job takes.
 pub const MAX_IDS: usize = 100_000;
@@ -218,15 +218,15 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         Ok(serde_dynamo::from_item(item)?)
     }
 
-    pub fn spec(&self) -> Result<JobSpec, ApiError> {
-        serde_json::from_str(&self.spec).map_err(ApiError::internal)
+    pub fn spec(&self) -> Result<JobSpec, DataError> {
+        serde_json::from_str(&self.spec).map_err(DataError::corrupt)
     }
 
-    pub fn to_job(&self) -> Result<Job, ApiError> {
+    pub fn to_job(&self) -> Result<Job, DataError> {
         let spec = self.spec()?;
         Ok(Job {
             id: self.id,

@@ -15,9 +15,11 @@ use crate::auth::Scope;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{key_item, n, number, s, string_key, StringKey};
+use crate::dynamo::condition_held;
 use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::DataError;
 use crate::dynamo::{read_page, Item};
-use crate::error::{condition_held, ApiError};
+use crate::error::ApiError;
 
 /// How long a job and its markers are kept (TTL).
 pub const JOB_TTL_DAYS: i64 = 90;
@@ -50,7 +52,7 @@ impl JobStore {
     }
 
     /// Sends messages to the bulk queue (see [`JobQueue::send`]).
-    pub async fn send(&self, messages: &[BulkMessage]) -> Result<(), ApiError> {
+    pub async fn send(&self, messages: &[BulkMessage]) -> Result<(), DataError> {
         self.queue.send(messages).await
     }
 
@@ -63,8 +65,8 @@ impl JobStore {
         total: u64,
         partitions: u32,
         now: Timestamp,
-    ) -> Result<JobRecord, ApiError> {
-        let spec_json = serde_json::to_string(spec).map_err(ApiError::internal)?;
+    ) -> Result<JobRecord, DataError> {
+        let spec_json = serde_json::to_string(spec).map_err(DataError::failed)?;
         let source = if spec.filter.is_some() {
             "filter"
         } else {
@@ -137,7 +139,7 @@ impl JobStore {
     }
 
     /// One job (strongly consistent).
-    pub async fn get(&self, id: Id) -> Result<Option<JobRecord>, ApiError> {
+    pub async fn get(&self, id: Id) -> Result<Option<JobRecord>, DataError> {
         let output = self
             .dynamodb
             .get_item()
@@ -150,7 +152,7 @@ impl JobStore {
     }
 
     /// Marks a job running (once; later calls change nothing).
-    pub async fn mark_running(&self, id: Id) -> Result<(), ApiError> {
+    pub async fn mark_running(&self, id: Id) -> Result<(), DataError> {
         let result = self
             .dynamodb
             .update_item()
@@ -168,7 +170,7 @@ impl JobStore {
 
     /// Ends a job as `state` with `finished_at` now, unless it already ended. `true` if
     /// this call ended it.
-    pub async fn end(&self, id: Id, state: JobState) -> Result<bool, ApiError> {
+    pub async fn end(&self, id: Id, state: JobState) -> Result<bool, DataError> {
         let result = self
             .dynamodb
             .update_item()
@@ -190,7 +192,7 @@ impl JobStore {
 
     /// Sets the final state once every account is processed (and every filter
     /// partition planned). Safe to call any number of times, from any worker.
-    pub async fn try_finish(&self, id: Id) -> Result<Option<JobState>, ApiError> {
+    pub async fn try_finish(&self, id: Id) -> Result<Option<JobState>, DataError> {
         let Some(job) = self.get(id).await? else {
             return Ok(None);
         };
@@ -208,7 +210,7 @@ impl JobStore {
         job: Id,
         chunk: &str,
         counts: Counts,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let now = Timestamp::now();
         for attempt in 0..8 {
             let marker = Put::builder()
@@ -221,7 +223,7 @@ impl JobStore {
                 .item("expires_at", n(Self::expires_at(now)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
-                .map_err(ApiError::internal)?;
+                .map_err(DataError::failed)?;
             let add = Update::builder()
                 .table_name(self.table.as_str())
                 .set_key(Some(item_key(job, JOB_SK)))
@@ -236,7 +238,7 @@ impl JobStore {
                 .expression_attribute_values(":f", n(counts.failed))
                 .expression_attribute_values(":c", n(counts.cancelled))
                 .build()
-                .map_err(ApiError::internal)?;
+                .map_err(DataError::failed)?;
             let result = self
                 .dynamodb
                 .transact_write_items()
@@ -266,13 +268,13 @@ impl JobStore {
                 }
             }
         }
-        Err(ApiError::unavailable(
+        Err(DataError::unavailable(
             "the job is busy; the chunk will be retried",
         ))
     }
 
     /// Records a failure (the first reason recorded for an account stays).
-    pub async fn record_failure(&self, job: Id, failure: &Failure) -> Result<(), ApiError> {
+    pub async fn record_failure(&self, job: Id, failure: &Failure) -> Result<(), DataError> {
         let result = self
             .dynamodb
             .put_item()
@@ -296,7 +298,7 @@ impl JobStore {
         scope: &Scope,
         limit: i32,
         start: Option<StringKey>,
-    ) -> Result<(Vec<JobRecord>, Option<StringKey>), ApiError> {
+    ) -> Result<(Vec<JobRecord>, Option<StringKey>), DataError> {
         let (index, attribute, value) = match scope {
             Scope::Own(user) => (INDEX_BY_CREATOR, "creator_pk", creator_pk(*user)),
             _ => (INDEX_BY_CREATED, "list_pk", LIST_PK.to_owned()),
@@ -320,7 +322,7 @@ impl JobStore {
         job: Id,
         limit: i32,
         start: Option<StringKey>,
-    ) -> Result<(Vec<Failure>, Option<StringKey>), ApiError> {
+    ) -> Result<(Vec<Failure>, Option<StringKey>), DataError> {
         let request = self
             .dynamodb
             .query()
@@ -338,7 +340,7 @@ impl JobStore {
         job: Id,
         partition: u32,
         seq: u32,
-    ) -> Result<Option<FrozenPage>, ApiError> {
+    ) -> Result<Option<FrozenPage>, DataError> {
         self.dynamodb
             .get_item()
             .table_name(self.table.as_str())
@@ -359,7 +361,7 @@ impl JobStore {
         partition: u32,
         seq: u32,
         page: FrozenPage,
-    ) -> Result<FrozenPage, ApiError> {
+    ) -> Result<FrozenPage, DataError> {
         let mut item = item_key(job, page_sk(partition, seq));
         item.insert(
             "ids".to_owned(),
@@ -386,7 +388,7 @@ impl JobStore {
         // Another delivery froze this page first: use its page.
         self.frozen_page(job, partition, seq)
             .await?
-            .ok_or_else(|| ApiError::internal("frozen page vanished"))
+            .ok_or_else(|| DataError::corrupt("frozen page vanished"))
     }
 
     /// Counts frozen page `seq` of a filter partition once: adds its `count` ids to `total`
@@ -400,7 +402,7 @@ impl JobStore {
         seq: u32,
         count: usize,
         last: bool,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let update = self
             .dynamodb
             .update_item()
@@ -424,7 +426,7 @@ impl JobStore {
 
     /// The sequence number of the next page of a filter partition to be counted (0 when
     /// the job is gone).
-    pub async fn plan_position(&self, job: Id, partition: u32) -> Result<u32, ApiError> {
+    pub async fn plan_position(&self, job: Id, partition: u32) -> Result<u32, DataError> {
         let attribute = plan_attribute(partition);
         Ok(self
             .dynamodb
@@ -452,12 +454,12 @@ pub struct FrozenPage {
 }
 
 impl FrozenPage {
-    fn from_item(item: &Item) -> Result<Self, ApiError> {
+    fn from_item(item: &Item) -> Result<Self, DataError> {
         let ids = match item.get("ids") {
             Some(AttributeValue::L(list)) => list
                 .iter()
                 .filter_map(|v| v.as_s().ok())
-                .map(|v| v.parse::<Id>().map_err(ApiError::internal))
+                .map(|v| v.parse::<Id>().map_err(DataError::corrupt))
                 .collect::<Result<Vec<_>, _>>()?,
             _ => Vec::new(),
         };

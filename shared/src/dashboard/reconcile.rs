@@ -9,7 +9,7 @@ use super::store::{AggregateStore, Impossible};
 use super::tally::{contribution, AggregateKey, Tally, Tracked};
 use crate::config::{TableName, Tables};
 use crate::dynamo::for_each_page;
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// Parallel Scan segments per table.
 const SEGMENTS: i32 = 4;
@@ -58,7 +58,7 @@ async fn scan_segment(
     table: &TableName,
     tracked: Tracked,
     segment: i32,
-) -> Result<Tally, ApiError> {
+) -> Result<Tally, DataError> {
     let scan = dynamodb
         .scan()
         .table_name(table.as_str())
@@ -76,7 +76,7 @@ async fn scan_segment(
 }
 
 /// The aggregates as the tables say they should be.
-pub async fn recompute(dynamodb: &Client, tables: &Tables) -> Result<Tally, ApiError> {
+pub async fn recompute(dynamodb: &Client, tables: &Tables) -> Result<Tally, DataError> {
     let sources = [
         (&tables.accounts, Tracked::Accounts),
         (&tables.payments, Tracked::Payments),
@@ -125,7 +125,7 @@ pub async fn reconcile(
     dynamodb: &Client,
     tables: &Tables,
     store: &AggregateStore,
-) -> Result<Vec<Drift>, ApiError> {
+) -> Result<Vec<Drift>, DataError> {
     let (expected, (stored, impossible)) =
         futures::try_join!(recompute(dynamodb, tables), store.scan_checked())?;
     Ok(with_impossible(

@@ -22,7 +22,7 @@ use crate::config::TableName;
 use crate::dynamo::attributes::{s, text};
 use crate::dynamo::for_each_page;
 use crate::dynamo::retry::{backoff, cancellation_codes, is_conflict, CONFLICT_RETRIES};
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// How long an applied record's marker is kept.
 pub const MARKER_TTL_DAYS: i64 = 3;
@@ -159,7 +159,7 @@ impl AggregateStore {
     /// Applies every change exactly once (see the module documentation). Changes that move
     /// no counter write nothing. An error leaves each group either applied or not, so the
     /// caller may retry the whole batch.
-    pub async fn apply(&self, changes: &[Change]) -> Result<Applied, ApiError> {
+    pub async fn apply(&self, changes: &[Change]) -> Result<Applied, DataError> {
         let mut applied = Applied::default();
         // A record delivered twice in one call is applied once (one transaction cannot
         // write the same marker twice).
@@ -201,7 +201,7 @@ impl AggregateStore {
         &self,
         mut group: Vec<&(&str, Tally)>,
         applied: &mut Applied,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DataError> {
         let expires_at =
             time::OffsetDateTime::now_utc().unix_timestamp() + MARKER_TTL_DAYS * 86_400;
         let mut conflicts = 0;
@@ -225,7 +225,7 @@ impl AggregateStore {
                     .set_item(Some(marker))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
-                    .map_err(ApiError::internal)?;
+                    .map_err(DataError::failed)?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
             for (key, counters) in sum.items() {
@@ -245,7 +245,7 @@ impl AggregateStore {
                 let update = update
                     .update_expression(format!("ADD {}", clauses.join(", ")))
                     .build()
-                    .map_err(ApiError::internal)?;
+                    .map_err(DataError::failed)?;
                 items.push(TransactWriteItem::builder().update(update).build());
             }
             if sum.is_empty() {
@@ -293,7 +293,7 @@ impl AggregateStore {
     pub async fn get(
         &self,
         keys: &[AggregateKey],
-    ) -> Result<BTreeMap<AggregateKey, Counters>, ApiError> {
+    ) -> Result<BTreeMap<AggregateKey, Counters>, DataError> {
         let items = crate::dynamo::batch_get_all(
             &self.dynamodb,
             self.table.as_str(),
@@ -304,7 +304,7 @@ impl AggregateStore {
     }
 
     /// Every scope's counters of one period (a Query on its partition).
-    pub async fn period(&self, period: Period) -> Result<BTreeMap<Scope, Counters>, ApiError> {
+    pub async fn period(&self, period: Period) -> Result<BTreeMap<Scope, Counters>, DataError> {
         let query = self
             .dynamodb
             .query()
@@ -326,13 +326,13 @@ impl AggregateStore {
 
     /// Every aggregate item (markers left out): what the reconciliation compares. A Scan,
     /// for the offline command only.
-    pub async fn scan(&self) -> Result<Tally, ApiError> {
+    pub async fn scan(&self) -> Result<Tally, DataError> {
         Ok(self.scan_checked().await?.0)
     }
 
     /// [`AggregateStore::scan`] and every stored counter that is no `i64` (read saturated
     /// into the tally).
-    pub async fn scan_checked(&self) -> Result<(Tally, Vec<Impossible>), ApiError> {
+    pub async fn scan_checked(&self) -> Result<(Tally, Vec<Impossible>), DataError> {
         let scan = self.dynamodb.scan().table_name(self.table.as_str());
         let mut tally = Tally::default();
         let mut impossible = Vec::new();

@@ -4,8 +4,11 @@
 //! and the call recorder ([`recorder`]) that every call goes through.
 
 pub mod attributes;
+mod error;
 pub mod recorder;
 pub mod retry;
+
+pub use error::{condition_held, DataError};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,8 +16,6 @@ use std::future::Future;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-
-use crate::error::ApiError;
 
 /// An item, or a key, as DynamoDB sends it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -26,18 +27,18 @@ pub trait Paged: Clone + Send {
     fn page(
         self,
         start: Option<Item>,
-    ) -> impl Future<Output = Result<(Vec<Item>, Option<Item>), ApiError>> + Send;
+    ) -> impl Future<Output = Result<(Vec<Item>, Option<Item>), DataError>> + Send;
 }
 
 impl Paged for QueryFluentBuilder {
-    async fn page(self, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+    async fn page(self, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), DataError> {
         let out = self.set_exclusive_start_key(start).send().await?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 }
 
 impl Paged for ScanFluentBuilder {
-    async fn page(self, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+    async fn page(self, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), DataError> {
         let out = self.set_exclusive_start_key(start).send().await?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
@@ -47,8 +48,8 @@ impl Paged for ScanFluentBuilder {
 /// it answers `false` or the last page has been read.
 pub async fn for_each_page<R: Paged>(
     request: R,
-    mut page: impl FnMut(Vec<Item>) -> Result<bool, ApiError>,
-) -> Result<(), ApiError> {
+    mut page: impl FnMut(Vec<Item>) -> Result<bool, DataError>,
+) -> Result<(), DataError> {
     let mut start = None;
     loop {
         let (items, next) = request.clone().page(start).await?;
@@ -65,8 +66,8 @@ pub async fn for_each_page<R: Paged>(
 /// Every item `request` finds, all pages, each made a `T` by `parse`.
 pub async fn read_all<R: Paged, T>(
     request: R,
-    mut parse: impl FnMut(Item) -> Result<T, ApiError>,
-) -> Result<Vec<T>, ApiError> {
+    mut parse: impl FnMut(Item) -> Result<T, DataError>,
+) -> Result<Vec<T>, DataError> {
     let mut out = Vec::new();
     for_each_page(request, |items| {
         for item in items {
@@ -84,8 +85,8 @@ pub async fn read_all<R: Paged, T>(
 pub async fn read_page<R: Paged, T>(
     request: R,
     start: Option<attributes::StringKey>,
-    parse: impl FnMut(Item) -> Result<T, ApiError>,
-) -> Result<(Vec<T>, Option<attributes::StringKey>), ApiError> {
+    parse: impl FnMut(Item) -> Result<T, DataError>,
+) -> Result<(Vec<T>, Option<attributes::StringKey>), DataError> {
     let (items, next) = request.page(start.map(attributes::key_item)).await?;
     let parsed = items.into_iter().map(parse).collect::<Result<_, _>>()?;
     Ok((parsed, next.as_ref().map(attributes::string_key)))
@@ -100,7 +101,7 @@ pub const SCAN_SEGMENTS: i32 = 4;
 pub async fn scan_strings(
     request: ScanFluentBuilder,
     attribute: &str,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, DataError> {
     let request = request
         .total_segments(SCAN_SEGMENTS)
         .projection_expression("#a")
@@ -118,7 +119,7 @@ pub async fn scan_strings(
                 Ok(true)
             })
             .await?;
-            Ok::<_, ApiError>(out)
+            Ok::<_, DataError>(out)
         }
     }))
     .await;
@@ -135,14 +136,14 @@ pub async fn batch_get_all(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
     keys: Vec<Item>,
-) -> Result<Vec<Item>, ApiError> {
+) -> Result<Vec<Item>, DataError> {
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let mut request = Some(
             KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
                 .build()
-                .map_err(ApiError::internal)?,
+                .map_err(DataError::failed)?,
         );
         let mut attempt = 0;
         while let Some(keys) = request.take() {

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::Scope;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{number, text};
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// The largest file an import takes (declared at `POST /imports`, signed into the upload
 /// URL): 256 MiB is well over a million rows of a placement file.
@@ -320,17 +320,17 @@ pub struct Import {
 
 impl Import {
     /// The import from its item.
-    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+    pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         let required = |name: &str| {
             text(&item, name)
-                .ok_or_else(|| ApiError::internal(format!("import item without {name}")))
+                .ok_or_else(|| DataError::corrupt(format!("import item without {name}")))
         };
         let count = |name: &str| number(&item, name).unwrap_or(0).max(0) as u64;
         let column_mapping = serde_json::from_str(text(&item, "column_mapping").unwrap_or("{}"))
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::corrupt)?;
         Ok(Self {
-            id: required("id")?.parse().map_err(ApiError::internal)?,
-            state: required("state")?.parse().map_err(ApiError::internal)?,
+            id: required("id")?.parse().map_err(DataError::corrupt)?,
+            state: required("state")?.parse().map_err(DataError::corrupt)?,
             size: count("size"),
             file_name: text(&item, "file_name").unwrap_or_default().to_owned(),
             column_mapping,
@@ -344,14 +344,14 @@ impl Import {
             error: text(&item, "error").map(str::to_owned),
             created_by: required("created_by")?
                 .parse()
-                .map_err(ApiError::internal)?,
+                .map_err(DataError::corrupt)?,
             created_at: required("created_at")?
                 .parse()
-                .map_err(ApiError::internal)?,
+                .map_err(DataError::corrupt)?,
             finished_at: text(&item, "finished_at")
                 .map(str::parse)
                 .transpose()
-                .map_err(ApiError::internal)?,
+                .map_err(DataError::corrupt)?,
         })
     }
 }

@@ -14,9 +14,11 @@ use crate::auth::Scope;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s, text, StringKey};
+use crate::dynamo::condition_held;
 use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::DataError;
 use crate::dynamo::{for_each_page, read_page, Item};
-use crate::error::{condition_held, ApiError};
+use crate::error::ApiError;
 
 /// How long an import and its row items are kept (TTL).
 pub const IMPORT_TTL_DAYS: i64 = 90;
@@ -47,8 +49,8 @@ impl ImportStore {
     }
 
     /// Writes a new import (`awaiting_upload`).
-    pub async fn create(&self, import: &Import) -> Result<(), ApiError> {
-        let mapping = serde_json::to_string(&import.column_mapping).map_err(ApiError::internal)?;
+    pub async fn create(&self, import: &Import) -> Result<(), DataError> {
+        let mapping = serde_json::to_string(&import.column_mapping).map_err(DataError::failed)?;
         let item: Item = [
             ("pk", s(import.id.to_string())),
             ("sk", s(IMPORT_SK)),
@@ -82,7 +84,7 @@ impl ImportStore {
     }
 
     /// One import (strongly consistent).
-    pub async fn get(&self, id: Id) -> Result<Option<Import>, ApiError> {
+    pub async fn get(&self, id: Id) -> Result<Option<Import>, DataError> {
         let output = self
             .dynamodb
             .get_item()
@@ -105,7 +107,7 @@ impl ImportStore {
 
     /// Moves an import to `running` with its row count, from `awaiting_upload` or from
     /// `running` (a redelivered notification resumes). `false` when it already ended.
-    pub async fn start(&self, id: Id, total_rows: u64) -> Result<bool, ApiError> {
+    pub async fn start(&self, id: Id, total_rows: u64) -> Result<bool, DataError> {
         let result = self
             .dynamodb
             .update_item()
@@ -129,7 +131,7 @@ impl ImportStore {
         id: Id,
         state: ImportState,
         error: Option<&str>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DataError> {
         let mut request = self
             .dynamodb
             .update_item()
@@ -152,7 +154,7 @@ impl ImportStore {
     }
 
     /// The chunks of an import already counted.
-    pub async fn counted_chunks(&self, id: Id) -> Result<HashSet<String>, ApiError> {
+    pub async fn counted_chunks(&self, id: Id) -> Result<HashSet<String>, DataError> {
         let request = self
             .dynamodb
             .query()
@@ -182,7 +184,7 @@ impl ImportStore {
 
     /// Records the rows of a chunk that were not created (each row's item is its line's:
     /// writing it again on a redelivery changes nothing).
-    pub async fn record_rows(&self, id: Id, rows: &[RowError]) -> Result<(), ApiError> {
+    pub async fn record_rows(&self, id: Id, rows: &[RowError]) -> Result<(), DataError> {
         let expires_at = Self::expires_at(Timestamp::now());
         for batch in rows.chunks(BATCH_WRITE) {
             let mut requests = batch
@@ -194,10 +196,10 @@ impl ImportStore {
                     let put = PutRequest::builder()
                         .set_item(Some(item))
                         .build()
-                        .map_err(ApiError::internal)?;
+                        .map_err(DataError::failed)?;
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+                .collect::<Result<Vec<_>, DataError>>()?;
             for attempt in 0.. {
                 let output = self
                     .dynamodb
@@ -213,7 +215,7 @@ impl ImportStore {
                     break;
                 }
                 if attempt + 1 == BATCH_ATTEMPTS {
-                    return Err(ApiError::unavailable(
+                    return Err(DataError::unavailable(
                         "the import's row outcomes could not be written",
                     ));
                 }
@@ -226,7 +228,7 @@ impl ImportStore {
     /// Counts chunk `chunk` of import `id`: one transaction puts its marker (condition: not
     /// there yet) and adds its counts to the import. `false` when it was counted before (a
     /// redelivery): nothing is added twice.
-    pub async fn count_chunk(&self, id: Id, chunk: u64, counts: Counts) -> Result<bool, ApiError> {
+    pub async fn count_chunk(&self, id: Id, chunk: u64, counts: Counts) -> Result<bool, DataError> {
         let marker = Put::builder()
             .table_name(self.table.as_str())
             .set_item(Some({
@@ -236,7 +238,7 @@ impl ImportStore {
             }))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::failed)?;
         let add = Update::builder()
             .table_name(self.table.as_str())
             .set_key(Some(item_key(id, IMPORT_SK)))
@@ -248,7 +250,7 @@ impl ImportStore {
             .expression_attribute_values(":duplicates", n(counts.duplicates))
             .expression_attribute_values(":failed", n(counts.failed))
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::failed)?;
         let result = self
             .dynamodb
             .transact_write_items()
@@ -275,7 +277,7 @@ impl ImportStore {
         id: Id,
         limit: i32,
         start: Option<StringKey>,
-    ) -> Result<(Vec<RowError>, Option<StringKey>), ApiError> {
+    ) -> Result<(Vec<RowError>, Option<StringKey>), DataError> {
         read_page(self.rows_query(id).limit(limit), start, |item| {
             Ok(serde_dynamo::from_item(item)?)
         })
@@ -283,19 +285,25 @@ impl ImportStore {
     }
 
     /// Every row of an import that was not created, in line order, handed to `row` page by
-    /// page (the CSV download streams them out without a cursor).
-    pub async fn each_row(
+    /// page (the CSV download streams them out without a cursor). The first error of `row`
+    /// stops the reading and is answered.
+    pub async fn each_row<E: From<DataError>>(
         &self,
         id: Id,
-        mut row: impl FnMut(RowError) -> Result<(), ApiError>,
-    ) -> Result<(), ApiError> {
+        mut row: impl FnMut(RowError) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut refused = None;
         for_each_page(self.rows_query(id), |items| {
             for item in items {
-                row(serde_dynamo::from_item(item)?)?;
+                if let Err(err) = row(serde_dynamo::from_item(item)?) {
+                    refused = Some(err);
+                    return Ok(false);
+                }
             }
             Ok(true)
         })
-        .await
+        .await?;
+        refused.map_or(Ok(()), Err)
     }
 
     fn rows_query(
@@ -313,7 +321,7 @@ impl ImportStore {
     /// The id of the account that holds `reference` (its claim `REF#<reference>` in the
     /// Accounts table), if any: tells a row this import already created (a redelivery) from
     /// a duplicate.
-    pub async fn reference_owner(&self, reference: &str) -> Result<Option<Id>, ApiError> {
+    pub async fn reference_owner(&self, reference: &str) -> Result<Option<Id>, DataError> {
         let output = self
             .dynamodb
             .get_item()

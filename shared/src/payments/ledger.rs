@@ -17,7 +17,8 @@ use crate::dynamo::attributes::{n, s};
 use crate::dynamo::retry::{
     backoff, cancellation_codes, is_conflict, CONDITION_FAILED, CONFLICT_RETRIES,
 };
-use crate::error::{condition_held, ApiError};
+use crate::dynamo::{condition_held, DataError};
+use crate::error::ApiError;
 
 /// A transaction ready to send, the account status move it makes, and whether `balance_sk`
 /// needs a refresh after it.
@@ -81,12 +82,12 @@ impl Ledger {
     }
 
     /// The account (deleted or not), strongly consistent.
-    pub async fn account(&self, id: Id) -> Result<Option<Account>, ApiError> {
+    pub async fn account(&self, id: Id) -> Result<Option<Account>, DataError> {
         self.accounts.get(id).await
     }
 
     /// One payment, strongly consistent.
-    pub async fn payment(&self, account: Id, payment: Id) -> Result<Option<Payment>, ApiError> {
+    pub async fn payment(&self, account: Id, payment: Id) -> Result<Option<Payment>, DataError> {
         let output = self
             .dynamodb
             .get_item()
@@ -353,7 +354,7 @@ impl Ledger {
                 .expression_attribute_values(":v", n(stored.version))
                 .send()
                 .await;
-            condition_held(outcome).map(drop)
+            Ok(condition_held(outcome).map(drop)?)
         }
         .await;
         if let Err(err) = result {
@@ -369,7 +370,7 @@ impl Ledger {
         status: Option<PaymentStatus>,
         after: Option<String>,
         limit: usize,
-    ) -> Result<(Vec<Payment>, Option<String>), ApiError> {
+    ) -> Result<(Vec<Payment>, Option<String>), DataError> {
         let status = status.map(|status| status.as_str());
         crate::paging::NewestFirst {
             dynamodb: &self.dynamodb,

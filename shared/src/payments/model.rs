@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::keys::payment_key;
 use crate::activities::{Activity, ActivityType};
 use crate::domain::{Currency, Id, MinorUnits, Timestamp};
-use crate::error::ApiError;
+use crate::dynamo::DataError;
 
 /// The payment item attribute naming the agent the account was assigned to when the payment
 /// was recorded (see `dashboard::tally`).
@@ -123,14 +123,14 @@ pub struct Payment {
 }
 
 impl Payment {
-    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, ApiError> {
+    pub fn to_item(&self) -> Result<HashMap<String, AttributeValue>, DataError> {
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)?;
         item.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
         item.extend(payment_key(self.account_id, self.id));
         Ok(item)
     }
 
-    pub fn from_item(mut item: HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
+    pub fn from_item(mut item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         item.remove("pk");
         item.remove("sk");
         item.remove(AGENT_ATTRIBUTE);
