@@ -77,12 +77,14 @@ pub enum Topic {
     Account(Id),
     /// Progress of one bulk job.
     Job(Id),
+    /// Progress of one placement import.
+    Import(Id),
 }
 
 /// A topic that is not one of the design's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown topic {0:?}: expected payments, activities, dashboard, account:{{id}} or job:{{id}}"
+    "unknown topic {0:?}: expected payments, activities, dashboard, account:{{id}}, job:{{id}} or import:{{id}}"
 )]
 pub struct UnknownTopic(pub String);
 
@@ -98,6 +100,7 @@ impl FromStr for Topic {
             _ => match s.split_once(':') {
                 Some(("account", id)) => id.parse().map(Topic::Account).map_err(|_| unknown()),
                 Some(("job", id)) => id.parse().map(Topic::Job).map_err(|_| unknown()),
+                Some(("import", id)) => id.parse().map(Topic::Import).map_err(|_| unknown()),
                 _ => Err(unknown()),
             },
         }
@@ -112,6 +115,7 @@ impl fmt::Display for Topic {
             Topic::Dashboard => f.write_str("dashboard"),
             Topic::Account(id) => write!(f, "account:{id}"),
             Topic::Job(id) => write!(f, "job:{id}"),
+            Topic::Import(id) => write!(f, "import:{id}"),
         }
     }
 }
@@ -131,13 +135,19 @@ impl<'de> Deserialize<'de> for Topic {
 
 /// The part of topic RBAC that depends on the role alone, shared by `subscribe` (ws) and
 /// the notifier's re-check before each push: a role that may not subscribe (`pending`)
-/// follows nothing, and `job:{id}` is for those who manage bulk jobs (admin, manager). What
-/// depends on the data (an agent's own accounts, a manager's own jobs) is checked on top:
-/// at subscribe, and for accounts again per message by the notifier.
+/// follows nothing, `job:{id}` is for those who manage bulk jobs and `import:{id}` for those
+/// who manage imports (admin, manager). What depends on the data (an agent's own accounts, a
+/// manager's own jobs and imports) is checked on top: at subscribe, and for accounts again
+/// per message by the notifier.
 pub fn role_may_follow(caller: &Caller, topic: &Topic) -> Result<(), ApiError> {
     authorize(caller, Action::Subscribe)?;
-    if let Topic::Job(_) = topic {
-        authorize(caller, Action::ManageBulkJobs).map_err(|_| {
+    let managed = match topic {
+        Topic::Job(_) => Some(Action::ManageBulkJobs),
+        Topic::Import(_) => Some(Action::ManageImports),
+        _ => None,
+    };
+    if let Some(action) = managed {
+        authorize(caller, action).map_err(|_| {
             ApiError::forbidden(format!("the {} role may not follow {topic}", caller.role))
         })?;
     }
@@ -516,12 +526,18 @@ mod tests {
                 .to_string(),
             format!("job:{id}")
         );
+        assert_eq!(
+            format!("import:{id}").parse::<Topic>().unwrap(),
+            Topic::Import(id)
+        );
         for bad in [
             "",
             "payment",
             "account:",
             "account:nope",
             "job:1",
+            "import:",
+            "import:1",
             "user:x",
             "Payments",
         ] {
@@ -536,13 +552,17 @@ mod tests {
             role,
         };
         let job = Topic::Job(Id::generate());
+        let import = Topic::Import(Id::generate());
         let account = Topic::Account(Id::generate());
         for role in [Role::Admin, Role::Manager] {
             assert!(role_may_follow(&caller(role), &job).is_ok(), "{role}");
+            assert!(role_may_follow(&caller(role), &import).is_ok(), "{role}");
         }
         for role in [Role::Agent, Role::Viewer, Role::Pending] {
-            let err = role_may_follow(&caller(role), &job).unwrap_err();
-            assert_eq!(err.status, http::StatusCode::FORBIDDEN, "{role}");
+            for topic in [&job, &import] {
+                let err = role_may_follow(&caller(role), topic).unwrap_err();
+                assert_eq!(err.status, http::StatusCode::FORBIDDEN, "{role} {topic}");
+            }
         }
         for role in [Role::Admin, Role::Manager, Role::Agent, Role::Viewer] {
             for topic in [&Topic::Payments, &Topic::Dashboard, &account] {

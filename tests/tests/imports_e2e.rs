@@ -8,8 +8,10 @@
 use std::time::{Duration, Instant};
 
 use e2e::{account_body, Stack, StackOptions};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 const HEADER: &str = "Acct No,debtor_name,debtor_email,debtor_phone,debtor_timezone,currency,original_balance,due_date,tags";
 
@@ -225,6 +227,66 @@ async fn a_placement_file_creates_each_account_once_and_reports_every_other_row(
         .send("GET", &format!("/imports/{own}"), Some(&manager), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `import:{id}` over the WebSocket: the follower gets `import.progress` messages (the body
+/// of `GET /imports/{id}`) whose counts never go backwards, the last one the final state.
+#[tokio::test]
+async fn an_import_follower_gets_progress_ending_in_the_final_state() {
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
+    let run = format!("WSI{}", ulid::Ulid::new());
+    let file = [
+        HEADER.to_owned(),
+        row(&format!("{run}-1")),
+        row(&format!("{run}-2")),
+    ]
+    .join("\n")
+    .into_bytes();
+    let (id, url) = create(&stack, stack.admin(), file.len()).await;
+    let (_sink, mut stream) = stack
+        .subscribe(stack.admin(), &[&format!("import:{id}")])
+        .await
+        .expect("the upgrade is accepted");
+    put(&stack, &url, &file).await;
+
+    let mut progress = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, stream.next())
+            .await
+            .expect("no final import.progress in 60 s")
+            .expect("the socket stays open")
+            .expect("a frame");
+        let Message::Text(text) = frame else { continue };
+        let message: Value = serde_json::from_str(text.as_str()).unwrap();
+        match message["type"].as_str() {
+            Some("subscribed") => continue,
+            Some("import.progress") => {
+                assert_eq!(message["data"]["id"], id.as_str(), "{message}");
+                let done = !matches!(
+                    message["data"]["state"].as_str(),
+                    Some("awaiting_upload" | "running")
+                );
+                progress.push(message);
+                if done {
+                    break;
+                }
+            }
+            _ => panic!("unexpected message: {message}"),
+        }
+    }
+    let last = progress.last().unwrap();
+    assert_eq!(last["data"]["state"], "completed", "{last}");
+    assert_eq!(last["data"]["rows_read"], 2, "{last}");
+    assert_eq!(last["data"]["created"], 2, "{last}");
+    let read: Vec<u64> = progress
+        .iter()
+        .map(|m| m["data"]["rows_read"].as_u64().unwrap())
+        .collect();
+    assert!(read.windows(2).all(|w| w[0] <= w[1]), "{read:?}");
+    // What the follower saw last is what the API answers.
+    assert_eq!(ended(&stack, &id).await, last["data"]);
 }
 
 #[tokio::test]

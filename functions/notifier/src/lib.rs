@@ -8,7 +8,8 @@
 //!    apply is idempotent, and no client hears of a change the dashboard does not show.
 //! 2. **Messages** (`{"type", "id", "data"}`, see [`plan`]): `payment.recorded`,
 //!    `payment.status_changed`, `activity.logged` to `payments` / `activities` and
-//!    `account:{id}`; `job.progress` to `job:{id}`; one `dashboard.changed` to `dashboard`
+//!    `account:{id}`; `job.progress` to `job:{id}`; `import.progress` to `import:{id}`; one
+//!    `dashboard.changed` to `dashboard`
 //!    when counters moved. `id` is the stream record's `eventID`, so a client drops the
 //!    repeats that at-least-once delivery brings.
 //! 3. **Recipients**: each topic's subscribers are Queried once per batch; a connection
@@ -28,15 +29,16 @@
 //!    attempts with backoff), then the record is reported as the first failure and later
 //!    records are not started, so Lambda resumes at that record.
 //!
-//! # Coalescing (`job.progress`, `dashboard.changed`)
+//! # Coalescing (`job.progress`, `import.progress`, `dashboard.changed`)
 //!
 //! A bulk job of 10,000 accounts moves its job item hundreds of times, and every payment
 //! moves the dashboard: clients need the latest state a few times per second, not every
-//! step. Within a batch only the latest image of each job is sent and at most one
+//! step (an import moves its item once per chunk of rows). Within a batch only the latest
+//! image of each job and import is sent and at most one
 //! `dashboard.changed`. Across batches each instance remembers when it last sent on each
 //! such topic; a message due sooner than [`MIN_INTERVAL`] after the previous one waits out
 //! the remainder (at most [`MIN_INTERVAL`]) and is then sent. Waiting instead of dropping
-//! means the last state always arrives; a job's final state never waits. (Instances do not
+//! means the last state always arrives; a job's or import's final state never waits. (Instances do not
 //! share this memory; with the streams' one-instance-per-shard ordering that is rarely more
 //! than one instance per table.)
 //!

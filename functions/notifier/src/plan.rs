@@ -13,6 +13,8 @@ use shared::config::TableName;
 use shared::dashboard::{Change, Item, Scope, Tracked};
 use shared::domain::Id;
 use shared::dynamo::attributes::text;
+use shared::imports::keys::IMPORT_SK;
+use shared::imports::Import;
 use shared::payments::Payment;
 use shared::realtime::{Subscription, Topic};
 
@@ -235,53 +237,68 @@ fn activity_message(index: usize, record: &Record) -> Option<Outgoing> {
     })
 }
 
-fn job_message(index: usize, record: &Record) -> Option<(Id, Outgoing)> {
+/// A progress message of the Jobs table's record: a bulk job's (`job.progress`, the body of
+/// `GET /bulk/jobs/{id}`) or an import's (`import.progress`, the body of `GET /imports/{id}`);
+/// `None` for the table's other items (chunks, failures, frozen pages, row errors).
+fn progress_message(index: usize, record: &Record) -> Option<Outgoing> {
     if !(record.is("INSERT") || record.is("MODIFY")) {
         return None;
     }
     let new = record.new.as_ref()?;
-    if text(new, "sk") != Some(JOB_SK) {
-        return None;
-    }
-    let job = parse(record, new, JobRecord::from_item)?;
-    let data = match job.to_job() {
-        Ok(job) => to_json(&job)?,
-        Err(_) => return None,
+    let (kind, topic, data, final_state) = match text(new, "sk")? {
+        JOB_SK => {
+            let job = parse(record, new, JobRecord::from_item)?;
+            let data = to_json(&job.to_job().ok()?)?;
+            (
+                "job.progress",
+                Topic::Job(job.id),
+                data,
+                job.state.is_final(),
+            )
+        }
+        IMPORT_SK => {
+            let import = parse(record, new, Import::from_item)?;
+            let data = to_json(&import)?;
+            let final_state = import.state.is_final();
+            (
+                "import.progress",
+                Topic::Import(import.id),
+                data,
+                final_state,
+            )
+        }
+        _ => return None,
     };
-    let topic = Topic::Job(job.id);
-    Some((
-        job.id,
-        Outgoing {
-            record: index,
-            kind: "job.progress",
-            id: record.event_id.clone(),
-            data,
-            topics: vec![topic.clone()],
-            audience: Audience::Everyone,
-            pace: Some(Pace {
-                topic,
-                urgent: job.state.is_final(),
-            }),
-        },
-    ))
+    Some(Outgoing {
+        record: index,
+        kind,
+        id: record.event_id.clone(),
+        data,
+        topics: vec![topic.clone()],
+        audience: Audience::Everyone,
+        pace: Some(Pace {
+            topic,
+            urgent: final_state,
+        }),
+    })
 }
 
 /// The messages of a batch, in record order: one per payment or activity event, the latest
-/// image of each job (earlier ones in the batch are superseded), and one `dashboard.changed`
-/// when `scopes` (the aggregates' scopes that moved) is not empty.
+/// image of each job and import (earlier ones in the batch are superseded), and one
+/// `dashboard.changed` when `scopes` (the aggregates' scopes that moved) is not empty.
 pub fn plan(records: &[Record], scopes: &BTreeSet<Scope>) -> Vec<Outgoing> {
     let mut messages: Vec<Outgoing> = Vec::new();
-    let mut jobs: HashMap<Id, usize> = HashMap::new();
+    let mut progress: HashMap<Topic, usize> = HashMap::new();
     for (index, record) in records.iter().enumerate() {
         match record.source {
             Some(Source::Payments) => messages.extend(payment_message(index, record)),
             Some(Source::Activities) => messages.extend(activity_message(index, record)),
             Some(Source::Jobs) => {
-                if let Some((job, message)) = job_message(index, record) {
-                    match jobs.get(&job) {
+                if let Some(message) = progress_message(index, record) {
+                    match progress.get(&message.topics[0]) {
                         Some(&at) => messages[at] = message,
                         None => {
-                            jobs.insert(job, messages.len());
+                            progress.insert(message.topics[0].clone(), messages.len());
                             messages.push(message);
                         }
                     }
@@ -366,7 +383,7 @@ impl Outgoing {
 mod tests {
     use super::*;
     use aws_sdk_dynamodb::types::AttributeValue;
-    use shared::dynamo::attributes::s;
+    use shared::dynamo::attributes::{n, s};
     use shared::payments::AGENT_ATTRIBUTE;
 
     fn tables() -> StreamTables {
@@ -594,6 +611,77 @@ mod tests {
         );
         assert_eq!(messages[1].data["processed"], 3);
         assert!(!messages[1].pace.as_ref().unwrap().urgent);
+    }
+
+    fn import_item(id: Id, state: &str, rows_read: u64) -> Item {
+        [
+            ("pk", s(id.to_string())),
+            ("sk", s(IMPORT_SK)),
+            ("id", s(id.to_string())),
+            ("state", s(state)),
+            ("size", n(100)),
+            ("file_name", s("placements.csv")),
+            ("rows_read", n(rows_read)),
+            ("created", n(rows_read)),
+            ("created_by", s(Id::generate().to_string())),
+            ("created_at", s("2026-12-01T10:00:00Z")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    #[test]
+    fn an_import_reports_its_latest_progress_and_its_row_errors_report_nothing() {
+        let (import, job) = (Id::generate(), Id::generate());
+        let mut row_error = import_item(import, "running", 0);
+        row_error.insert("sk".into(), s("ROW#000000000002"));
+        let records = [
+            record(
+                Source::Jobs,
+                "MODIFY",
+                None,
+                Some(import_item(import, "running", 500)),
+            ),
+            record(Source::Jobs, "INSERT", None, Some(row_error)),
+            record(
+                Source::Jobs,
+                "MODIFY",
+                None,
+                Some(job_item(job, "running", 1)),
+            ),
+            record(
+                Source::Jobs,
+                "MODIFY",
+                None,
+                Some(import_item(import, "running", 1000)),
+            ),
+        ];
+        let messages = plan(&records, &BTreeSet::new());
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        let progress = &messages[0];
+        assert_eq!(progress.kind, "import.progress");
+        assert_eq!(progress.topics, vec![Topic::Import(import)]);
+        assert_eq!(progress.record, 3);
+        assert_eq!(progress.data["rows_read"], 1000);
+        assert_eq!(progress.data["state"], "running");
+        assert_eq!(
+            progress.pace,
+            Some(Pace {
+                topic: Topic::Import(import),
+                urgent: false
+            })
+        );
+        assert_eq!(messages[1].topics, vec![Topic::Job(job)]);
+
+        let done = [record(
+            Source::Jobs,
+            "MODIFY",
+            None,
+            Some(import_item(import, "completed", 1000)),
+        )];
+        let messages = plan(&done, &BTreeSet::new());
+        assert!(messages[0].pace.as_ref().unwrap().urgent);
     }
 
     #[test]

@@ -9,11 +9,12 @@
 //!   the notifier drops the connection when the user's current state no longer matches
 //!   (`shared::realtime`).
 //! - `subscribe` / `unsubscribe` (`{"action":"subscribe","topics":[...]}`): topics
-//!   `payments`, `activities`, `dashboard`, `account:{id}`, `job:{id}`. An agent may follow
-//!   only `account:{id}` of accounts assigned to it; `job:{id}` is for admins and, of its own
-//!   jobs only, a manager: the same rule as `GET /bulk/jobs/{id}`
-//!   (`shared::bulk::JobStore::visible`), and the same answer for a job it may not see as
-//!   for no job (`not_found`). Each subscription is written twice (by topic, by connection)
+//!   `payments`, `activities`, `dashboard`, `account:{id}`, `job:{id}`, `import:{id}`. An
+//!   agent may follow only `account:{id}` of accounts assigned to it; `job:{id}` and
+//!   `import:{id}` are for admins and, of its own jobs and imports only, a manager: the same
+//!   rule as `GET /bulk/jobs/{id}` and `GET /imports/{id}` (`shared::bulk::JobStore::visible`,
+//!   `shared::imports::ImportStore::visible`), and the same answer for one it may not see as
+//!   for none (`not_found`). Each subscription is written twice (by topic, by connection)
 //!   in one transaction, with the user, role and token version so the notifier can filter
 //!   per agent and re-check the user.
 //! - `$disconnect`: the connection and both items of each of its subscriptions go.
@@ -34,6 +35,7 @@ use shared::accounts::AccountRepo;
 use shared::auth::{authorize, Action, Caller, Role};
 use shared::bulk::JobStore;
 use shared::dynamo::DataError;
+use shared::imports::ImportStore;
 use shared::platform::{InitError, Platform};
 use shared::realtime::{
     role_may_follow, ConnectionItem, ConnectionRepo, Topic, MAX_TOPICS_PER_MESSAGE,
@@ -47,6 +49,8 @@ pub struct App {
     pub accounts: AccountRepo,
     /// For `job:{id}`: whether the caller may see the job.
     pub jobs: JobStore,
+    /// For `import:{id}`: whether the caller may see the import.
+    pub imports: ImportStore,
 }
 
 impl App {
@@ -59,6 +63,11 @@ impl App {
                 dynamodb.clone(),
                 tables.accounts.clone(),
                 tables.activities.clone(),
+            ),
+            imports: ImportStore::new(
+                dynamodb.clone(),
+                tables.jobs.clone(),
+                tables.accounts.clone(),
             ),
             jobs: JobStore::new(
                 dynamodb,
@@ -310,6 +319,11 @@ async fn check_topic(app: &App, caller: &Caller, topic: &Topic) -> Result<(), Ws
         Topic::Job(id) => {
             let scope = authorize(caller, Action::ManageBulkJobs)?;
             app.jobs.visible(&scope, *id).await?;
+            Ok(())
+        }
+        Topic::Import(id) => {
+            let scope = authorize(caller, Action::ManageImports)?;
+            app.imports.visible(&scope, *id).await?;
             Ok(())
         }
         Topic::Account(id) => {

@@ -118,6 +118,25 @@ impl Fixture {
         id
     }
 
+    /// An import created by `creator` (as `POST /imports` stores it).
+    async fn import_of(&self, creator: Id) -> Id {
+        let import = shared::imports::Import {
+            id: Id::generate(),
+            state: shared::imports::ImportState::AwaitingUpload,
+            size: 10,
+            file_name: "placements.csv".to_owned(),
+            column_mapping: Default::default(),
+            total_rows: None,
+            counts: Default::default(),
+            error: None,
+            created_by: creator,
+            created_at: shared::domain::Timestamp::now(),
+            finished_at: None,
+        };
+        self.app.imports.create(&import).await.unwrap();
+        import.id
+    }
+
     async fn call(&self, event: Value) -> ApiGatewayProxyResponse {
         let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event).unwrap();
         ws::handle(&self.app, event).await
@@ -450,25 +469,38 @@ async fn a_connection_whose_token_expired_gets_an_error_answer() {
     assert_eq!(f.items_of(&conn).await.len(), 1);
 }
 
-/// `job:{id}` follows the rule of `GET /bulk/jobs/{id}`: a manager follows only its own jobs,
-/// and another manager's job is `not_found` like a missing one (it used to be open to every
-/// manager); admins follow any job; other roles none.
+/// `job:{id}` and `import:{id}` follow the rules of `GET /bulk/jobs/{id}` and `GET
+/// /imports/{id}`: a manager follows only its own, and another manager's is `not_found` like
+/// a missing one; admins follow any; other roles none.
 #[tokio::test]
-async fn a_manager_follows_only_its_own_jobs() {
+async fn a_manager_follows_only_its_own_jobs_and_imports() {
     let f = fixture().await;
     let (owner, owner_token) = f.user(Role::Manager).await;
     let (_, other_token) = f.user(Role::Manager).await;
     let (_, admin_token) = f.user(Role::Admin).await;
     let (_, agent_token) = f.user(Role::Agent).await;
-    let job = f.job_of(owner).await;
+    let (_, viewer_token) = f.user(Role::Viewer).await;
+    let job = format!("job:{}", f.job_of(owner).await);
+    let import = format!("import:{}", f.import_of(owner).await);
     let subscribe = |topic: String| json!({"action": "subscribe", "topics": [topic]});
-    for (token, topic, expected) in [
-        (&other_token, format!("job:{job}"), "not_found"),
+    let mut cases = vec![
         (&other_token, format!("job:{}", Id::generate()), "not_found"),
-        (&agent_token, format!("job:{job}"), "forbidden"),
-        (&owner_token, format!("job:{job}"), "subscribed"),
-        (&admin_token, format!("job:{job}"), "subscribed"),
-    ] {
+        (
+            &other_token,
+            format!("import:{}", Id::generate()),
+            "not_found",
+        ),
+    ];
+    for topic in [&job, &import] {
+        cases.extend([
+            (&other_token, topic.clone(), "not_found"),
+            (&agent_token, topic.clone(), "forbidden"),
+            (&viewer_token, topic.clone(), "forbidden"),
+            (&owner_token, topic.clone(), "subscribed"),
+            (&admin_token, topic.clone(), "subscribed"),
+        ]);
+    }
+    for (token, topic, expected) in cases {
         let conn = conn_id();
         assert_eq!(f.connect_with(&conn, Some(token)).await.status_code, 200);
         let answer = f.send(&conn, "subscribe", subscribe(topic.clone())).await;
