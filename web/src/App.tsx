@@ -14,6 +14,7 @@ const AccountsPage = lazy(() => import("./pages/AccountsPage"));
 const AccountPage = lazy(() => import("./pages/AccountPage"));
 const CreateAccountPage = lazy(() => import("./pages/CreateAccountPage"));
 const BulkPage = lazy(() => import("./pages/BulkPage"));
+const ImportsPage = lazy(() => import("./pages/ImportsPage"));
 const UsersPage = lazy(() => import("./pages/UsersPage"));
 const NotFound = lazy(() => import("./pages/NotFoundPage"));
 
@@ -55,6 +56,8 @@ export const routes: RouteObject[] = [
       { path: "accounts/:id", element: <S><AccountPage /></S> },
       { path: "bulk", element: <S><BulkPage /></S> },
       { path: "bulk/:jobId", element: <S><BulkPage /></S> },
+      // One route: the page stays mounted (and following its import) from upload to progress.
+      { path: "imports/:importId?", element: <S><ImportsPage /></S> },
       { path: "users", element: <S><UsersPage /></S> },
       { path: "*", element: <S><NotFound /></S> },
     ],

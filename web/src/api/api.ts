@@ -4,6 +4,9 @@ import type {
   Account,
   AccountWithEtag,
   Activity,
+  CreatedImport,
+  Import,
+  ImportRowError,
   Job,
   JobFailure,
   Page,
@@ -50,6 +53,18 @@ export interface BulkRequest {
   changes: { status?: string; assigned_agent_id?: string | null };
 }
 
+export interface CreateImport {
+  size: number;
+  file_name: string;
+  column_mapping?: Record<string, string>;
+}
+
+/**
+ * Headers a browser sets itself and a script may not (`fetch` drops or refuses them): the
+ * presigned URL signs `content-length`, which the browser sends from the body's size.
+ */
+const BROWSER_HEADERS = new Set(["content-length", "host"]);
+
 function clean(params: object): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") out[k] = String(v);
@@ -65,7 +80,7 @@ export function resetSummaryCache() {
 export const api = createApi({
   reducerPath: "api",
   baseQuery,
-  tagTypes: ["Me", "Account", "AccountList", "Payments", "Activities", "Jobs", "Users", "Summary"],
+  tagTypes: ["Me", "Account", "AccountList", "Payments", "Activities", "Jobs", "Imports", "Users", "Summary"],
   endpoints: (b) => ({
     login: b.mutation<TokenPair, { email: string; password: string }>({
       query: (body) => ({ url: "/auth/login", method: "POST", body }),
@@ -230,6 +245,42 @@ export const api = createApi({
       invalidatesTags: (_r, _e, id) => ["Jobs", { type: "Jobs", id }],
     }),
 
+    createImport: b.mutation<CreatedImport, CreateImport>({
+      query: (body) => ({ url: "/imports", method: "POST", body }),
+    }),
+    /**
+     * The file's bytes straight to S3 at the presigned URL (not through the API, and without
+     * our bearer token: the URL is its own authorisation).
+     */
+    uploadImportFile: b.mutation<null, { upload: CreatedImport["upload"]; file: Blob }>({
+      async queryFn({ upload, file }) {
+        const headers = Object.fromEntries(Object.entries(upload.headers).filter(([k]) => !BROWSER_HEADERS.has(k.toLowerCase())));
+        try {
+          const r = await fetch(upload.url, { method: upload.method, headers, body: file });
+          if (r.ok) return { data: null };
+          return { error: { status: "CUSTOM_ERROR", error: `The file storage refused the upload (HTTP ${r.status}).` } };
+        } catch {
+          return { error: { status: "FETCH_ERROR", error: "Cannot reach the file storage." } };
+        }
+      },
+    }),
+    importById: b.query<Import, string>({
+      query: (id) => `/imports/${encodeURIComponent(id)}`,
+      providesTags: (_r, _e, id) => [{ type: "Imports", id }],
+    }),
+    importErrors: b.query<Page<ImportRowError>, { id: string; cursor?: string }>({
+      query: ({ id, cursor }) => ({ url: `/imports/${encodeURIComponent(id)}/errors`, params: clean({ cursor }) }),
+      providesTags: (_r, _e, { id }) => [{ type: "Imports", id }],
+    }),
+    /** Every row error as CSV (`Accept: text/csv`), for a download. */
+    importErrorsCsv: b.mutation<string, string>({
+      query: (id) => ({
+        url: `/imports/${encodeURIComponent(id)}/errors`,
+        headers: { accept: "text/csv" },
+        responseHandler: "text",
+      }),
+    }),
+
     users: b.query<Page<User>, { cursor?: string; limit?: number } | void>({
       query: (a) => ({ url: "/users", params: clean({ cursor: a?.cursor, limit: a?.limit ?? 50 }) }),
       providesTags: ["Users"],
@@ -271,6 +322,11 @@ export const {
   useJobFailuresQuery,
   useStartBulkMutation,
   useCancelJobMutation,
+  useCreateImportMutation,
+  useUploadImportFileMutation,
+  useImportByIdQuery,
+  useImportErrorsQuery,
+  useImportErrorsCsvMutation,
   useUsersQuery,
   useCreateUserMutation,
   useUpdateUserMutation,

@@ -151,3 +151,47 @@ export interface Problem {
   detail?: string;
   errors?: { field: string; message: string }[];
 }
+
+export type ImportState = "awaiting_upload" | "running" | "completed" | "completed_with_errors" | "failed";
+/** The fields a placement file's column may fill (`shared::imports::Field`). */
+export const IMPORT_FIELDS = [
+  "reference",
+  "debtor_name",
+  "debtor_email",
+  "debtor_phone",
+  "debtor_timezone",
+  "currency",
+  "original_balance",
+  "due_date",
+  "status",
+  "assigned_agent_id",
+  "tags",
+] as const;
+export type ImportField = (typeof IMPORT_FIELDS)[number];
+export interface Import {
+  id: string;
+  state: ImportState;
+  size: number;
+  file_name: string;
+  column_mapping: Record<string, ImportField>;
+  total_rows: number | null;
+  rows_read: number;
+  created: number;
+  duplicates: number;
+  failed: number;
+  error: string | null;
+  created_by: string;
+  created_at: string;
+  finished_at: string | null;
+}
+export interface ImportRowError {
+  line: number;
+  column: string;
+  reason: "duplicate" | "invalid";
+  message: string;
+}
+/** `POST /imports`: the import and where to PUT its file. */
+export interface CreatedImport {
+  import: Import;
+  upload: { method: string; url: string; headers: Record<string, string>; expires_at: string };
+}

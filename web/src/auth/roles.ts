@@ -13,6 +13,7 @@ export type Action =
   | "payment.change_status"
   | "activity.log"
   | "bulk.run"
+  | "imports.run"
   | "users.manage"
   | "dashboard.agents";
 
@@ -25,6 +26,7 @@ const RULES: Record<Action, Role[]> = {
   "payment.change_status": ["admin", "manager"],
   "activity.log": ["admin", "manager", "agent"],
   "bulk.run": ["admin", "manager"],
+  "imports.run": ["admin", "manager"],
   "users.manage": ["admin"],
   "dashboard.agents": ["admin", "manager"],
 };

@@ -80,6 +80,11 @@ export function Layout({ user }: { user: User }) {
                   Bulk updates
                 </NavLink>
               )}
+              {can(user.role, "imports.run") && (
+                <NavLink to="/imports" className={linkClass}>
+                  Imports
+                </NavLink>
+              )}
               {can(user.role, "users.manage") && (
                 <NavLink to="/users" className={linkClass}>
                   Users

@@ -37,6 +37,13 @@ export function applyToCache(store: AppStore, msg: LiveMessage) {
     store.dispatch(api.util.upsertQueryData("job", d.id, d as never));
     const s = d.state as string;
     if (s !== "queued" && s !== "running") store.dispatch(api.util.invalidateTags(["Jobs", "AccountList"]));
+  } else if (msg.type === "import.progress" && typeof d.id === "string") {
+    store.dispatch(api.util.upsertQueryData("importById", d.id, d as never));
+    const s = d.state as string;
+    // A finished import has its row errors and new accounts to show.
+    if (s !== "awaiting_upload" && s !== "running") {
+      store.dispatch(api.util.invalidateTags([{ type: "Imports", id: d.id }, "AccountList", "Summary"]));
+    }
   } else if (msg.type === "dashboard.changed") {
     store.dispatch(api.util.invalidateTags(["Summary"]));
   }

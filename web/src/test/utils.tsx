@@ -23,6 +23,7 @@ export function user(role: Role, id = `U-${role}`): User {
 export interface Call {
   method: string;
   path: string;
+  url: URL;
   search: URLSearchParams;
   headers: Headers;
   body: unknown;
@@ -38,6 +39,15 @@ export function json(status: number, body: unknown, headers: Record<string, stri
   });
 }
 
+/** A JSON body as its value; anything else (a file's bytes) as its text. */
+function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
 /**
  * Stands in for the network (the one boundary a unit test cannot cross): every request the
  * app makes is recorded with its method, path, headers and body, and answered by `handler`.
@@ -51,9 +61,10 @@ export function fakeApi(handler: Handler) {
     const call: Call = {
       method: req.method,
       path: url.pathname,
+      url,
       search: url.searchParams,
       headers: req.headers,
-      body: text ? JSON.parse(text) : undefined,
+      body: text ? parseBody(text) : undefined,
     };
     calls.push(call);
     return handler(call);
