@@ -173,6 +173,7 @@ const statusColours: Record<string, string> = {
   closed: "bg-slate-200 text-slate-800",
   pending: "bg-amber-100 text-amber-900",
   completed: "bg-green-100 text-green-900",
+  completed_with_errors: "bg-amber-100 text-amber-900",
   failed: "bg-red-100 text-red-900",
   refunded: "bg-slate-200 text-slate-800",
   reversed: "bg-slate-200 text-slate-800",

@@ -104,9 +104,10 @@ describe("imports page", () => {
     renderImports("/imports/I1");
     expect(await screen.findByRole("alert")).toHaveTextContent('The file was refused; no account was created. unknown column "Acct No"');
     expect(screen.getByText("failed")).toBeInTheDocument();
+    expect(screen.getByRole("progressbar")).toHaveAttribute("aria-valuenow", "0");
   });
 
-  it("refuses no file, an empty file and one over 256 MiB before calling the API, and shows the API's field errors", async () => {
+  it("refuses no file, an empty file, one over 256 MiB and an unmapped unknown column before calling the API, and shows the API's field errors", async () => {
     const { calls } = fakeApi(() =>
       json(400, { type: "about:blank", status: 400, title: "Bad Request", detail: "The request is invalid.", errors: [{ field: "column_mapping.Acct No", message: "reference is mapped from two columns" }] }),
     );
@@ -125,9 +126,14 @@ describe("imports page", () => {
     await userEvent.upload(screen.getByLabelText("CSV file"), huge);
     await upload();
     expect(screen.getByText(/an import takes at most 256 MiB/)).toBeInTheDocument();
+
+    // A column that is neither a field's name nor mapped would fail the whole file.
+    await userEvent.upload(screen.getByLabelText("CSV file"), csvFile());
+    await upload();
+    expect(await screen.findByText(/Map "Acct No" to a field/)).toBeInTheDocument();
     expect(calls).toHaveLength(0);
 
-    await userEvent.upload(screen.getByLabelText("CSV file"), csvFile());
+    await userEvent.selectOptions(screen.getByLabelText("Acct No →"), "reference");
     await upload();
     expect(await screen.findByRole("alert")).toHaveTextContent("The request is invalid.");
     expect(screen.getByText("reference is mapped from two columns")).toBeInTheDocument();

@@ -41,6 +41,11 @@ export default function ImportsPage() {
   );
 }
 
+/** Whether the importer matches `column` by its own name (case and surrounding space ignored). */
+function isFieldName(column: string): boolean {
+  return (IMPORT_FIELDS as readonly string[]).includes(column.trim().toLowerCase());
+}
+
 /** A field per file column: chosen here, else matched by the column's own name. */
 type Mapping = Record<string, string>;
 
@@ -67,6 +72,8 @@ function NewImport({ onCreated }: { onCreated: (id: string) => void }) {
     if (!file) return setLocal("Choose a CSV file to import.");
     if (file.size === 0) return setLocal("The file is empty: nothing to import.");
     if (file.size > MAX_IMPORT_BYTES) return setLocal(`The file is ${formatBytes(file.size)}; an import takes at most 256 MiB. Split the file.`);
+    const unknown = columns.filter((c) => !mapping[c] && !isFieldName(c));
+    if (unknown.length) return setLocal(`Map ${unknown.map((c) => `"${c}"`).join(", ")} to a field (or rename the column): an import refuses columns it does not know.`);
     setLocal(null);
     const column_mapping = Object.fromEntries(Object.entries(mapping).filter(([, field]) => field));
     try {
@@ -96,7 +103,7 @@ function NewImport({ onCreated }: { onCreated: (id: string) => void }) {
             <legend className="text-sm font-medium">Column mapping</legend>
             <ul className="grid gap-2 sm:grid-cols-2">
               {columns.map((column, i) => {
-                const byName = (IMPORT_FIELDS as readonly string[]).includes(column.trim().toLowerCase());
+                const byName = isFieldName(column);
                 return (
                   <li key={`${i}-${column}`}>
                     <Field label={`${column || `(column ${i + 1})`} →`} error={api[`column_mapping.${column}`]}>
@@ -133,7 +140,8 @@ function ImportView({ id }: { id: string }) {
   if (error || !data) return <ErrorBox error={error} title="Could not load the import" onRetry={refetch} />;
   const imp: Import = data;
   const running = RUNNING.includes(imp.state);
-  const pct = imp.total_rows ? Math.round((imp.rows_read / imp.total_rows) * 100) : running ? 0 : 100;
+  // A file with no data rows is done at once; a refused file read none of its rows.
+  const pct = imp.total_rows ? Math.round((imp.rows_read / imp.total_rows) * 100) : imp.state === "completed" ? 100 : 0;
   return (
     <Card title={<>Import <span className="font-mono text-sm">{imp.file_name || imp.id}</span></>} actions={<Badge value={imp.state} />}>
       <div className="space-y-3">
