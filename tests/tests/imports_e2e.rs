@@ -20,15 +20,15 @@ fn row(reference: &str) -> String {
     format!("{reference},Ann Debtor,ann@example.com,+14155550101,America/New_York,USD,1000,2026-10-01,vip;new")
 }
 
-/// Creates an import of `file` as `token` (mapping `Acct No` to `reference`); answers the
-/// import id and its upload URL.
-async fn create(stack: &Stack, token: &str, size: usize) -> (String, String) {
+/// Creates an import of `size` bytes as `token` in `mode` (mapping `Acct No` to
+/// `reference`); answers the import id and its upload URL.
+async fn create(stack: &Stack, token: &str, size: usize, mode: &str) -> (String, String) {
     let (status, body) = stack
         .send(
             "POST",
             "/imports",
             Some(token),
-            Some(json!({"size": size, "file_name": "placement.csv", "column_mapping": {"Acct No": "reference"}})),
+            Some(json!({"size": size, "file_name": "placement.csv", "mode": mode, "column_mapping": {"Acct No": "reference"}})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -71,9 +71,9 @@ async fn ended(stack: &Stack, id: &str) -> Value {
     }
 }
 
-/// Imports `file` as the admin end to end; answers the ended import.
-async fn import(stack: &Stack, file: &[u8]) -> Value {
-    let (id, url) = create(stack, stack.admin(), file.len()).await;
+/// Imports `file` as the admin end to end in `mode`; answers the ended import.
+async fn import(stack: &Stack, file: &[u8], mode: &str) -> Value {
+    let (id, url) = create(stack, stack.admin(), file.len(), mode).await;
     put(stack, &url, file).await;
     ended(stack, &id).await
 }
@@ -124,7 +124,7 @@ async fn a_placement_file_creates_each_account_once_and_reports_every_other_row(
         assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {body}");
     }
 
-    let (id, url) = create(&stack, stack.admin(), file.len()).await;
+    let (id, url) = create(&stack, stack.admin(), file.len(), "create").await;
     put(&stack, &url, file.as_bytes()).await;
     let done = ended(&stack, &id).await;
     assert_eq!(done["state"], "completed_with_errors", "{done}");
@@ -204,7 +204,7 @@ async fn a_placement_file_creates_each_account_once_and_reports_every_other_row(
     assert_eq!(again["created"], 2, "{again}");
     assert_eq!(again["rows_read"], 6, "{again}");
     // ... and as a new import: every reference is taken.
-    let second = import(&stack, file.as_bytes()).await;
+    let second = import(&stack, file.as_bytes(), "create").await;
     assert_eq!(
         (
             second["created"].as_u64(),
@@ -222,11 +222,123 @@ async fn a_placement_file_creates_each_account_once_and_reports_every_other_row(
         .send("GET", &format!("/imports/{id}"), Some(&manager), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (own, _) = create(&stack, &manager, 10).await;
+    let (own, _) = create(&stack, &manager, 10, "create").await;
     let (status, body) = stack
         .send("GET", &format!("/imports/{own}"), Some(&manager), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Mode `upsert`: a re-placed account takes the file's debtor details (not its balance),
+/// with the same audit entry as a PATCH; new references are created; the same file again
+/// changes nothing and creates nothing.
+#[tokio::test]
+async fn an_upsert_updates_existing_accounts_once_and_creates_the_new_ones() {
+    let stack = Stack::start(StackOptions::unthrottled().with_event_sources()).await;
+    let run = format!("UPS{}", ulid::Ulid::new());
+    let first = [
+        HEADER.to_owned(),
+        row(&format!("{run}-1")),
+        row(&format!("{run}-2")),
+    ]
+    .join("\n");
+    let done = import(&stack, first.as_bytes(), "create").await;
+    assert_eq!(done["created"], 2, "{done}");
+
+    let second = [
+        HEADER.to_owned(),
+        format!("{run}-1,Ann Newname,ann.new@example.com,+14155550101,America/New_York,USD,999999,2026-10-01,vip;new"),
+        row(&format!("{run}-3")),
+    ]
+    .join("\n");
+    let done = import(&stack, second.as_bytes(), "upsert").await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(
+        (
+            &done["created"],
+            &done["updated"],
+            &done["duplicates"],
+            &done["failed"]
+        ),
+        (&json!(1), &json!(1), &json!(0), &json!(0)),
+        "{done}"
+    );
+    let (status, page) = stack
+        .send(
+            "GET",
+            &format!("/accounts?q={run}-1&limit=10"),
+            Some(stack.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let account = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["reference"] == format!("{run}-1").as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(account["debtor_name"], "Ann Newname", "{account}");
+    assert_eq!(account["debtor_email"], "ann.new@example.com", "{account}");
+    assert_eq!(
+        account["balance"],
+        json!(1000),
+        "balances never move through an import: {account}"
+    );
+    let (_, activities) = stack
+        .send(
+            "GET",
+            &format!(
+                "/accounts/{}/activities?type=field_change",
+                account["id"].as_str().unwrap()
+            ),
+            Some(stack.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        activities["items"].as_array().unwrap().len(),
+        1,
+        "{activities}"
+    );
+
+    // The same file again: every row already has its values; nothing is written twice.
+    let again = import(&stack, second.as_bytes(), "upsert").await;
+    assert_eq!(
+        (&again["created"], &again["updated"]),
+        (&json!(0), &json!(2)),
+        "{again}"
+    );
+    assert_eq!(accounts_with(&stack, &run).await, 3);
+    let (_, activities) = stack
+        .send(
+            "GET",
+            &format!(
+                "/accounts/{}/activities?type=field_change",
+                account["id"].as_str().unwrap()
+            ),
+            Some(stack.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        activities["items"].as_array().unwrap().len(),
+        1,
+        "{activities}"
+    );
+
+    // A mode that is neither is refused at POST /imports.
+    let (status, problem) = stack
+        .send(
+            "POST",
+            "/imports",
+            Some(stack.admin()),
+            Some(json!({"size": 10, "mode": "merge"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "mode", "{problem}");
 }
 
 /// `import:{id}` over the WebSocket: the follower gets `import.progress` messages (the body
@@ -242,7 +354,7 @@ async fn an_import_follower_gets_progress_ending_in_the_final_state() {
     ]
     .join("\n")
     .into_bytes();
-    let (id, url) = create(&stack, stack.admin(), file.len()).await;
+    let (id, url) = create(&stack, stack.admin(), file.len(), "create").await;
     let (_sink, mut stream) = stack
         .subscribe(stack.admin(), &[&format!("import:{id}")])
         .await
@@ -354,7 +466,7 @@ async fn bad_files_get_clear_answers_and_create_nothing() {
         ),
     ];
     for (what, file, error) in cases {
-        let done = import(&stack, &file).await;
+        let done = import(&stack, &file, "create").await;
         assert_eq!(done["state"], "failed", "{what}: {done}");
         let message = done["error"].as_str().unwrap_or_default();
         assert!(message.contains(error), "{what}: {message}");
@@ -362,7 +474,7 @@ async fn bad_files_get_clear_answers_and_create_nothing() {
     }
     // A 0-byte upload where 10 bytes were declared (S3 refuses it with the signed length;
     // moto does not check, so the importer does).
-    let (id, url) = create(&stack, stack.admin(), 10).await;
+    let (id, url) = create(&stack, stack.admin(), 10, "create").await;
     put(&stack, &url, b"").await;
     let done = ended(&stack, &id).await;
     assert_eq!(done["state"], "failed", "{done}");

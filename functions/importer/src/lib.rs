@@ -14,8 +14,9 @@
 //!    pass also counts the rows (`total_rows`, for progress).
 //! 4. **Write pass**: the file is streamed again in chunks of [`CHUNK_ROWS`] rows. Each row
 //!    is validated by `POST /accounts`'s own code and created through `AccountRepo::create`
-//!    (reference claimed in the same transaction), [`ROW_CONCURRENCY`] at a time; rows not
-//!    created are recorded with line, column and reason; the chunk is counted once (see
+//!    (reference claimed in the same transaction), [`ROW_CONCURRENCY`] at a time; in mode
+//!    `upsert` a taken reference updates its account instead ([`upsert`]); rows neither
+//!    created nor updated are recorded with line, column and reason; the chunk is counted once (see
 //!    `shared::imports`). Chunks counted by an earlier delivery are skipped.
 //! 5. The import ends `completed`, or `completed_with_errors` when a row failed or was a
 //!    duplicate.
@@ -28,6 +29,7 @@
 pub mod csv_stream;
 pub mod notification;
 pub mod row;
+pub mod upsert;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,7 +43,7 @@ use shared::domain::{Id, Timestamp};
 use shared::dynamo::DataError;
 use shared::imports::keys::import_of_key;
 use shared::imports::{
-    Columns, Counts, Field, Import, ImportState, ImportStore, RowError, RowReason,
+    Columns, Counts, Field, Import, ImportMode, ImportState, ImportStore, RowError, RowReason,
 };
 
 use crate::csv_stream::{Read, Row};
@@ -241,8 +243,8 @@ async fn write(
             continue;
         }
         let now = Timestamp::now();
-        let outcomes: Vec<Result<Option<RowError>, DataError>> = stream::iter(&rows)
-            .map(|row| create_row(app, import.id, columns, row, now, &agents))
+        let outcomes: Vec<Result<RowOutcome, DataError>> = stream::iter(&rows)
+            .map(|row| create_row(app, import, columns, row, now, &agents))
             .buffered(ROW_CONCURRENCY)
             .collect()
             .await;
@@ -253,8 +255,9 @@ async fn write(
         let mut errors = Vec::new();
         for outcome in outcomes {
             match outcome? {
-                None => counts.created += 1,
-                Some(error) => {
+                RowOutcome::Created => counts.created += 1,
+                RowOutcome::Updated => counts.updated += 1,
+                RowOutcome::Refused(error) => {
                     match error.reason {
                         RowReason::Duplicate => counts.duplicates += 1,
                         RowReason::Invalid => counts.failed += 1,
@@ -293,46 +296,82 @@ impl Agents {
     }
 }
 
-/// Creates one row's account: `None` when it is created (now, or by an earlier delivery of
-/// this row), else why not.
+/// What became of one row.
+enum RowOutcome {
+    /// Its account was created (now, or by an earlier delivery of this row).
+    Created,
+    /// Mode `upsert`: the account with its reference has its values.
+    Updated,
+    Refused(RowError),
+}
+
+/// Creates one row's account, or in mode `upsert` updates the account that has its
+/// reference.
 async fn create_row(
     app: &App,
-    import: Id,
+    import: &Import,
     columns: &Columns,
     row: &Row,
     now: Timestamp,
     agents: &Agents,
-) -> Result<Option<RowError>, DataError> {
-    let account = match row::account(columns, row, import, now) {
+) -> Result<RowOutcome, DataError> {
+    let account = match row::account(columns, row, import.id, now) {
         Ok(account) => account,
-        Err(error) => return Ok(Some(error)),
+        Err(error) => return Ok(RowOutcome::Refused(error)),
     };
     let column = |field: Field| columns.column_name(field).unwrap_or_default().to_owned();
+    let refused = |field: Field, reason: RowReason, message: String| {
+        RowOutcome::Refused(RowError {
+            line: row.line,
+            column: column(field),
+            reason,
+            message,
+        })
+    };
     if let Some(agent) = account.assigned_agent_id {
         if !agents.assignable(&app.users, agent).await? {
-            return Ok(Some(RowError {
-                line: row.line,
-                column: column(Field::AssignedAgentId),
-                reason: RowReason::Invalid,
-                message: "assigned_agent_id: is not an enabled user with role agent".to_owned(),
-            }));
+            return Ok(refused(
+                Field::AssignedAgentId,
+                RowReason::Invalid,
+                "assigned_agent_id: is not an enabled user with role agent".to_owned(),
+            ));
         }
     }
     match app.accounts.create(&account).await? {
-        Ok(()) => Ok(None),
+        Ok(()) => Ok(RowOutcome::Created),
         Err(WriteConflict::Reference | WriteConflict::Version) => {
-            if app.store.reference_owner(&account.reference).await? == Some(account.id) {
-                return Ok(None);
+            let owner = app.store.reference_owner(&account.reference).await?;
+            if owner == Some(account.id) {
+                return Ok(RowOutcome::Created);
             }
-            Ok(Some(RowError {
-                line: row.line,
-                column: column(Field::Reference),
-                reason: RowReason::Duplicate,
-                message: format!(
-                    "reference {} is already used by another account",
-                    account.reference
-                ),
-            }))
+            let taken = || {
+                refused(
+                    Field::Reference,
+                    RowReason::Duplicate,
+                    format!(
+                        "reference {} is already used by another account",
+                        account.reference
+                    ),
+                )
+            };
+            match (import.mode, owner) {
+                (ImportMode::Upsert, Some(owner)) => {
+                    match upsert::update(&app.accounts, owner, &account, columns, import.created_by)
+                        .await?
+                    {
+                        upsert::Upserted::Updated => Ok(RowOutcome::Updated),
+                        upsert::Upserted::Deleted => Ok(refused(
+                            Field::Reference,
+                            RowReason::Duplicate,
+                            format!(
+                                "reference {} belongs to a deleted account",
+                                account.reference
+                            ),
+                        )),
+                    }
+                }
+                _ => Ok(taken()),
+            }
         }
     }
 }

@@ -26,8 +26,8 @@ use shared::http::{
 };
 use shared::imports::keys::object_key;
 use shared::imports::{
-    Counts, Field, Import, ImportState, ImportStore, RowError, RowReason, MAX_FILE_BYTES,
-    UPLOAD_URL_SECONDS,
+    Counts, Field, Import, ImportMode, ImportState, ImportStore, RowError, RowReason,
+    MAX_FILE_BYTES, UPLOAD_URL_SECONDS,
 };
 use shared::platform::{InitError, Platform};
 use shared::ApiError;
@@ -72,7 +72,7 @@ impl App {
 #[derive(OpenApi)]
 #[openapi(
     paths(create_import, get_import, list_errors),
-    components(schemas(CreateImportBody, Created, Upload, Import, ImportState, Counts, Field, RowError, RowReason, RowPage)),
+    components(schemas(CreateImportBody, Created, Upload, Import, ImportMode, ImportState, Counts, Field, RowError, RowReason, RowPage)),
     tags((name = "imports", description = "Placement imports: CSV files of accounts, uploaded to S3"))
 )]
 pub struct ApiDoc;
@@ -110,6 +110,12 @@ pub struct CreateImportBody {
     /// (`{"Acct No": "reference"}`). Other columns must be named after a field.
     #[serde(default)]
     pub column_mapping: BTreeMap<String, String>,
+    /// `create` (default): a row whose reference another account has is reported as
+    /// `duplicate`. `upsert`: that account takes the row's debtor details, due date, tags and
+    /// agent (never its balance, currency or status).
+    #[serde(default)]
+    #[schema(value_type = Option<ImportMode>)]
+    pub mode: Option<String>,
 }
 
 /// Where and how to upload the file.
@@ -129,11 +135,17 @@ pub struct Created {
     pub upload: Upload,
 }
 
-/// Validates a create body into (size, file name, mapping).
-pub fn validate(
+/// Validates a create body into the new import of `created_by` (`awaiting_upload`).
+pub fn new_import(
     body: CreateImportBody,
-) -> Result<(u64, String, BTreeMap<String, Field>), ApiError> {
+    created_by: Id,
+    now: Timestamp,
+) -> Result<Import, ApiError> {
     let mut v = Validation::new();
+    let mode = match body.mode.as_deref() {
+        None => Some(ImportMode::default()),
+        Some(mode) => v.check("mode", mode.parse::<ImportMode>()),
+    };
     if body.size == 0 {
         v.add("size", "the file is empty: nothing to import");
     } else if body.size > MAX_FILE_BYTES {
@@ -161,7 +173,20 @@ pub fn validate(
         }
     }
     v.finish()?;
-    Ok((body.size, file_name, mapping))
+    Ok(Import {
+        id: Id::generate(),
+        state: ImportState::AwaitingUpload,
+        size: body.size,
+        file_name,
+        column_mapping: mapping,
+        mode: mode.unwrap_or_default(),
+        total_rows: None,
+        counts: Counts::default(),
+        error: None,
+        created_by,
+        created_at: now,
+        finished_at: None,
+    })
 }
 
 /// Signs a `PUT` of exactly `size` bytes to `key`, valid for `expires_in`.
@@ -202,7 +227,7 @@ pub async fn presign_put(
 #[utoipa::path(post, path = "/imports", tag = "imports", security(("bearer" = [])), request_body = CreateImportBody,
     responses(
         (status = 201, description = "Created; PUT the file to upload.url with upload.headers", body = Created),
-        (status = 400, description = "size 0 or over 256 MiB; an unknown field in column_mapping", body = shared::error::Problem),
+        (status = 400, description = "size 0 or over 256 MiB; an unknown field in column_mapping; a mode other than create or upsert", body = shared::error::Problem),
         (status = 403, description = "Role may not import", body = shared::error::Problem)))]
 async fn create_import(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     authorize(caller, Action::ManageImports)?;
@@ -211,25 +236,12 @@ async fn create_import(app: &App, caller: &Caller, req: &Request) -> HttpResult 
         .check_user_write(caller, app.platform.limits.write_per_user)
         .await?;
     let body: CreateImportBody = shared::http::json_body(req)?;
-    let (size, file_name, column_mapping) = validate(body)?;
-    let import = Import {
-        id: Id::generate(),
-        state: ImportState::AwaitingUpload,
-        size,
-        file_name,
-        column_mapping,
-        total_rows: None,
-        counts: Counts::default(),
-        error: None,
-        created_by: caller.user_id,
-        created_at: Timestamp::now(),
-        finished_at: None,
-    };
+    let import = new_import(body, caller.user_id, Timestamp::now())?;
     let upload = presign_put(
         &app.s3,
         &app.bucket,
         &object_key(import.id),
-        size,
+        import.size,
         Duration::from_secs(UPLOAD_URL_SECONDS),
     )
     .await?;
@@ -352,6 +364,19 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    fn validate(body: CreateImportBody) -> Result<Import, ApiError> {
+        new_import(body, Id::generate(), Timestamp::now())
+    }
+
+    #[test]
+    fn the_mode_is_create_or_upsert() {
+        let upsert = validate(body(serde_json::json!({"size": 10, "mode": "upsert"}))).unwrap();
+        assert_eq!(upsert.mode, ImportMode::Upsert);
+        let err = validate(body(serde_json::json!({"size": 10, "mode": "merge"}))).unwrap_err();
+        assert_eq!(err.errors[0].field, "mode");
+        assert_eq!(err.errors[0].message, "must be create or upsert");
+    }
+
     #[test]
     fn sizes_outside_one_byte_to_256_mib_are_refused() {
         for size in [0, MAX_FILE_BYTES + 1, 2 * 1024 * 1024 * 1024] {
@@ -363,11 +388,12 @@ mod tests {
 
     #[test]
     fn a_mapping_names_known_fields_once() {
-        let (_, _, mapping) = validate(body(serde_json::json!({
+        let import = validate(body(serde_json::json!({
             "size": 10, "column_mapping": {"Acct No": "reference"}
         })))
         .unwrap();
-        assert_eq!(mapping["Acct No"], Field::Reference);
+        assert_eq!(import.column_mapping["Acct No"], Field::Reference);
+        assert_eq!(import.mode, ImportMode::Create);
         let err = validate(body(serde_json::json!({
             "size": 10, "column_mapping": {"A": "reference", "B": "reference", "C": "balance"}
         })))

@@ -126,6 +126,7 @@ impl Fixture {
             size: 10,
             file_name: "placements.csv".to_owned(),
             column_mapping: Default::default(),
+            mode: Default::default(),
             total_rows: None,
             counts: Default::default(),
             error: None,

@@ -10,7 +10,6 @@ use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::retry::failed_conditions;
 use crate::dynamo::DataError;
-use crate::error::ApiError;
 
 /// Reads and writes accounts (and the activities written with them).
 #[derive(Debug, Clone)]
@@ -110,7 +109,7 @@ impl AccountRepo {
         next: &Account,
         expected_version: u64,
         activities: &[Activity],
-    ) -> Result<Result<(), WriteConflict>, ApiError> {
+    ) -> Result<Result<(), WriteConflict>, DataError> {
         let put = Put::builder()
             .table_name(self.table.as_str())
             .set_item(Some(next.to_item()?))
@@ -121,7 +120,7 @@ impl AccountRepo {
                 AttributeValue::N(expected_version.to_string()),
             )
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(DataError::failed)?;
         let reference_moves = reference_pk(&previous.reference) != reference_pk(&next.reference);
         if activities.is_empty() && !reference_moves {
             // One conditional Put: no transaction needed.
@@ -163,7 +162,7 @@ impl AccountRepo {
                                 .table_name(self.table.as_str())
                                 .key("pk", AttributeValue::S(reference_pk(&previous.reference)))
                                 .build()
-                                .map_err(ApiError::internal)?,
+                                .map_err(DataError::failed)?,
                         )
                         .build(),
                 );
@@ -177,7 +176,7 @@ impl AccountRepo {
                             .set_item(Some(activity.to_item()?))
                             .condition_expression("attribute_not_exists(pk)")
                             .build()
-                            .map_err(ApiError::internal)?,
+                            .map_err(DataError::failed)?,
                     )
                     .build(),
             );

@@ -28,14 +28,18 @@
 //!   marker, condition not exists, + `ADD` of its counts), so counters never count a row
 //!   twice, and a resumed import skips the chunks already counted.
 //! - A re-uploaded file finds its import ended (or, under a new import, every reference
-//!   taken: `duplicate`).
+//!   taken: `duplicate`, or in mode `upsert` each account updated again to the same values,
+//!   which writes nothing).
+//! - Mode `upsert` updates an existing account through `AccountRepo::replace` (conditional
+//!   on the version read, with the same audit activities as `PATCH /accounts/{id}`); a
+//!   redelivered row finds the account already up to date and writes nothing.
 
 pub mod keys;
 pub mod model;
 pub mod store;
 
 pub use model::{
-    import_visible_to, Columns, Counts, Field, Import, ImportState, RowError, RowReason,
-    MAX_FILE_BYTES, UPLOAD_URL_SECONDS,
+    import_visible_to, Columns, Counts, Field, Import, ImportMode, ImportState, RowError,
+    RowReason, MAX_FILE_BYTES, UPLOAD_URL_SECONDS,
 };
 pub use store::{ImportStore, IMPORT_TTL_DAYS};

@@ -20,6 +20,41 @@ pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// How long the upload URL is valid.
 pub const UPLOAD_URL_SECONDS: u64 = 15 * 60;
 
+/// What a row whose reference another account already has does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Nothing is written; the row is reported as `duplicate`.
+    #[default]
+    Create,
+    /// The existing account takes the row's debtor details (name, email, phone, time zone),
+    /// due date, tags and agent, where the file has those columns. Balances, currency and
+    /// status never change through an import: they move through payments and PATCH, which
+    /// keep their ledgers.
+    Upsert,
+}
+
+impl ImportMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ImportMode::Create => "create",
+            ImportMode::Upsert => "upsert",
+        }
+    }
+}
+
+impl FromStr for ImportMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "create" => Ok(ImportMode::Create),
+            "upsert" => Ok(ImportMode::Upsert),
+            _ => Err("must be create or upsert".to_owned()),
+        }
+    }
+}
+
 /// Where an import is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -277,9 +312,12 @@ pub struct RowError {
 /// The counters of an import (each row counted once, see [`super`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Counts {
-    /// Rows read and decided (created, duplicate or failed).
+    /// Rows read and decided (created, updated, duplicate or failed).
     pub rows_read: u64,
     pub created: u64,
+    /// Existing accounts brought up to date by their row (mode `upsert`).
+    #[serde(default)]
+    pub updated: u64,
     pub duplicates: u64,
     pub failed: u64,
 }
@@ -288,6 +326,7 @@ impl Counts {
     pub fn add(&mut self, other: Counts) {
         self.rows_read += other.rows_read;
         self.created += other.created;
+        self.updated += other.updated;
         self.duplicates += other.duplicates;
         self.failed += other.failed;
     }
@@ -304,6 +343,9 @@ pub struct Import {
     pub file_name: String,
     /// File column name → field.
     pub column_mapping: BTreeMap<String, Field>,
+    /// What a row whose reference is taken does.
+    #[serde(default)]
+    pub mode: ImportMode,
     /// Data rows in the file (known once the file has been checked).
     #[serde(default)]
     pub total_rows: Option<u64>,
@@ -334,10 +376,16 @@ impl Import {
             size: count("size"),
             file_name: text(&item, "file_name").unwrap_or_default().to_owned(),
             column_mapping,
+            mode: text(&item, "mode")
+                .map(str::parse)
+                .transpose()
+                .map_err(DataError::corrupt)?
+                .unwrap_or_default(),
             total_rows: number(&item, "total_rows").map(|n| n.max(0) as u64),
             counts: Counts {
                 rows_read: count("rows_read"),
                 created: count("created"),
+                updated: count("updated"),
                 duplicates: count("duplicates"),
                 failed: count("failed"),
             },

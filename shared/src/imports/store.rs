@@ -59,8 +59,10 @@ impl ImportStore {
             ("size", n(import.size)),
             ("file_name", s(import.file_name.clone())),
             ("column_mapping", s(mapping)),
+            ("mode", s(import.mode.as_str())),
             ("rows_read", n(0)),
             ("created", n(0)),
+            ("updated", n(0)),
             ("duplicates", n(0)),
             ("failed", n(0)),
             ("created_by", s(import.created_by.to_string())),
@@ -243,10 +245,11 @@ impl ImportStore {
             .table_name(self.table.as_str())
             .set_key(Some(item_key(id, IMPORT_SK)))
             .update_expression(
-                "ADD rows_read :read, created :created, duplicates :duplicates, failed :failed",
+                "ADD rows_read :read, created :created, updated :updated, duplicates :duplicates, failed :failed",
             )
             .expression_attribute_values(":read", n(counts.rows_read))
             .expression_attribute_values(":created", n(counts.created))
+            .expression_attribute_values(":updated", n(counts.updated))
             .expression_attribute_values(":duplicates", n(counts.duplicates))
             .expression_attribute_values(":failed", n(counts.failed))
             .build()
