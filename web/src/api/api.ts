@@ -6,6 +6,7 @@ import type {
   Activity,
   CreatedImport,
   Import,
+  ImportMode,
   ImportRowError,
   Job,
   JobFailure,
@@ -57,6 +58,7 @@ export interface CreateImport {
   size: number;
   file_name: string;
   column_mapping?: Record<string, string>;
+  mode?: ImportMode;
 }
 
 /**

@@ -168,15 +168,24 @@ export const IMPORT_FIELDS = [
   "tags",
 ] as const;
 export type ImportField = (typeof IMPORT_FIELDS)[number];
+/**
+ * What a row whose reference already exists does: `create` reports it as a duplicate;
+ * `upsert` updates that account's debtor details, due date, tags and agent (never its
+ * balance, currency or status).
+ */
+export type ImportMode = "create" | "upsert";
 export interface Import {
   id: string;
   state: ImportState;
+  mode: ImportMode;
   size: number;
   file_name: string;
   column_mapping: Record<string, ImportField>;
   total_rows: number | null;
   rows_read: number;
   created: number;
+  /** Existing accounts brought up to date by their row (mode `upsert`). */
+  updated: number;
   duplicates: number;
   failed: number;
   error: string | null;

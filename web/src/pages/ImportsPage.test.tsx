@@ -14,12 +14,14 @@ import ImportsPage from "./ImportsPage";
 const imp = (over: Partial<Import> = {}): Import => ({
   id: "I1",
   state: "running",
+  mode: "create",
   size: 120,
   file_name: "placement.csv",
   column_mapping: { "Acct No": "reference" },
   total_rows: 4,
   rows_read: 0,
   created: 0,
+  updated: 0,
   duplicates: 0,
   failed: 0,
   error: null,
@@ -67,7 +69,7 @@ describe("imports page", () => {
 
     await waitFor(() => expect(router.state.location.pathname).toBe("/imports/I1"));
     const post = calls.find((c) => c.method === "POST" && c.path === "/imports")!;
-    expect(post.body).toEqual({ size: CSV.length, file_name: "placement.csv", column_mapping: { "Acct No": "reference" } });
+    expect(post.body).toEqual({ size: CSV.length, file_name: "placement.csv", column_mapping: { "Acct No": "reference" }, mode: "create" });
     const put = calls.find((c) => c.method === "PUT")!;
     expect(put.url.href).toBe(UPLOAD_URL);
     // The presigned URL is the authorisation: our bearer token never goes to S3.
@@ -97,6 +99,40 @@ describe("imports page", () => {
     expect(createObjectURL).toHaveBeenCalled();
     const csvCall = calls.find((c) => c.headers.get("accept") === "text/csv")!;
     expect(csvCall.headers.get("authorization")).toBe("Bearer T1");
+  });
+
+  it("sends the chosen mode and shows how many existing accounts were updated", async () => {
+    const { calls } = fakeApi((c: Call) => {
+      if (c.method === "POST" && c.path === "/imports") {
+        return json(201, { import: imp({ state: "awaiting_upload", mode: "upsert" }), upload: { method: "PUT", url: UPLOAD_URL, headers: {}, expires_at: "2026-12-01T00:15:00Z" } });
+      }
+      if (c.method === "PUT") return new Response(null, { status: 200 });
+      if (c.path === "/imports/I1") return json(200, imp({ state: "completed", mode: "upsert", rows_read: 4, created: 1, updated: 3, finished_at: "2026-12-01T00:01:00Z" }));
+      return json(404, { status: 404, title: "Not Found" });
+    });
+    const { router } = renderImports();
+
+    const createOnly = screen.getByRole("radio", { name: "Create new accounts only (existing references are reported as duplicates)" });
+    expect(createOnly).toBeChecked();
+    await userEvent.click(screen.getByRole("radio", { name: "Create new and update existing accounts" }));
+    expect(createOnly).not.toBeChecked();
+    await userEvent.upload(screen.getByLabelText("CSV file"), csvFile("reference,debtor_name\nR-1,Ann\n"));
+    await userEvent.click(screen.getByRole("button", { name: "Upload" }));
+
+    await waitFor(() => expect(router.state.location.pathname).toBe("/imports/I1"));
+    const post = calls.find((c) => c.method === "POST" && c.path === "/imports")!;
+    expect(post.body).toMatchObject({ file_name: "placement.csv", mode: "upsert" });
+    expect(await screen.findByTestId("import-updated")).toHaveTextContent("3");
+    expect(screen.getByTestId("import-created")).toHaveTextContent("1");
+    expect(screen.getByText("Existing accounts are updated from their rows.")).toBeInTheDocument();
+  });
+
+  it("shows the API's error on the mode", async () => {
+    fakeApi(() => json(400, { type: "about:blank", status: 400, title: "Bad Request", detail: "The request is invalid.", errors: [{ field: "mode", message: "mode must be create or upsert" }] }));
+    renderImports();
+    await userEvent.upload(screen.getByLabelText("CSV file"), csvFile("reference\nR-1\n"));
+    await userEvent.click(screen.getByRole("button", { name: "Upload" }));
+    expect(await screen.findByText("mode must be create or upsert")).toBeInTheDocument();
   });
 
   it("a failed import shows why the file was refused", async () => {

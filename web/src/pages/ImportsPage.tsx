@@ -8,7 +8,7 @@ import {
   useUploadImportFileMutation,
 } from "../api/api";
 import { fieldErrors, problemMessage } from "../api/problem";
-import { IMPORT_FIELDS, type Import } from "../api/types";
+import { IMPORT_FIELDS, type Import, type ImportMode } from "../api/types";
 import { can } from "../auth/roles";
 import { useUser } from "../components/Layout";
 import { Badge, Button, Card, ErrorBox, Field, Input, Select, Spinner, formatDateTime } from "../components/ui";
@@ -17,6 +17,12 @@ import { useAppSelector } from "../store";
 import { formatBytes, MAX_IMPORT_BYTES, readCsvHeader } from "./csvHeader";
 
 const RUNNING = ["awaiting_upload", "running"];
+
+/** The upload form's choices for a row whose reference already exists. */
+const MODES: { value: ImportMode; label: string }[] = [
+  { value: "create", label: "Create new accounts only (existing references are reported as duplicates)" },
+  { value: "upsert", label: "Create new and update existing accounts" },
+];
 
 /**
  * `/imports` and `/imports/:importId` (one route, so the page stays mounted from the upload to
@@ -54,6 +60,7 @@ function NewImport({ onCreated }: { onCreated: (id: string) => void }) {
   const [file, setFile] = useState<File | null>(null);
   const [columns, setColumns] = useState<string[]>([]);
   const [mapping, setMapping] = useState<Mapping>({});
+  const [mode, setMode] = useState<ImportMode>("create");
   const [local, setLocal] = useState<string | null>(null);
   const [create, creating] = useCreateImportMutation();
   const [upload, uploading] = useUploadImportFileMutation();
@@ -77,7 +84,7 @@ function NewImport({ onCreated }: { onCreated: (id: string) => void }) {
     setLocal(null);
     const column_mapping = Object.fromEntries(Object.entries(mapping).filter(([, field]) => field));
     try {
-      const created = await create({ size: file.size, file_name: file.name, column_mapping }).unwrap();
+      const created = await create({ size: file.size, file_name: file.name, column_mapping, mode }).unwrap();
       onCreated(created.import.id);
       await upload({ upload: created.upload, file }).unwrap();
       navigate(`/imports/${created.import.id}`);
@@ -120,6 +127,17 @@ function NewImport({ onCreated }: { onCreated: (id: string) => void }) {
             </ul>
           </fieldset>
         )}
+        <fieldset className="space-y-1" aria-describedby={api.mode ? "import-mode-error" : undefined}>
+          <legend className="text-sm font-medium">Rows whose reference already exists</legend>
+          {MODES.map((m) => (
+            <label key={m.value} className="flex items-center gap-2 text-sm">
+              <input type="radio" name="mode" value={m.value} checked={mode === m.value} onChange={() => setMode(m.value)} />
+              {m.label}
+            </label>
+          ))}
+          {mode === "upsert" && <p className="text-sm text-slate-700">An existing account takes the row's debtor details, due date, tags and agent; its balance, currency and status never change through an import.</p>}
+          {api.mode && <p id="import-mode-error" className="text-sm text-red-700">{api.mode}</p>}
+        </fieldset>
         <div className="flex items-center gap-3">
           <Button type="submit" variant="primary" disabled={busy}>
             {creating.isLoading ? "Creating…" : uploading.isLoading ? "Uploading…" : "Upload"}
@@ -159,9 +177,11 @@ function ImportView({ id }: { id: string }) {
             <div className="h-full bg-blue-700 motion-safe:transition-[width]" style={{ width: `${pct}%` }} />
           </div>
         </div>
-        <dl className="grid grid-cols-2 gap-2 text-sm sm:grid-cols-4">
+        {imp.mode === "upsert" && <p className="text-sm text-slate-700">Existing accounts are updated from their rows.</p>}
+        <dl className="grid grid-cols-2 gap-2 text-sm sm:grid-cols-5">
           <div><dt className="text-slate-600">Rows</dt><dd className="font-semibold">{imp.total_rows ?? "—"}</dd></div>
           <div><dt className="text-slate-600">Created</dt><dd className="font-semibold" data-testid="import-created">{imp.created}</dd></div>
+          <div><dt className="text-slate-600">Updated</dt><dd className="font-semibold" data-testid="import-updated">{imp.updated}</dd></div>
           <div><dt className="text-slate-600">Duplicates</dt><dd className="font-semibold" data-testid="import-duplicates">{imp.duplicates}</dd></div>
           <div><dt className="text-slate-600">Failed</dt><dd className="font-semibold" data-testid="import-failed">{imp.failed}</dd></div>
         </dl>
