@@ -229,6 +229,17 @@ async fn a_placement_file_creates_each_account_once_and_reports_every_other_row(
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// How many `field_change` activities `account` has.
+async fn field_changes(stack: &Stack, account: &Value) -> usize {
+    let path = format!(
+        "/accounts/{}/activities?type=field_change",
+        account["id"].as_str().unwrap()
+    );
+    let (status, activities) = stack.send("GET", &path, Some(stack.admin()), None).await;
+    assert_eq!(status, StatusCode::OK, "{activities}");
+    activities["items"].as_array().unwrap().len()
+}
+
 /// Mode `upsert`: a re-placed account takes the file's debtor details (not its balance),
 /// with the same audit entry as a PATCH; new references are created; the same file again
 /// changes nothing and creates nothing.
@@ -286,22 +297,7 @@ async fn an_upsert_updates_existing_accounts_once_and_creates_the_new_ones() {
         json!(1000),
         "balances never move through an import: {account}"
     );
-    let (_, activities) = stack
-        .send(
-            "GET",
-            &format!(
-                "/accounts/{}/activities?type=field_change",
-                account["id"].as_str().unwrap()
-            ),
-            Some(stack.admin()),
-            None,
-        )
-        .await;
-    assert_eq!(
-        activities["items"].as_array().unwrap().len(),
-        1,
-        "{activities}"
-    );
+    assert_eq!(field_changes(&stack, &account).await, 1);
 
     // The same file again: every row already has its values; nothing is written twice.
     let again = import(&stack, second.as_bytes(), "upsert").await;
@@ -311,22 +307,7 @@ async fn an_upsert_updates_existing_accounts_once_and_creates_the_new_ones() {
         "{again}"
     );
     assert_eq!(accounts_with(&stack, &run).await, 3);
-    let (_, activities) = stack
-        .send(
-            "GET",
-            &format!(
-                "/accounts/{}/activities?type=field_change",
-                account["id"].as_str().unwrap()
-            ),
-            Some(stack.admin()),
-            None,
-        )
-        .await;
-    assert_eq!(
-        activities["items"].as_array().unwrap().len(),
-        1,
-        "{activities}"
-    );
+    assert_eq!(field_changes(&stack, &account).await, 1);
 
     // A mode that is neither is refused at POST /imports.
     let (status, problem) = stack
