@@ -111,11 +111,13 @@ pub struct Tables {
     pub connections: TableName,
     pub aggregates: TableName,
     pub rate_limits: TableName,
+    /// Payment plans (issue 18): `shared::plans`.
+    pub plans: TableName,
 }
 
 impl Tables {
     /// The environment variable each table's name comes from, in declaration order.
-    pub const VARIABLES: [&'static str; 10] = [
+    pub const VARIABLES: [&'static str; 11] = [
         "USERS_TABLE",
         "REFRESH_TOKENS_TABLE",
         "ACCOUNTS_TABLE",
@@ -126,6 +128,7 @@ impl Tables {
         "CONNECTIONS_TABLE",
         "AGGREGATES_TABLE",
         "RATE_LIMITS_TABLE",
+        "PLANS_TABLE",
     ];
 
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
@@ -141,11 +144,12 @@ impl Tables {
             connections: table("CONNECTIONS_TABLE")?,
             aggregates: table("AGGREGATES_TABLE")?,
             rate_limits: table("RATE_LIMITS_TABLE")?,
+            plans: table("PLANS_TABLE")?,
         })
     }
 
     /// Every table, for readiness checks and test set-up.
-    pub fn all(&self) -> [&TableName; 10] {
+    pub fn all(&self) -> [&TableName; 11] {
         [
             &self.users,
             &self.refresh_tokens,
@@ -157,6 +161,7 @@ impl Tables {
             &self.connections,
             &self.aggregates,
             &self.rate_limits,
+            &self.plans,
         ]
     }
 }
