@@ -79,6 +79,7 @@ async fn bench_payments() {
         table("ACCOUNTS_TABLE"),
         table("PAYMENTS_TABLE"),
         table("ACTIVITIES_TABLE"),
+        table("PLANS_TABLE"),
     );
     let repo = shared::accounts::AccountRepo::new(
         dynamodb,

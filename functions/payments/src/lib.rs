@@ -27,6 +27,8 @@
 //! `409` `conflict` (transition not allowed, key in progress, contention after retries);
 //! `412` stale `If-Match`; `428` missing `If-Match`.
 
+pub mod plans;
+
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -70,6 +72,7 @@ impl App {
                 tables.accounts.clone(),
                 tables.payments.clone(),
                 tables.activities.clone(),
+                tables.plans.clone(),
             ),
             idempotency: IdempotencyStore::new(client.clone(), tables.idempotency.clone()),
             platform,
@@ -86,10 +89,13 @@ impl App {
 /// The HTTP API of this function, merged into `/openapi.json` by the docs function.
 #[derive(OpenApi)]
 #[openapi(
-    paths(record_payment, list_payments, change_payment_status),
-    components(schemas(RecordPaymentBody, ChangeStatusBody, PaymentPage, Payment, PaymentMethod, PaymentStatus)),
+    paths(record_payment, list_payments, change_payment_status, plans::create_plan, plans::list_plans, plans::cancel_plan),
+    components(schemas(RecordPaymentBody, ChangeStatusBody, PaymentPage, Payment, PaymentMethod, PaymentStatus,
+        plans::CreatePlanBody, plans::PlanPage, shared::payments::plans::PlanView, shared::payments::plans::InstallmentView,
+        shared::payments::plans::Frequency, shared::payments::plans::PlanStatus, shared::payments::plans::InstallmentStatus)),
     modifiers(&BearerSecurity),
-    tags((name = "payments", description = "Payments of an account"))
+    tags((name = "payments", description = "Payments of an account"),
+         (name = "plans", description = "Payment plans of an account: installments, the payments applied to them, missed installments"))
 )]
 pub struct ApiDoc;
 
@@ -106,6 +112,11 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request, now: Timestamp) 
         "GET /accounts/{id}/payments" => list_payments(app, caller, &req).await,
         "PATCH /accounts/{id}/payments/{pid}" => {
             change_payment_status(app, caller, &req, now).await
+        }
+        "POST /accounts/{id}/plans" => plans::create_plan(app, caller, &req, now).await,
+        "GET /accounts/{id}/plans" => plans::list_plans(app, caller, &req).await,
+        "POST /accounts/{id}/plans/{plan_id}/cancel" => {
+            plans::cancel_plan(app, caller, &req, now).await
         }
         other => Err(unknown_route(other)),
     }
@@ -272,30 +283,9 @@ pub async fn record_payment(
         app.idempotency.claim(&record_id, &hash, &candidate, now),
         app.ledger.account(account_id)
     );
-    let (claim_id, payment_id, taken_over) = match claim? {
-        Claim::Acquired {
-            claim_id,
-            resource_id,
-            taken_over,
-        } => (
-            claim_id,
-            resource_id.parse::<Id>().map_err(ApiError::internal)?,
-            taken_over,
-        ),
-        Claim::Replay(stored) => return replay(&stored),
-        Claim::InProgress => {
-            let mut err = ApiError::conflict(
-                "a request with this Idempotency-Key is still in progress; retry shortly",
-            );
-            err.retry_after = Some(1);
-            return Err(err);
-        }
-        Claim::Mismatch => {
-            return Err(ApiError::unprocessable(
-                "idempotency-key-reused",
-                "this Idempotency-Key was used with a different request; use a new key",
-            ))
-        }
+    let (claim_id, payment_id, taken_over) = match acquired(claim?)? {
+        Ok(acquired) => acquired,
+        Err(replayed) => return Ok(replayed),
     };
     // A takeover of a crashed claim: if that request committed, its payment exists under
     // the key's payment id. Answer it as the first request would have (201, same body),
@@ -318,19 +308,72 @@ pub async fn record_payment(
         }
         (None, Err(err)) => Err(err.into()),
     };
+    let refresh = outcome.as_ref().ok().and_then(|(_, refresh)| *refresh);
+    settle_claim(
+        app,
+        &record_id,
+        &claim_id,
+        outcome.map(|(response, _)| response),
+        async {
+            if let Some(id) = refresh {
+                app.ledger.refresh_balance_key(id).await;
+            }
+        },
+    )
+    .await
+}
+
+/// A claimed key: the claim id, the id of the resource to create, whether the claim took
+/// over a crashed one (its resource may exist).
+pub type Acquired = (String, Id, bool);
+
+/// What a claim lets the request do: `Ok(Ok((claim id, resource id, taken over)))` when
+/// the key is ours, `Ok(Err(response))` to replay the first request's answer, the `409` /
+/// `422` of a key in progress or reused.
+pub fn acquired(claim: Claim) -> Result<Result<Acquired, Response<Body>>, ApiError> {
+    match claim {
+        Claim::Acquired {
+            claim_id,
+            resource_id,
+            taken_over,
+        } => Ok(Ok((
+            claim_id,
+            resource_id.parse::<Id>().map_err(ApiError::internal)?,
+            taken_over,
+        ))),
+        Claim::Replay(stored) => replay(&stored).map(Err),
+        Claim::InProgress => {
+            let mut err = ApiError::conflict(
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            );
+            err.retry_after = Some(1);
+            Err(err)
+        }
+        Claim::Mismatch => Err(ApiError::unprocessable(
+            "idempotency-key-reused",
+            "this Idempotency-Key was used with a different request; use a new key",
+        )),
+    }
+}
+
+/// Ends a claimed request: stores a successful response for replay (next to `after`, the
+/// request's own post-write calls) or releases the key of a failed one (it did nothing,
+/// so the client may retry it). The write stands whatever happens to the record: a failure
+/// to store the response only means a retry waits for the lock to lapse, takes the claim
+/// over with the same resource id and answers the stored resource.
+pub async fn settle_claim(
+    app: &App,
+    record_id: &str,
+    claim_id: &str,
+    outcome: HttpResult,
+    after: impl std::future::Future<Output = ()>,
+) -> HttpResult {
     match outcome {
-        Ok((response, refresh)) => {
-            // The payment is recorded whatever happens to the record: a failure to store
-            // the response only means a retry waits for the lock to lapse, takes the claim
-            // over with the same payment id and answers the stored payment.
+        Ok(response) => {
             let stored = to_stored(&response);
             let (completed, ()) = tokio::join!(
-                app.idempotency.complete(&record_id, &claim_id, &stored),
-                async {
-                    if let Some(id) = refresh {
-                        app.ledger.refresh_balance_key(id).await;
-                    }
-                }
+                app.idempotency.complete(record_id, claim_id, &stored),
+                after
             );
             if let Err(err) = completed {
                 tracing::warn!(error = %err, "storing the idempotent response failed");
@@ -338,7 +381,7 @@ pub async fn record_payment(
             Ok(response)
         }
         Err(err) => {
-            if let Err(release) = app.idempotency.release(&record_id, &claim_id).await {
+            if let Err(release) = app.idempotency.release(record_id, claim_id).await {
                 tracing::warn!(error = %release, "releasing an idempotency claim failed");
             }
             Err(err)
@@ -550,10 +593,12 @@ pub struct ChangeStatusBody {
     pub status: PaymentStatus,
 }
 
-/// The version an `If-Match` names (`428` without one).
-fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+/// The version an `If-Match` names (`428` without one); `what` is the resource read.
+pub fn if_match(req: &Request, what: &str) -> Result<Option<u64>, ApiError> {
     let value = header(req, IF_MATCH.as_str()).ok_or_else(|| {
-        ApiError::precondition_required("send If-Match with the ETag of the payment you read")
+        ApiError::precondition_required(format!(
+            "send If-Match with the ETag of the {what} you read"
+        ))
     })?;
     let value = value.trim();
     if value == "*" {
@@ -590,7 +635,7 @@ pub async fn change_payment_status(
     authorize(caller, Action::ChangePaymentStatus)?;
     let account_id: Id = path_param(req, "id")?;
     let payment_id: Id = path_param(req, "pid")?;
-    let expected = if_match(req)?;
+    let expected = if_match(req, "payment")?;
     app.platform
         .limiter
         .check_user_write(caller, app.platform.limits.write_per_user)

@@ -34,10 +34,13 @@ pub struct AccountUpdate {
 
 /// The conditional update of the balance for `change` on the `observed` account, or the
 /// refusal the observation already implies (`None` for [`BalanceChange::None`]).
+/// `ends_plan`: the debit completes the account's payment plan, so an account in
+/// `payment_plan` goes back to `active` (unless the debit pays it off: then `paid`).
 pub fn balance_update(
     table: &TableName,
     observed: &Account,
     change: BalanceChange,
+    ends_plan: bool,
     now: Timestamp,
 ) -> Result<Result<Option<AccountUpdate>, LedgerRefusal>, ApiError> {
     let mut next = observed.clone();
@@ -84,6 +87,22 @@ pub fn balance_update(
             let moved = (observed.status != AccountStatus::Paid)
                 .then_some((observed.status, AccountStatus::Paid));
             (update, moved, false)
+        }
+        BalanceChange::Debit(amount)
+            if ends_plan && observed.status == AccountStatus::PaymentPlan =>
+        {
+            next.status = AccountStatus::Active;
+            let update = base(amount)
+                .update_expression(format!(
+                    "SET #b = #b - :amount, #s = :active, status_pk = :spk, {common}"
+                ))
+                .condition_expression(format!("{alive} AND #b > :amount AND #s = :plan"))
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
+                .expression_attribute_values(":plan", s(AccountStatus::PaymentPlan.as_str()))
+                .expression_attribute_values(":spk", status_key(&next));
+            let moved = Some((AccountStatus::PaymentPlan, AccountStatus::Active));
+            (update, moved, true)
         }
         BalanceChange::Debit(amount) => {
             let update = base(amount)

@@ -8,6 +8,8 @@ use aws_sdk_dynamodb::Client;
 use super::balance::{balance_update, AccountUpdate, BalanceChange};
 use super::keys::payment_key;
 use super::model::{Payment, PaymentStatus, AGENT_ATTRIBUTE};
+use super::plans::store::{plan_end, plan_put};
+use super::plans::{schedule, Plan, PlanStatus, PlanStore};
 use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::{Account, AccountRepo, AccountStatus};
 use crate::activities::{account_live_check, activity_put, status_change, Activity};
@@ -27,6 +29,48 @@ type Prepared = (
     Option<(AccountStatus, AccountStatus)>,
     bool,
 );
+
+/// Index of the first payment-plan item in a ledger transaction (after the payment and the
+/// account items).
+const PLAN_ITEM: usize = 2;
+
+/// What a balance change does to the account's active plan (`plan` at its stored version):
+/// the plan's next state, or `None` when the plan is not concerned (a credit of a payment
+/// it never received, a replay). A debit records a receipt and completes the plan when the
+/// receipts cover it or the debit pays the balance off; a credit removes the payment's
+/// receipt, re-opening what it paid.
+fn plan_after(
+    plan: &Plan,
+    payment: Id,
+    change: BalanceChange,
+    observed: &Account,
+    now: Timestamp,
+) -> Option<Plan> {
+    let mut next = plan.clone();
+    let changed = match change {
+        BalanceChange::Debit(amount) => schedule::receive(&mut next, payment, amount),
+        BalanceChange::Credit(_) => schedule::refund(&mut next, payment),
+        BalanceChange::None => false,
+    };
+    if !changed {
+        return None;
+    }
+    next.version += 1;
+    next.updated_at = now;
+    if matches!(change, BalanceChange::Debit(amount) if schedule::fully_paid(&next) || observed.balance == amount)
+    {
+        next.status = PlanStatus::Completed;
+        next.ended_at = Some(now);
+    }
+    Some(next)
+}
+
+/// The payment a ledger write is about.
+fn payment_of(write: &PaymentWrite) -> &Payment {
+    match write {
+        PaymentWrite::Record(payment) | PaymentWrite::Transition { payment, .. } => payment,
+    }
+}
 
 /// Why the ledger refused a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +99,14 @@ pub enum PaymentWrite {
     },
 }
 
-/// Writes payments with their balance changes and activities, atomically.
+/// Writes payments with their balance changes and activities, atomically, and applies
+/// completed payments, refunds and reversals to the account's active payment plan in the
+/// same transaction.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     dynamodb: Client,
     accounts: AccountRepo,
+    plans: PlanStore,
     accounts_table: TableName,
     payments: TableName,
     activities: TableName,
@@ -71,9 +118,16 @@ impl Ledger {
         accounts: TableName,
         payments: TableName,
         activities: TableName,
+        plans: TableName,
     ) -> Self {
         Self {
             accounts: AccountRepo::new(dynamodb.clone(), accounts.clone(), activities.clone()),
+            plans: PlanStore::new(
+                dynamodb.clone(),
+                plans,
+                accounts.clone(),
+                activities.clone(),
+            ),
             dynamodb,
             accounts_table: accounts,
             payments,
@@ -84,6 +138,11 @@ impl Ledger {
     /// The account (deleted or not), strongly consistent.
     pub async fn account(&self, id: Id) -> Result<Option<Account>, DataError> {
         self.accounts.get(id).await
+    }
+
+    /// The payment plans of the account (see [`PlanStore`]).
+    pub fn plans(&self) -> &PlanStore {
+        &self.plans
     }
 
     /// One payment, strongly consistent.
@@ -150,13 +209,15 @@ impl Ledger {
     }
 
     /// The one `TransactWriteItems` of a write: the payment item, the account update (or a
-    /// condition that the account is live), the activity, and a `status_change` activity when
-    /// the account's status moves. Answers it unsent, with the status move and whether
-    /// `balance_sk` needs a refresh afterwards.
+    /// condition that the account is live), the plan's change (`plan`: its next state and
+    /// the version it replaces; one conditional Put, or Delete + Put when it ends), the
+    /// activity, and a `status_change` activity when the account's status moves. Answers it
+    /// unsent, with the status move and whether `balance_sk` needs a refresh afterwards.
     fn transaction(
         &self,
         write: &PaymentWrite,
         update: Option<AccountUpdate>,
+        plan: Option<(&Plan, u64)>,
         observed: &Account,
         activity: &Activity,
         now: Timestamp,
@@ -176,6 +237,15 @@ impl Ledger {
             None => {
                 transaction = transaction
                     .transact_items(account_live_check(&self.accounts_table, observed.id)?);
+            }
+        }
+        if let Some((next, expected)) = plan {
+            let table = self.plans.table();
+            if next.status == PlanStatus::Active {
+                transaction = transaction.transact_items(plan_put(table, next, Some(expected))?);
+            } else {
+                let [delete, put] = plan_end(table, next, expected)?;
+                transaction = transaction.transact_items(delete).transact_items(put);
             }
         }
         transaction = transaction.transact_items(activity_put(&self.activities, activity)?);
@@ -202,6 +272,7 @@ impl Ledger {
             &self.accounts_table,
             observed,
             BalanceChange::Debit(payment.amount),
+            false,
             now,
         )? {
             Ok(update) => update,
@@ -210,6 +281,7 @@ impl Ledger {
         let (transaction, _, _) = self.transaction(
             &PaymentWrite::Record(payment.clone()),
             update,
+            None,
             observed,
             activity,
             now,
@@ -256,16 +328,41 @@ impl Ledger {
         let mut observed = observed;
         let mut conflicts = 0_u32;
         let mut stale = 0_u32;
+        let payment = payment_of(write).id;
+        let reads_plan = !matches!(change, BalanceChange::None);
+        let mut plan = if reads_plan {
+            self.plans.active(observed.id).await?
+        } else {
+            None
+        };
         loop {
             if observed.deleted_at.is_some() {
                 return Ok(Err(LedgerRefusal::AccountGone));
             }
-            let update = match balance_update(&self.accounts_table, &observed, change, now)? {
-                Ok(update) => update,
-                Err(refusal) => return Ok(Err(refusal)),
+            let next_plan = plan.as_ref().and_then(|p| {
+                plan_after(p, payment, change, &observed, now).map(|n| (n, p.version))
+            });
+            let ends_plan = next_plan
+                .as_ref()
+                .is_some_and(|(next, _)| next.status != PlanStatus::Active);
+            let update =
+                match balance_update(&self.accounts_table, &observed, change, ends_plan, now)? {
+                    Ok(update) => update,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+            let plan_items = match &next_plan {
+                Some((next, _)) if next.status == PlanStatus::Active => 1,
+                Some(_) => 2,
+                None => 0,
             };
-            let (transaction, status_moved, refresh) =
-                self.transaction(write, update, &observed, activity, now)?;
+            let (transaction, status_moved, refresh) = self.transaction(
+                write,
+                update,
+                next_plan.as_ref().map(|(next, version)| (next, *version)),
+                &observed,
+                activity,
+                now,
+            )?;
             match transaction.send().await {
                 Ok(_) => {
                     let mut account = observed.clone();
@@ -305,13 +402,22 @@ impl Ledger {
                             PaymentWrite::Transition { .. } => LedgerRefusal::PaymentChanged,
                         }));
                     }
-                    if failed(1) {
+                    let plan_failed = (PLAN_ITEM..PLAN_ITEM + plan_items).any(failed);
+                    if failed(1) || plan_failed {
                         stale += 1;
-                        tracing::debug!(account = %observed.id, stale, "stale account observation; reading again");
+                        tracing::debug!(account = %observed.id, stale, plan_failed, "stale account or plan observation; reading again");
                         if stale > CONFLICT_RETRIES {
                             return Ok(Err(LedgerRefusal::Contended));
                         }
-                        match self.account(observed.id).await? {
+                        let (account, active) = tokio::join!(self.account(observed.id), async {
+                            if reads_plan {
+                                self.plans.active(observed.id).await
+                            } else {
+                                Ok(None)
+                            }
+                        });
+                        plan = active?;
+                        match account? {
                             Some(account) => observed = account,
                             None => return Ok(Err(LedgerRefusal::AccountGone)),
                         }

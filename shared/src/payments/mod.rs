@@ -39,6 +39,7 @@ pub mod balance;
 pub mod keys;
 pub mod ledger;
 pub mod model;
+pub mod plans;
 
 pub use balance::BalanceChange;
 pub use ledger::{Ledger, LedgerRefusal, PaymentWrite};
