@@ -322,6 +322,7 @@ where
     });
     if let serde_json::Value::Object(properties) = line {
         recorded.emit(Some((&names::API_REQUESTS, properties)));
+        "dynamodb_ms": crate::metrics::round_ms(calls.latency_ms),
     }
     response
 }

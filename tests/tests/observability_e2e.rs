@@ -70,9 +70,16 @@ async fn each_request_writes_one_emf_line_with_its_dynamodb_calls() {
     assert_eq!(ok["RequestDynamoDbCalls"].as_f64().unwrap() as u64, calls);
     assert!(ok["dynamodb_read_units"].as_f64().unwrap() > 0.0, "{ok}");
     assert_eq!(ok["dynamodb_write_units"], 0.0);
+    // The time in DynamoDB, which the benchmarks subtract to get ours: within the request's.
+    let in_dynamodb = ok["dynamodb_ms"].as_f64().unwrap();
+    assert!(
+        in_dynamodb > 0.0 && in_dynamodb <= ok["duration_ms"].as_f64().unwrap(),
+        "{ok}"
+    );
 
     let bad = lines.iter().find(|l| l["status"] == 400).expect("the 400");
     assert_eq!(bad["Api4xx"], 1.0);
+    assert_eq!(bad["dynamodb_ms"], 0.0);
     assert_eq!(
         bad["dynamodb_calls"], 0,
         "a bad id is refused before any read"
@@ -86,6 +93,27 @@ async fn each_request_writes_one_emf_line_with_its_dynamodb_calls() {
         .collect();
     assert!(!gets.is_empty(), "no GetItem on {accounts_table}");
     assert!(gets.iter().any(|r| r["DynamoDbReadUnits"].is_number()));
+}
+
+#[tokio::test]
+async fn the_response_names_the_request_its_log_line_tells_of() {
+    let stack = Stack::start(StackOptions::unthrottled()).await;
+    let response = stack
+        .http
+        .get(format!("{}/health", stack.base))
+        .send()
+        .await
+        .unwrap();
+    // As API Gateway does: `apigw-requestid` is the id the function logged the request by.
+    let request_id = response.headers()["apigw-requestid"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let lines = request_lines(&stack, "GET /health");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["request_id"], request_id.as_str());
+    let timings = local_gateway::request_log::request_timings(&stack.log_lines());
+    assert_eq!(timings[&request_id].dynamodb_calls, 0);
 }
 
 #[tokio::test]

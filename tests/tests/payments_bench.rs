@@ -34,11 +34,23 @@ async fn account(s: &Stack, balance: i64) -> String {
 }
 
 async fn pay(s: &Stack, account: &str) -> StatusCode {
-    s.pay_request(account, 1)
-        .send()
-        .await
-        .map(|r| r.status())
-        .unwrap_or(StatusCode::BAD_GATEWAY)
+    pay_traced(s, account).await.0
+}
+
+/// A payment's status and the request id it was answered with (`apigw-requestid`), which
+/// finds its log line.
+async fn pay_traced(s: &Stack, account: &str) -> (StatusCode, Option<String>) {
+    match s.pay_request(account, 1).send().await {
+        Ok(response) => (
+            response.status(),
+            response
+                .headers()
+                .get("apigw-requestid")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ),
+        Err(_) => (StatusCode::BAD_GATEWAY, None),
+    }
 }
 
 /// The transaction one completed payment issues (payment put, conditional balance update,
@@ -64,6 +76,20 @@ async fn raw_transaction(ledger: &Ledger, observed: &shared::accounts::Account) 
         .send_record_once(&payment, observed, &activity, now)
         .await
         .unwrap()
+}
+
+/// Each sampled payment's time split by its log line: its DynamoDB calls' latencies added
+/// up, and ours (gateway and function) = the client's latency minus them.
+fn split_payment_time(s: &Stack, traced: &[(Duration, Option<String>)]) {
+    let split = local_gateway::request_log::TimeSplit::of(traced, &s.log_lines());
+    assert!(!split.is_empty(), "no sampled payment's log line found");
+    let ((d50, o50), (d99, o99)) = (split.quantile(0.5), split.quantile(0.99));
+    println!(
+        "FIGURE a payment's time in DynamoDB (its calls' latencies added up): p50 {d50:.2} ms, p99 {d99:.2} ms; ours (gateway + function, the rest): p50 {o50:.2} ms, p99 {o99:.2} ms; {:.1} DynamoDB calls per payment ({} of {} lines found)",
+        split.calls_per_request,
+        split.len(),
+        traced.len()
+    );
 }
 
 #[tokio::test]
@@ -103,11 +129,14 @@ async fn bench_payments() {
 
     // Sequential latencies, interleaved so both see the same engine state.
     let mut through_gateway = Vec::with_capacity(SAMPLES);
+    let mut traced = Vec::with_capacity(SAMPLES);
     let mut raw = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        assert_eq!(pay(&s, &gateway_account).await, StatusCode::CREATED);
+        let (status, request_id) = pay_traced(&s, &gateway_account).await;
+        assert_eq!(status, StatusCode::CREATED);
         through_gateway.push(started.elapsed());
+        traced.push((started.elapsed(), request_id));
         let started = Instant::now();
         assert!(raw_transaction(&ledger, &observed).await);
         raw.push(started.elapsed());
@@ -130,6 +159,7 @@ async fn bench_payments() {
         g50 / r50,
         g99 / r99
     );
+    split_payment_time(&s, &traced);
 
     // 16-way contention on one account.
     let contended = account(&s, 1_000_000_000_000).await;

@@ -330,8 +330,17 @@ async fn handle_inner(
     let Some(pool) = shared.pools.get(&matched.route.function) else {
         return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
+    let request_id = event["requestContext"]["requestId"]
+        .as_str()
+        .and_then(|id| HeaderValue::from_str(id).ok());
     let payload = Bytes::from(event.to_string());
-    outcome_response(pool.invoke_with(payload, Admission::Bounded).await)
+    let mut response = outcome_response(pool.invoke_with(payload, Admission::Bounded).await);
+    // As API Gateway does (`apigw-requestid`): the id the function saw as
+    // `requestContext.requestId`, so a client can find the request's log line.
+    if let Some(id) = request_id {
+        response.headers_mut().insert("apigw-requestid", id);
+    }
+    response
 }
 
 /// What the HTTP API answers for an invocation's outcome.

@@ -55,6 +55,7 @@ pub mod http_api;
 pub mod metrics;
 pub mod model;
 pub mod provision;
+pub mod request_log;
 pub mod runtime;
 pub mod schedule;
 pub mod sqs_source;

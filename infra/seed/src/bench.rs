@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
-use local_gateway::runtime::LogSink;
+use local_gateway::request_log::TimeSplit;
+use local_gateway::runtime::{LogCapture, LogSink};
 use local_gateway::{Gateway, GatewayOptions};
 use shared::accounts::keys::{account_pk, SHARDS};
 use shared::auth::users::{NewUser, UserRepo};
@@ -31,27 +32,49 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn measure<F, Fut>(requests: u64, mut call: F) -> Result<(f64, f64)>
+/// p50 and p99 of `samples`, milliseconds.
+fn p50_p99(mut samples: Vec<Duration>) -> (f64, f64) {
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+    )
+}
+
+/// One measured call: how long it took and, through the gateway, the request id it was
+/// answered with (`apigw-requestid`), which finds its log line.
+struct Timed {
+    latency: Duration,
+    request_id: Option<String>,
+}
+
+/// `requests` warm-up calls, then `requests` timed ones. A call answers the request id of
+/// a gateway response, `None` for a raw DynamoDB call.
+async fn measure<F, Fut>(requests: u64, mut call: F) -> Result<Vec<Timed>>
 where
     F: FnMut(u64) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
+    Fut: std::future::Future<Output = Result<Option<String>>>,
 {
     for i in 0..requests {
         call(i).await?; // warm-up (JIT, connections, instance)
     }
-    let mut samples = Vec::with_capacity(requests as usize);
+    let mut timed = Vec::with_capacity(requests as usize);
     for i in 0..requests {
         let started = Instant::now();
-        call(i).await?;
-        samples.push(started.elapsed());
+        let request_id = call(i).await?;
+        timed.push(Timed {
+            latency: started.elapsed(),
+            request_id,
+        });
     }
-    Ok((
-        percentile(&mut samples, 0.5),
-        percentile(&mut samples, 0.99),
-    ))
+    Ok(timed)
 }
 
-fn row(name: &str, via: (f64, f64), raw: (f64, f64)) {
+fn latencies(timed: &[Timed]) -> (f64, f64) {
+    p50_p99(timed.iter().map(|t| t.latency).collect())
+}
+
+fn row(name: &str, via: &[Timed], raw: &[Timed]) {
+    let (via, raw) = (latencies(via), latencies(raw));
     println!(
         "{name:<44} gateway p50 {:>7.2} ms p99 {:>7.2} ms | raw p50 {:>7.2} ms p99 {:>7.2} ms | ratio p50 {:>5.1}x p99 {:>5.1}x",
         via.0,
@@ -61,6 +84,31 @@ fn row(name: &str, via: (f64, f64), raw: (f64, f64)) {
         via.0 / raw.0.max(1e-6),
         via.1 / raw.1.max(1e-6)
     );
+}
+
+/// Each gateway request's time split by its log line (see `TimeSplit`).
+fn split(name: &str, via: &[Timed], logs: &LogCapture) {
+    let timed: Vec<_> = via
+        .iter()
+        .map(|t| (t.latency, t.request_id.clone()))
+        .collect();
+    let split = TimeSplit::of(&timed, &logs.lines());
+    let ((d50, o50), (d99, o99)) = (split.quantile(0.5), split.quantile(0.99));
+    println!(
+        "{name:<44} of which DynamoDB p50 {d50:>7.2} ms p99 {d99:>7.2} ms | ours p50 {o50:>7.2} ms p99 {o99:>7.2} ms | {:.1} calls/request ({} of {} requests' lines found)",
+        split.calls_per_request,
+        split.len(),
+        via.len()
+    );
+}
+
+/// The request id a gateway response carries.
+fn request_id(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("apigw-requestid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 #[tokio::main]
@@ -83,6 +131,8 @@ async fn main() -> Result<()> {
         .send()
         .await
         .context("storing the key set in SSM (moto)")?;
+    // The request lines give each request's DynamoDB time (see `split`).
+    let logs: &'static LogCapture = Box::leak(Box::default());
     let gateway = Gateway::start(GatewayOptions {
         template_path: workspace.join("template.yaml"),
         http_port: 0,
@@ -94,7 +144,7 @@ async fn main() -> Result<()> {
         ]
         .into_iter()
         .collect(),
-        logs: LogSink::None,
+        logs: LogSink::Capture(logs),
         event_sources: false,
         ..Default::default()
     })
@@ -156,8 +206,9 @@ async fn main() -> Result<()> {
         async move {
             let response = request.send().await?;
             anyhow::ensure!(response.status().is_success(), "GET {}", response.status());
+            let id = request_id(&response);
             response.bytes().await?;
-            Ok(())
+            Ok(id)
         }
     })
     .await?;
@@ -176,11 +227,12 @@ async fn main() -> Result<()> {
             .consistent_read(true);
         async move {
             request.send().await?;
-            Ok(())
+            Ok(None)
         }
     })
     .await?;
-    row("GET /accounts/{id} vs GetItem", via, raw);
+    row("GET /accounts/{id} vs GetItem", &via, &raw);
+    split("GET /accounts/{id}", &via, logs);
 
     // A filtered, sorted list: status=active, sorted by balance descending, limit 25:
     // 8 shard Queries merged. The raw side issues the same 8 Queries concurrently.
@@ -192,8 +244,9 @@ async fn main() -> Result<()> {
         async move {
             let response = request.send().await?;
             anyhow::ensure!(response.status().is_success(), "list {}", response.status());
+            let id = request_id(&response);
             response.bytes().await?;
-            Ok(())
+            Ok(id)
         }
     })
     .await?;
@@ -214,15 +267,16 @@ async fn main() -> Result<()> {
             for result in futures::future::join_all(queries).await {
                 result?;
             }
-            Ok(())
+            Ok(None)
         }
     })
     .await?;
     row(
         "GET /accounts?status&sort=-balance (25) vs 8 Queries",
-        via,
-        raw,
+        &via,
+        &raw,
     );
+    split("GET /accounts?status&sort=-balance (25)", &via, logs);
     gateway.shutdown().await;
     Ok(())
 }
