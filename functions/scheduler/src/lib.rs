@@ -1,14 +1,16 @@
 //! The scheduled batch jobs (EventBridge schedules → this one function).
 //!
 //! The schedule's `Input` is the whole event (EventBridge replaces the scheduled event by
-//! it, and the local gateway does the same): `{"job":"aging"}`, `{"job":"broken_promises"}`
-//! or `{"job":"cleanup"}`. Anything else is an error, so a mistyped schedule shows up as a
+//! it, and the local gateway does the same): `{"job":"aging"}`, `{"job":"broken_promises"}`,
+//! `{"job":"missed_installments"}` or `{"job":"cleanup"}`. Anything else is an error, so a mistyped schedule shows up as a
 //! failed invocation instead of a silent no-op.
 //!
 //! - [`aging`] (nightly): stores the new `dpd_bucket` / `days_past_due` of the accounts whose
 //!   bucket changes today.
 //! - [`promises`] (nightly): settles the promises to pay dated before today as `kept` or
 //!   `broken`; a broken promise returns its `promise_to_pay` account to `active`.
+//! - [`installments`] (nightly): marks payment-plan installments missed past the grace
+//!   period; a plan that missed too many is broken and its account returns to `active`.
 //! - [`cleanup`] (hourly): removes expired WebSocket connections (with their subscriptions)
 //!   and expired idempotency keys that TTL has not deleted yet.
 //!
@@ -18,6 +20,7 @@
 
 pub mod aging;
 pub mod cleanup;
+pub mod installments;
 pub mod promises;
 
 use serde::Serialize;
@@ -28,6 +31,7 @@ use shared::config::Config;
 use shared::domain::{Id, Timestamp};
 use shared::dynamo::DataError;
 use shared::idempotency::IdempotencyStore;
+use shared::payments::plans::PlanStore;
 use shared::metrics;
 use shared::metrics::names::{self, dimension};
 use shared::platform::InitError;
@@ -49,7 +53,7 @@ pub fn system_actor() -> Id {
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// The schedule's Input names no job this function runs (a template error).
-    #[error("unknown job {0}: expected aging, broken_promises or cleanup (the schedule's Input)")]
+    #[error("unknown job {0}: expected aging, broken_promises, missed_installments or cleanup (the schedule's Input)")]
     UnknownJob(String),
     /// A date that the time-zone calendar cannot represent.
     #[error("a date out of range: {0}")]
@@ -65,6 +69,9 @@ pub struct App {
     pub promises: PromiseStore,
     pub connections: ConnectionRepo,
     pub idempotency: IdempotencyStore,
+    pub plans: PlanStore,
+    /// Grace period and missed installments that break a plan (`installments`).
+    pub plan_rules: installments::PlanRules,
 }
 
 impl App {
@@ -86,6 +93,13 @@ impl App {
             ),
             connections: ConnectionRepo::new(dynamodb.clone(), tables.connections.clone()),
             idempotency: IdempotencyStore::new(dynamodb.clone(), tables.idempotency.clone()),
+            plans: PlanStore::new(
+                dynamodb.clone(),
+                tables.plans.clone(),
+                tables.accounts.clone(),
+                tables.activities.clone(),
+            ),
+            plan_rules: installments::PlanRules::default(),
         }
     }
 
@@ -93,7 +107,9 @@ impl App {
         let config = Config::from_env()?;
         let clients = Clients::from_env().await;
         clients.prime(&config.tables.accounts).await;
-        Ok(Self::new(&config, &clients))
+        let mut app = Self::new(&config, &clients);
+        app.plan_rules = installments::PlanRules::from_env()?;
+        Ok(app)
     }
 }
 
@@ -102,6 +118,7 @@ impl App {
 pub enum Job {
     Aging,
     BrokenPromises,
+    MissedInstallments,
     Cleanup,
 }
 
@@ -110,6 +127,7 @@ impl Job {
         match self {
             Job::Aging => "aging",
             Job::BrokenPromises => "broken_promises",
+            Job::MissedInstallments => "missed_installments",
             Job::Cleanup => "cleanup",
         }
     }
@@ -120,6 +138,7 @@ impl Job {
         match name {
             Some("aging") => Ok(Job::Aging),
             Some("broken_promises") => Ok(Job::BrokenPromises),
+            Some("missed_installments") => Ok(Job::MissedInstallments),
             Some("cleanup") => Ok(Job::Cleanup),
             _ => Err(SchedulerError::UnknownJob(
                 name.map_or_else(|| "(none)".to_owned(), |n| format!("{n:?}")),
@@ -134,6 +153,7 @@ impl Job {
 pub enum Report {
     Aging(aging::AgingReport),
     BrokenPromises(promises::PromiseReport),
+    MissedInstallments(installments::InstallmentReport),
     Cleanup(cleanup::CleanupReport),
 }
 
@@ -143,6 +163,7 @@ impl Report {
         match self {
             Report::Aging(r) => r.updated,
             Report::BrokenPromises(r) => r.kept + r.broken,
+            Report::MissedInstallments(r) => r.missed + r.broken,
             Report::Cleanup(r) => r.connections_removed + r.idempotency_keys_deleted,
         }
     }
@@ -168,6 +189,9 @@ pub async fn handle(
             .await
             .map(Report::Aging),
         Job::BrokenPromises => promises::run(app, now).await.map(Report::BrokenPromises),
+        Job::MissedInstallments => installments::run(app, now)
+            .await
+            .map(Report::MissedInstallments),
         Job::Cleanup => cleanup::run(app, now).await.map(Report::Cleanup),
     };
     let duration_ms = started.elapsed().as_millis() as u64;

@@ -13,7 +13,7 @@ use shared::config::TableName;
 use shared::domain::{Id, Timestamp};
 use shared::realtime::{ConnectionItem, ConnectionRepo};
 
-/// The template declares the three schedules with their inputs, as the local gateway reads
+/// The template declares the four schedules with their inputs, as the local gateway reads
 /// them (and as EventBridge gets them).
 #[test]
 fn the_template_schedules_each_job() {
@@ -51,6 +51,11 @@ fn the_template_schedules_each_job() {
                 "SchedulerFunction.Cleanup".to_owned(),
                 "rate(1 hour)".to_owned(),
                 json!({"job": "cleanup"})
+            ),
+            (
+                "SchedulerFunction.MissedInstallments".to_owned(),
+                "cron(25 0 * * ? *)".to_owned(),
+                json!({"job": "missed_installments"})
             ),
         ]
     );
