@@ -287,9 +287,12 @@ where
     let span = tracing::info_span!("request", request_id = %request_id, route = %route);
     // Boxed: a handler's future can be large (a payment's is over a megabyte in a debug
     // build), and every wrapper around it would otherwise copy it onto the stack again.
+    // Every write of the request is stamped with its id and source IP, and with the caller
+    // once authenticated (`shared::audit`).
+    let actor = crate::audit::Actor::request(request_id.clone(), source_ip(&req));
     let (result, mut recorded) = crate::metrics::scope(
         vec![(dimension::ROUTE, route.clone())],
-        Box::pin(handler(req).instrument(span)),
+        Box::pin(crate::audit::acting(actor, handler(req).instrument(span))),
     )
     .await;
     let response = match result {
@@ -319,10 +322,10 @@ where
         "dynamodb_calls": calls.calls,
         "dynamodb_read_units": calls.read_units,
         "dynamodb_write_units": calls.write_units,
+        "dynamodb_ms": crate::metrics::round_ms(calls.latency_ms),
     });
     if let serde_json::Value::Object(properties) = line {
         recorded.emit(Some((&names::API_REQUESTS, properties)));
-        "dynamodb_ms": crate::metrics::round_ms(calls.latency_ms),
     }
     response
 }

@@ -1,5 +1,6 @@
 //! The library every CollectPro function uses.
 //!
+//! - [`audit`]: the audit trail: the actor stamped on every write, entries from the streams.
 //! - [`auth`]: roles, the caller, the RBAC table (tokens and passwords join it).
 //! - [`config`]: configuration read once from the environment, typed table names.
 //! - [`clients`]: AWS clients built once per cold start.
@@ -18,6 +19,7 @@
 
 pub mod accounts;
 pub mod activities;
+pub mod audit;
 pub mod auth;
 pub mod bulk;
 pub mod clients;

@@ -10,6 +10,7 @@ use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::model::format_date;
 use crate::accounts::Account;
 use crate::activities::Activity;
+use crate::audit::Stamped;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s};
@@ -208,9 +209,11 @@ impl PromiseStore {
         let account_update = Update::builder()
             .table_name(self.accounts.as_str())
             .key("pk", s(account_pk(observed.id)))
-            .update_expression(
-                "SET #s = :active, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk",
-            )
+            .update_expression(format!(
+                "SET #s = :active, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk, {}",
+                crate::audit::Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .condition_expression("#v = :v AND attribute_not_exists(deleted_at)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#v", "version")

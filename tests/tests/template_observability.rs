@@ -393,7 +393,7 @@ fn every_function_logs_with_retention_is_traced_and_has_error_and_throttle_alarm
     };
     let (errors, throttles) = (watched("Errors"), watched("Throttles"));
     let functions: Vec<_> = template.of_kind("AWS::Serverless::Function").collect();
-    assert_eq!(functions.len(), 15);
+    assert_eq!(functions.len(), 17);
     for function in functions {
         let id = &function.logical_id;
         let p = &function.properties;

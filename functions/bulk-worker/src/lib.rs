@@ -131,7 +131,12 @@ async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> 
     if dead {
         tracing::warn!(job_id = %message.job_id(), "accounting for a dead-lettered bulk message");
     }
-    process(app, &message, dead).await
+    // The job's own state moves (running, finished, failed) are the worker's.
+    let actor = shared::audit::Actor {
+        via: Some(format!("bulk:{}", message.job_id())),
+        ..shared::audit::Actor::system("bulk-worker")
+    };
+    shared::audit::acting(actor, process(app, &message, dead)).await
 }
 
 /// Processes one message (`dead`: it was dead-lettered; account for it, change nothing).
@@ -279,8 +284,10 @@ pub async fn process_chunk(
     }
     let spec = job.spec()?;
     let cancelled = job.state == JobState::Cancelled;
+    // The accounts change on behalf of the job's creator (the audit trail's actor).
+    let actor = job.actor();
     let job_key = job_id.to_string();
-    let outcomes: Vec<Result<Outcome, DataError>> = stream::iter(ids.iter().copied())
+    let outcomes = stream::iter(ids.iter().copied())
         .map(|id| {
             let read = accounts.remove(&id);
             let failed_before = failed_before.contains(&id);
@@ -308,8 +315,8 @@ pub async fn process_chunk(
             }
         })
         .buffer_unordered(ACCOUNT_CONCURRENCY)
-        .collect()
-        .await;
+        .collect();
+    let outcomes: Vec<Result<Outcome, DataError>> = shared::audit::acting(actor, outcomes).await;
     let mut counts = Counts::default();
     for outcome in outcomes {
         match outcome? {

@@ -57,6 +57,7 @@ pub fn openapi() -> Result<serde_json::Value, serde_json::Error> {
     document.merge(bulk_api::ApiDoc::openapi());
     document.merge(dashboard::ApiDoc::openapi());
     document.merge(imports::ApiDoc::openapi());
+    document.merge(audit::ApiDoc::openapi());
     let mut document = serde_json::to_value(document)?;
     common_responses::complete(&mut document);
     Ok(document)

@@ -140,6 +140,14 @@ pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), Data
         tracing::info!(import = %id, state = %import.state, "the import already ended; the upload is ignored");
         return Ok(());
     }
+    // The rows become accounts on behalf of the import's creator (the audit trail's actor).
+    let actor = shared::audit::Actor::on_behalf(import.created_by, None, format!("import:{id}"));
+    shared::audit::acting(actor, import_file(app, object, &import)).await
+}
+
+/// Checks and imports the file of `import` (not ended yet).
+async fn import_file(app: &App, object: &ObjectCreated, import: &Import) -> Result<(), DataError> {
+    let id = import.id;
     if let Some(size) = object.size.filter(|size| *size != import.size) {
         let error = format!(
             "the uploaded file has {size} bytes, but {} were declared",
@@ -148,7 +156,7 @@ pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), Data
         app.store.end(id, ImportState::Failed, Some(&error)).await?;
         return Ok(());
     }
-    let (columns, total) = match check(app, object, &import).await? {
+    let (columns, total) = match check(app, object, import).await? {
         Ok(checked) => checked,
         Err(error) => {
             tracing::info!(import = %id, error = %error, "the file was refused");
@@ -159,7 +167,7 @@ pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), Data
     if !app.store.start(id, total).await? {
         return Ok(());
     }
-    let counts = write(app, object, &import, &columns).await?;
+    let counts = write(app, object, import, &columns).await?;
     let state = if counts.failed + counts.duplicates > 0 {
         ImportState::CompletedWithErrors
     } else {

@@ -48,11 +48,8 @@ pub struct StreamTables {
     pub jobs: TableName,
 }
 
-/// The table name in a stream ARN (`arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>`).
-pub fn table_of_arn(arn: &str) -> Option<&str> {
-    let rest = arn.split_once(":table/")?.1;
-    Some(rest.split_once("/stream/").map_or(rest, |(table, _)| table))
-}
+/// The table name in a stream ARN (shared with the audit writer).
+pub use shared::dynamo::table_of_stream_arn as table_of_arn;
 
 impl StreamTables {
     pub fn source_of(&self, arn: &str) -> Option<Source> {

@@ -184,16 +184,21 @@ pub async fn handle(
         }
     };
     let started = std::time::Instant::now();
-    let result = match job {
-        Job::Aging => aging::run(app, now.as_offset_date_time().date())
-            .await
-            .map(Report::Aging),
-        Job::BrokenPromises => promises::run(app, now).await.map(Report::BrokenPromises),
-        Job::MissedInstallments => installments::run(app, now)
-            .await
-            .map(Report::MissedInstallments),
-        Job::Cleanup => cleanup::run(app, now).await.map(Report::Cleanup),
-    };
+    // Every write of the job is stamped `system:scheduler:<job>` (the audit trail's actor).
+    let actor = shared::audit::Actor::system(&format!("scheduler:{}", job.as_str()));
+    let result = shared::audit::acting(actor, async {
+        match job {
+            Job::Aging => aging::run(app, now.as_offset_date_time().date())
+                .await
+                .map(Report::Aging),
+            Job::BrokenPromises => promises::run(app, now).await.map(Report::BrokenPromises),
+            Job::MissedInstallments => installments::run(app, now)
+                .await
+                .map(Report::MissedInstallments),
+            Job::Cleanup => cleanup::run(app, now).await.map(Report::Cleanup),
+        }
+    })
+    .await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let dimensions = [(dimension::JOB, job.as_str())];
     metrics::record(&names::SCHEDULER_RUNS, &dimensions, 1.0);

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::keys::{account_pk, list_index, Partition, SortKey};
 use super::model::{format_date, parse_date, DpdBucket};
+use crate::audit::Stamped;
 use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::attributes::{n, number, s, text};
@@ -107,7 +108,11 @@ impl AgingStore {
             .update_item()
             .table_name(self.table.as_str())
             .key("pk", s(account_pk(current.id)))
-            .update_expression("SET #bucket = :bucket, days_past_due = :days")
+            .update_expression(format!(
+                "SET #bucket = :bucket, days_past_due = :days, {}",
+                crate::audit::Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .expression_attribute_names("#bucket", "dpd_bucket")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":bucket", s(bucket.as_str()))

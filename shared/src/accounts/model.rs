@@ -252,6 +252,14 @@ impl Account {
         Ok(item)
     }
 
+    /// [`Account::to_item`] stamped with the current actor: what every writer of a whole
+    /// account item Puts (see `shared::audit`).
+    pub fn to_stamped_item(&self) -> Result<HashMap<String, AttributeValue>, DataError> {
+        let mut item = self.to_item()?;
+        crate::audit::stamp().put_into(&mut item);
+        Ok(item)
+    }
+
     /// The account of a stored item, with fresh aging.
     pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         let applied_bulk_jobs = match item.get(keys::MARKER_ATTRIBUTE) {

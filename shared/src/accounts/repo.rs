@@ -65,7 +65,7 @@ impl AccountRepo {
             .put(
                 Put::builder()
                     .table_name(self.table.as_str())
-                    .set_item(Some(account.to_item()?))
+                    .set_item(Some(account.to_stamped_item()?))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
                     .map_err(DataError::failed)?,
@@ -110,9 +110,10 @@ impl AccountRepo {
         expected_version: u64,
         activities: &[Activity],
     ) -> Result<Result<(), WriteConflict>, DataError> {
+        let item = next.to_stamped_item()?;
         let put = Put::builder()
             .table_name(self.table.as_str())
-            .set_item(Some(next.to_item()?))
+            .set_item(Some(item.clone()))
             .condition_expression("#v = :expected AND attribute_not_exists(deleted_at)")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(
@@ -128,7 +129,7 @@ impl AccountRepo {
                 .dynamodb
                 .put_item()
                 .table_name(self.table.as_str())
-                .set_item(Some(next.to_item()?))
+                .set_item(Some(item))
                 .condition_expression("#v = :expected AND attribute_not_exists(deleted_at)")
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(

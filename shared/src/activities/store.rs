@@ -12,6 +12,7 @@ use super::keys::{promise_keys, CALL_LOG_SK, TIMELINE_SK_END};
 use super::model::{status_change, Activity, ActivityType, CallOutcome};
 use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::{not_found, Account, AccountRepo, AccountStatus};
+use crate::audit::Stamped;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s, text};
@@ -198,9 +199,11 @@ impl ActivityStore {
         Update::builder()
             .table_name(self.accounts_table.as_str())
             .key("pk", s(account_pk(observed.id)))
-            .update_expression(
-                "SET #s = :to, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk",
-            )
+            .update_expression(format!(
+                "SET #s = :to, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk, {}",
+                crate::audit::Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#b", "balance")

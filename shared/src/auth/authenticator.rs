@@ -232,13 +232,15 @@ impl Authenticator {
             .current(user_id, claims.ver, claims.role)
             .await?;
         match state {
-            Some(_) => Ok((
-                Caller {
+            Some(_) => {
+                let caller = Caller {
                     user_id,
                     role: claims.role,
-                },
-                claims,
-            )),
+                };
+                // The request's writes are this caller's (the audit stamp).
+                crate::audit::identify(&caller);
+                Ok((caller, claims))
+            }
             _ => {
                 tracing::info!(user = %user_id, "access token of a disabled, changed or deleted user");
                 Err(unauthorized())

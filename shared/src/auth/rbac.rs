@@ -119,6 +119,11 @@ pub enum Action {
     Subscribe,
     /// `POST /auth/password`: change one's own password.
     ChangeOwnPassword,
+    /// `GET /audit`, `GET /audit/export` of an account's trail (admins and managers).
+    ReadAccountAudit,
+    /// `GET /audit`, `GET /audit/export` of anything else: users, jobs, imports, an actor,
+    /// a time range (admins).
+    ReadAudit,
 }
 
 /// What part of the data an allowed caller may act on.
@@ -138,7 +143,7 @@ fn scope_for(role: Role, action: Action, user: Id) -> Option<Scope> {
     use Role::*;
     match (role, action) {
         (Admin, _) => Some(Scope::All),
-        (Manager, ManageUsers) => None,
+        (Manager, ManageUsers | ReadAudit) => None,
         (Manager, ManageBulkJobs | ManageImports) => Some(Scope::Own(user)),
         (Manager, _) => Some(Scope::All),
         (

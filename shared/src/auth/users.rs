@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::rbac::Role;
+use crate::audit::{Stamp, Stamped};
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s};
@@ -176,7 +177,8 @@ impl UserRepo {
             list_pk: LIST_PK.to_owned(),
             list_sk: id.to_string(),
         };
-        let user_attrs: HashMap<String, AttributeValue> = serde_dynamo::to_item(&item)?;
+        let mut user_attrs: HashMap<String, AttributeValue> = serde_dynamo::to_item(&item)?;
+        crate::audit::stamp().put_into(&mut user_attrs);
         let email_item = HashMap::from([
             ("pk".to_owned(), s(email_pk(&item.email))),
             ("user_id".to_owned(), s(id.to_string())),
@@ -331,7 +333,11 @@ impl UserRepo {
             .update_item()
             .table_name(self.table.as_str())
             .key("pk", s(user_pk(id)))
-            .update_expression("ADD token_version :one, version :one")
+            .update_expression(format!(
+                "SET {} ADD token_version :one, version :one",
+                Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":one", n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
@@ -369,9 +375,11 @@ impl UserRepo {
             .update_item()
             .table_name(self.table.as_str())
             .key("pk", s(user_pk(current.id)))
-            .update_expression(
-                "SET password_hash = :hash, token_version = :tv, version = :next, updated_at = :updated",
-            )
+            .update_expression(format!(
+                "SET password_hash = :hash, token_version = :tv, version = :next, updated_at = :updated, {}",
+                Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .condition_expression("version = :current")
             .expression_attribute_values(":hash", s(next.password_hash.clone()))
             .expression_attribute_values(":tv", n(next.token_version))
@@ -428,7 +436,11 @@ impl UserRepo {
             .update_item()
             .table_name(self.table.as_str())
             .key("pk", s(user_pk(id)))
-            .update_expression("SET locked_until = :until, failed_logins = :zero")
+            .update_expression(format!(
+                "SET locked_until = :until, failed_logins = :zero, {}",
+                Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":until", s(lock_until.to_string()))
             .expression_attribute_values(":zero", n(0))
@@ -453,8 +465,9 @@ impl UserRepo {
             .table_name(self.table.as_str())
             .key("pk", s(user_pk(user.id)))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":zero", n(0));
-        let mut expression = "SET failed_logins = :zero".to_owned();
+            .expression_attribute_values(":zero", n(0))
+            .stamped(&crate::audit::stamp());
+        let mut expression = format!("SET failed_logins = :zero, {}", Stamp::SET);
         if let Some(hash) = new_hash {
             expression.push_str(", password_hash = :hash");
             update = update.expression_attribute_values(":hash", s(hash));
@@ -546,6 +559,7 @@ impl UserRepo {
         next.updated_at = Timestamp::now();
 
         let mut set = vec![
+            Stamp::SET,
             "#name = :name",
             "#role = :role",
             "disabled = :disabled",
@@ -567,7 +581,8 @@ impl UserRepo {
             .expression_attribute_values(":tv", n(next.token_version))
             .expression_attribute_values(":next", n(next.version))
             .expression_attribute_values(":current", n(current.version))
-            .expression_attribute_values(":updated", s(next.updated_at.to_string()));
+            .expression_attribute_values(":updated", s(next.updated_at.to_string()))
+            .stamped(&crate::audit::stamp());
         let expression = match next.locked_until {
             Some(until) => {
                 set.push("locked_until = :until");

@@ -164,7 +164,7 @@ impl ChunkStore {
         activities: &[Activity],
     ) -> Result<bool, DataError> {
         const CONDITION: &str = "#v = :expected AND attribute_not_exists(deleted_at)";
-        let item = account.to_item()?;
+        let item = account.to_stamped_item()?;
         if activities.is_empty() {
             let result = self
                 .dynamodb

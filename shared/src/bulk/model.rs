@@ -215,9 +215,22 @@ pub struct JobRecord {
     pub spec: String,
     #[serde(default)]
     pub plans_pending: u32,
+    /// The creator's role when the job was created: the worker acts on the creator's
+    /// behalf, and the audit trail names both (`shared::audit::Actor::on_behalf`).
+    #[serde(default)]
+    pub created_by_role: Option<String>,
 }
 
 impl JobRecord {
+    /// Who the worker's changes of this job are made by: its creator, via the job.
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::on_behalf(
+            self.created_by,
+            self.created_by_role.as_deref(),
+            format!("bulk:{}", self.id),
+        )
+    }
+
     pub fn from_item(item: HashMap<String, AttributeValue>) -> Result<Self, DataError> {
         Ok(serde_dynamo::from_item(item)?)
     }

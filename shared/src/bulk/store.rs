@@ -11,6 +11,7 @@ use super::keys::{
 };
 use super::messages::{BulkMessage, JobQueue};
 use super::model::{job_visible_to, Counts, Failure, JobRecord, JobSpec, JobState};
+use crate::audit::{Stamp, Stamped};
 use crate::auth::Scope;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
@@ -67,6 +68,8 @@ impl JobStore {
         now: Timestamp,
     ) -> Result<JobRecord, DataError> {
         let spec_json = serde_json::to_string(spec).map_err(DataError::failed)?;
+        // The API request creating the job acts for its caller (`shared::audit`).
+        let creator_role = crate::audit::Actor::current().role;
         let source = if spec.filter.is_some() {
             "filter"
         } else {
@@ -83,6 +86,7 @@ impl JobStore {
             ("failed", n(0)),
             ("cancelled", n(0)),
             ("created_by", s(caller.to_string())),
+            ("created_by_role", s(creator_role.clone())),
             ("created_at", s(now.to_string())),
             ("source", s(source)),
             ("spec", s(spec_json.clone())),
@@ -98,6 +102,7 @@ impl JobStore {
         for p in 0..partitions {
             item.insert(plan_attribute(p), n(0));
         }
+        crate::audit::stamp().put_into(&mut item);
         // The id is a fresh ULID: a failed condition can only be this same write, applied
         // once and retried by the SDK after its response was lost (a 500 after the commit:
         // the `LostResponse` fault, docs/faults.md), so it counts as written.
@@ -124,6 +129,7 @@ impl JobStore {
             source: source.to_owned(),
             spec: spec_json,
             plans_pending: partitions,
+            created_by_role: Some(creator_role),
         })
     }
 
@@ -158,7 +164,8 @@ impl JobStore {
             .update_item()
             .table_name(self.table.as_str())
             .set_key(Some(item_key(id, JOB_SK)))
-            .update_expression("SET #state = :running")
+            .update_expression(format!("SET #state = :running, {}", Stamp::SET))
+            .stamped(&crate::audit::stamp())
             .condition_expression("#state = :queued")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":running", s(JobState::Running.as_str()))
@@ -176,7 +183,11 @@ impl JobStore {
             .update_item()
             .table_name(self.table.as_str())
             .set_key(Some(item_key(id, JOB_SK)))
-            .update_expression("SET #state = :state, finished_at = :now")
+            .update_expression(format!(
+                "SET #state = :state, finished_at = :now, {}",
+                Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(finished_at) AND #state IN (:queued, :running)",
             )

@@ -20,6 +20,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 /// An item, or a key, as DynamoDB sends it.
 pub type Item = HashMap<String, AttributeValue>;
 
+/// The table name in a stream ARN (`arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>`):
+/// how a stream consumer with several event source mappings tells its records apart.
+pub fn table_of_stream_arn(arn: &str) -> Option<&str> {
+    let rest = arn.split_once(":table/")?.1;
+    Some(rest.split_once("/stream/").map_or(rest, |(table, _)| table))
+}
+
 /// A request read page by page: a Query or a Scan.
 pub trait Paged: Clone + Send {
     /// Sends the request from `start` (`None`: the first page); answers the page's items and

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::{
 use super::keys::{chunk_sk, item_key, row_sk, CHUNK_PREFIX, IMPORT_SK, ROW_PREFIX};
 use super::model::{import_visible_to, Counts, Import, ImportState, RowError};
 use crate::accounts::keys::reference_pk;
+use crate::audit::{Stamp, Stamped};
 use crate::auth::Scope;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
@@ -72,6 +73,8 @@ impl ImportStore {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut item = item;
+        crate::audit::stamp().put_into(&mut item);
         // A fresh ULID: a failed condition is this same write retried after a lost answer.
         condition_held(
             self.dynamodb
@@ -115,7 +118,11 @@ impl ImportStore {
             .update_item()
             .table_name(self.table.as_str())
             .set_key(Some(item_key(id, IMPORT_SK)))
-            .update_expression("SET #state = :running, total_rows = :total")
+            .update_expression(format!(
+                "SET #state = :running, total_rows = :total, {}",
+                Stamp::SET
+            ))
+            .stamped(&crate::audit::stamp())
             .condition_expression("#state IN (:awaiting, :running)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":running", s(ImportState::Running.as_str()))
@@ -145,13 +152,15 @@ impl ImportStore {
             .expression_attribute_values(":now", s(Timestamp::now().to_string()))
             .expression_attribute_values(":running", s(ImportState::Running.as_str()))
             .expression_attribute_values(":awaiting", s(ImportState::AwaitingUpload.as_str()));
+        let set = format!("SET #state = :state, finished_at = :now, {}", Stamp::SET);
         request = match error {
             Some(error) => request
-                .update_expression("SET #state = :state, finished_at = :now, #error = :error")
+                .update_expression(format!("{set}, #error = :error"))
                 .expression_attribute_names("#error", "error")
                 .expression_attribute_values(":error", s(error)),
-            None => request.update_expression("SET #state = :state, finished_at = :now"),
-        };
+            None => request.update_expression(set),
+        }
+        .stamped(&crate::audit::stamp());
         condition_held(request.send().await)
     }
 

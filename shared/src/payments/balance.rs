@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::Update;
 use super::ledger::LedgerRefusal;
 use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::{Account, AccountStatus};
+use crate::audit::Stamped;
 use crate::config::TableName;
 use crate::domain::{MinorUnits, Timestamp};
 use crate::dynamo::attributes::{n, s};
@@ -46,6 +47,8 @@ pub fn balance_update(
     let mut next = observed.clone();
     next.updated_at = now;
     let updated_sk = index_key(&next, "updated_sk").unwrap_or_default();
+    // Every form of the update stamps the actor (`shared::audit`).
+    let stamp = crate::audit::stamp();
     let base = |amount: MinorUnits| {
         Update::builder()
             .table_name(table.as_str())
@@ -56,8 +59,12 @@ pub fn balance_update(
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":usk", s(updated_sk.as_str()))
             .expression_attribute_values(":amount", n(amount.0))
+            .stamped(&stamp)
     };
-    let common = "#v = #v + :one, updated_at = :now, updated_sk = :usk";
+    let common = format!(
+        "#v = #v + :one, updated_at = :now, updated_sk = :usk, {}",
+        crate::audit::Stamp::SET
+    );
     let alive = "attribute_exists(pk) AND attribute_not_exists(deleted_at)";
     let paid = s(AccountStatus::Paid.as_str());
     let status_key = |next: &Account| s(index_key(next, "status_pk").unwrap_or_default());

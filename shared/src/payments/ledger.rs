@@ -13,6 +13,7 @@ use super::plans::{schedule, Plan, PlanStatus, PlanStore};
 use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::{Account, AccountRepo, AccountStatus};
 use crate::activities::{account_live_check, activity_put, status_change, Activity};
+use crate::audit::Stamped;
 use crate::config::TableName;
 use crate::domain::{Id, MinorUnits, Timestamp};
 use crate::dynamo::attributes::{n, s};
@@ -173,6 +174,7 @@ impl Ledger {
                         .table_name(self.payments.as_str())
                         .set_item(Some({
                             let mut item = payment.to_item()?;
+                            crate::audit::stamp().put_into(&mut item);
                             if let Some(agent) = agent {
                                 item.insert(AGENT_ATTRIBUTE.into(), s(agent.to_string()));
                             }
@@ -192,7 +194,11 @@ impl Ledger {
                     Update::builder()
                         .table_name(self.payments.as_str())
                         .set_key(Some(payment_key(payment.account_id, payment.id)))
-                        .update_expression("SET #s = :to, #v = :next, updated_at = :now")
+                        .update_expression(format!(
+                            "SET #s = :to, #v = :next, updated_at = :now, {}",
+                            crate::audit::Stamp::SET
+                        ))
+                        .stamped(&crate::audit::stamp())
                         .condition_expression("#v = :expected AND #s = :from")
                         .expression_attribute_names("#s", "status")
                         .expression_attribute_names("#v", "version")
