@@ -232,6 +232,7 @@ impl Writes<'_> {
             Tracked::Accounts => &self.f.tables.accounts,
             Tracked::Payments => &self.f.tables.payments,
             Tracked::Activities => &self.f.tables.activities,
+            Tracked::Plans => &self.f.tables.plans,
         }
     }
 

@@ -19,7 +19,8 @@ use lambda_http::Request;
 use serde::Deserialize;
 use shared::auth::{authorize, Action, BearerSecurity, Caller, Role, Scope, UserRepo};
 use shared::dashboard::summary::{
-    name_agents, AccountCounts, AgentTotals, MethodTotals, PeriodTotals, PromiseCounts, Totals,
+    name_agents, AccountCounts, AgentTotals, MethodTotals, PeriodTotals, PlanCounts, PromiseCounts,
+    Totals,
 };
 use shared::dashboard::{AggregateStore, Summary, View};
 use shared::http::{json_or_not_modified, route_key, unknown_route, HttpResult, Validator};
@@ -58,7 +59,7 @@ impl App {
 #[derive(OpenApi)]
 #[openapi(
     paths(summary),
-    components(schemas(Summary, Totals, AgentTotals, AccountCounts, PeriodTotals, MethodTotals, PromiseCounts)),
+    components(schemas(Summary, Totals, AgentTotals, AccountCounts, PeriodTotals, MethodTotals, PromiseCounts, PlanCounts)),
     modifiers(&BearerSecurity),
     tags((name = "dashboard", description = "Totals and KPIs, materialised from the tables' streams"))
 )]

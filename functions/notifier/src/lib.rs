@@ -169,6 +169,7 @@ impl App {
                 payments: tables.payments.clone(),
                 activities: tables.activities.clone(),
                 jobs: tables.jobs.clone(),
+                plans: tables.plans.clone(),
             },
             aggregates: AggregateStore::new(dynamodb.clone(), tables.aggregates.clone()),
             connections: ConnectionRepo::new(dynamodb.clone(), tables.connections.clone()),

@@ -15,6 +15,7 @@ use shared::domain::Id;
 use shared::dynamo::attributes::text;
 use shared::imports::keys::IMPORT_SK;
 use shared::imports::Import;
+use shared::payments::plans::Plan;
 use shared::payments::Payment;
 use shared::realtime::{Subscription, Topic};
 
@@ -25,6 +26,7 @@ pub enum Source {
     Payments,
     Activities,
     Jobs,
+    Plans,
 }
 
 impl Source {
@@ -34,6 +36,7 @@ impl Source {
             Source::Accounts => Some(Tracked::Accounts),
             Source::Payments => Some(Tracked::Payments),
             Source::Activities => Some(Tracked::Activities),
+            Source::Plans => Some(Tracked::Plans),
             Source::Jobs => None,
         }
     }
@@ -46,6 +49,7 @@ pub struct StreamTables {
     pub payments: TableName,
     pub activities: TableName,
     pub jobs: TableName,
+    pub plans: TableName,
 }
 
 /// The table name in a stream ARN (shared with the audit writer).
@@ -59,6 +63,7 @@ impl StreamTables {
             (&self.payments, Source::Payments),
             (&self.activities, Source::Activities),
             (&self.jobs, Source::Jobs),
+            (&self.plans, Source::Plans),
         ]
         .into_iter()
         .find(|(name, _)| name.as_str() == table)
@@ -234,6 +239,26 @@ fn activity_message(index: usize, record: &Record) -> Option<Outgoing> {
     })
 }
 
+/// A `plan.changed` message of a Plans record (the plan as `GET /accounts/{id}/plans` shows
+/// it) to the account's topic: a plan made, a payment applied to it, an installment
+/// missed, the plan ended (the ended plan's INSERT; the REMOVE of its `ACTIVE` item that
+/// comes with it says nothing more).
+fn plan_message(index: usize, record: &Record) -> Option<Outgoing> {
+    if !(record.is("INSERT") || record.is("MODIFY")) {
+        return None;
+    }
+    let plan = parse(record, record.new.as_ref()?, Plan::from_item)?;
+    Some(Outgoing {
+        record: index,
+        kind: "plan.changed",
+        id: record.event_id.clone(),
+        data: to_json(&plan.view())?,
+        topics: vec![Topic::Account(plan.account_id)],
+        audience: Audience::Account(plan.account_id),
+        pace: None,
+    })
+}
+
 /// A progress message of the Jobs table's record: a bulk job's (`job.progress`, the body of
 /// `GET /bulk/jobs/{id}`) or an import's (`import.progress`, the body of `GET /imports/{id}`);
 /// `None` for the table's other items (chunks, failures, frozen pages, row errors).
@@ -290,6 +315,7 @@ pub fn plan(records: &[Record], scopes: &BTreeSet<Scope>) -> Vec<Outgoing> {
         match record.source {
             Some(Source::Payments) => messages.extend(payment_message(index, record)),
             Some(Source::Activities) => messages.extend(activity_message(index, record)),
+            Some(Source::Plans) => messages.extend(plan_message(index, record)),
             Some(Source::Jobs) => {
                 if let Some(message) = progress_message(index, record) {
                     match progress.get(&message.topics[0]) {
@@ -389,6 +415,7 @@ mod tests {
             payments: TableName::new("p-PaymentsTable"),
             activities: TableName::new("p-ActivitiesTable"),
             jobs: TableName::new("p-JobsTable"),
+            plans: TableName::new("p-PlansTable"),
         }
     }
 
@@ -730,6 +757,66 @@ mod tests {
         assert_eq!(
             dashboard.body_for(&as_viewer, &assignments, &common),
             Some(common)
+        );
+    }
+
+    #[test]
+    fn plan_records_reach_the_account_topic_and_count_in_the_aggregates() {
+        use shared::domain::{MinorUnits, Timestamp};
+        use shared::payments::plans::schedule::{build, Split};
+        use shared::payments::plans::{Frequency, PlanStatus};
+        let account = Id::generate();
+        let now = Timestamp::now();
+        let active = Plan {
+            id: Id::generate(),
+            account_id: account,
+            status: PlanStatus::Active,
+            frequency: Frequency::Weekly,
+            currency: "USD".parse().unwrap(),
+            total_amount: MinorUnits(200),
+            installments: build(
+                Frequency::Weekly,
+                time::macros::date!(2027 - 01 - 15),
+                MinorUnits(200),
+                Split::Count(2),
+            )
+            .unwrap(),
+            receipts: Vec::new(),
+            created_by: Id::generate(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            ended_at: None,
+        };
+        let ended = Plan {
+            status: PlanStatus::Cancelled,
+            version: 2,
+            ended_at: Some(now),
+            ..active.clone()
+        };
+        let records = vec![
+            record(
+                Source::Plans,
+                "REMOVE",
+                Some(active.to_item().unwrap()),
+                None,
+            ),
+            record(
+                Source::Plans,
+                "INSERT",
+                None,
+                Some(ended.to_item().unwrap()),
+            ),
+        ];
+        let messages = plan(&records, &BTreeSet::new());
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].kind, "plan.changed");
+        assert_eq!(messages[0].topics, vec![Topic::Account(account)]);
+        assert_eq!(messages[0].data["status"], "cancelled");
+        assert_eq!(changes(&records).len(), 2);
+        assert_eq!(
+            tables().source_of("arn:aws:dynamodb:us-east-1:1:table/p-PlansTable/stream/x"),
+            Some(Source::Plans)
         );
     }
 }

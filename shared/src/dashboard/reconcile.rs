@@ -81,6 +81,7 @@ pub async fn recompute(dynamodb: &Client, tables: &Tables) -> Result<Tally, Data
         (&tables.accounts, Tracked::Accounts),
         (&tables.payments, Tracked::Payments),
         (&tables.activities, Tracked::Activities),
+        (&tables.plans, Tracked::Plans),
     ];
     let scans = sources.iter().flat_map(|(table, tracked)| {
         (0..SEGMENTS).map(move |segment| scan_segment(dynamodb, table, *tracked, segment))

@@ -50,6 +50,16 @@ pub struct PromiseCounts {
     pub broken: i64,
 }
 
+/// Payment plans ended in the period (kept = completed), and installments due in it that
+/// were missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlanCounts {
+    pub kept: i64,
+    pub broken: i64,
+    pub cancelled: i64,
+    pub installments_missed: i64,
+}
+
 /// What happened in a day or a month (UTC).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PeriodTotals {
@@ -61,6 +71,7 @@ pub struct PeriodTotals {
     /// Activities logged, by type (every type present).
     pub activities: BTreeMap<String, i64>,
     pub promises: PromiseCounts,
+    pub plans: PlanCounts,
 }
 
 /// The totals of one scope (everyone, or one agent).
@@ -69,6 +80,8 @@ pub struct Totals {
     pub accounts: AccountCounts,
     /// Outstanding balance, minor units by currency.
     pub outstanding: ByCurrency,
+    /// Payment plans active now.
+    pub plans_active: i64,
     pub today: PeriodTotals,
     pub month: PeriodTotals,
 }
@@ -155,6 +168,12 @@ fn period_totals(counters: Option<&Counters>) -> PeriodTotals {
             kept: count(counters, "promises_kept"),
             broken: count(counters, "promises_broken"),
         },
+        plans: PlanCounts {
+            kept: count(counters, "plans_kept"),
+            broken: count(counters, "plans_broken"),
+            cancelled: count(counters, "plans_cancelled"),
+            installments_missed: count(counters, "installments_missed"),
+        },
     }
 }
 
@@ -178,6 +197,7 @@ fn totals(state: Option<&Counters>, day: Option<&Counters>, month: Option<&Count
                 .collect(),
         },
         outstanding: by_currency(state, "outstanding"),
+        plans_active: count(state, "plans_active"),
         today: period_totals(day),
         month: period_totals(month),
     }

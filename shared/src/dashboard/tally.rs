@@ -10,7 +10,8 @@
 //! | period (`pk`) | counters |
 //! | --- | --- |
 //! | `STATE` | `accounts`, `status:<status>`, `bucket:<dpd bucket>`, `outstanding:<currency>` |
-//! | `DAY#<YYYY-MM-DD>`, `MONTH#<YYYY-MM>` | `collected:<currency>`, `payments:<method>`, `payments:<method>:<currency>`, `activities:<type>`, `promises_due`, `promises_kept`, `promises_broken` |
+//! | `STATE` (plans) | `plans_active` |
+//! | `DAY#<YYYY-MM-DD>`, `MONTH#<YYYY-MM>` | `collected:<currency>`, `payments:<method>`, `payments:<method>:<currency>`, `activities:<type>`, `promises_due`, `promises_kept`, `promises_broken`, `plans_kept`, `plans_broken`, `plans_cancelled`, `installments_missed` |
 //!
 //! Scopes (`sk`): `ALL`, and `AGENT#<id>` for the agent an item is attributed to:
 //!
@@ -30,7 +31,13 @@
 //! - an activity counts on the day of its `created_at`, by type; a promise to pay also counts
 //!   in `promises_due` on its promise date, and once settled by the broken-promise job
 //!   (`promise_state` = `kept` | `broken`, `promise_settled_on`) in `promises_kept` /
-//!   `promises_broken` on the day it was settled.
+//!   `promises_broken` on the day it was settled;
+//! - a payment plan (attributed to the user who made it) counts in `plans_active` while it
+//!   is the account's active plan; once ended, in `plans_kept` (completed), `plans_broken`
+//!   or `plans_cancelled` on the day of its `ended_at`; each installment marked missed
+//!   counts in `installments_missed` on its due date. A plan that ends moves from its
+//!   `ACTIVE` item to one keyed by its id (a REMOVE and an INSERT on the stream): the first
+//!   takes its contribution out, the second puts the ended one in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -48,6 +55,7 @@ pub enum Tracked {
     Accounts,
     Payments,
     Activities,
+    Plans,
 }
 
 /// When a counter applies.
@@ -259,6 +267,7 @@ pub fn contribution(table: Tracked, item: &Item) -> Tally {
         Tracked::Accounts => account(&mut tally, item),
         Tracked::Payments => payment(&mut tally, item),
         Tracked::Activities => activity(&mut tally, item),
+        Tracked::Plans => plan(&mut tally, item),
     }
     tally
 }
@@ -331,6 +340,34 @@ fn activity(tally: &mut Tally, item: &Item) {
     if let Some(on) = date(item, "promise_settled_on") {
         for period in [Period::Day(on), Period::month_of(on)] {
             tally.add_scoped(period, agent, settled, 1);
+        }
+    }
+}
+
+fn plan(tally: &mut Tally, item: &Item) {
+    let Ok(plan) = crate::payments::plans::Plan::from_item(item.clone()) else {
+        return;
+    };
+    let agent = Some(plan.created_by);
+    for installment in plan.installments.iter().filter(|i| i.missed) {
+        let due = installment.due_date;
+        for period in [Period::Day(due), Period::month_of(due)] {
+            tally.add_scoped(period, agent, "installments_missed", 1);
+        }
+    }
+    use crate::payments::plans::PlanStatus;
+    let ended = match plan.status {
+        PlanStatus::Active => {
+            tally.add_scoped(Period::State, agent, "plans_active", 1);
+            return;
+        }
+        PlanStatus::Completed => "plans_kept",
+        PlanStatus::Broken => "plans_broken",
+        PlanStatus::Cancelled => "plans_cancelled",
+    };
+    if let Some(on) = plan.ended_at.map(|at| at.as_offset_date_time().date()) {
+        for period in [Period::Day(on), Period::month_of(on)] {
+            tally.add_scoped(period, agent, ended, 1);
         }
     }
 }
@@ -500,5 +537,51 @@ mod tests {
         }
         assert_eq!(Period::parse("MONTH#2026-13"), None);
         assert_eq!(Scope::parse("MARK#x"), None);
+    }
+
+    #[test]
+    fn plans_count_while_active_and_once_ended_with_their_missed_installments() {
+        use crate::domain::{MinorUnits, Timestamp};
+        use crate::payments::plans::schedule::{build, Split};
+        use crate::payments::plans::{Frequency, Plan, PlanStatus};
+        let agent = Id::generate();
+        let made = Timestamp::from(time::macros::datetime!(2027-01-01 9:00 UTC));
+        let mut plan = Plan {
+            id: Id::generate(),
+            account_id: Id::generate(),
+            status: PlanStatus::Active,
+            frequency: Frequency::Monthly,
+            currency: "USD".parse().unwrap(),
+            total_amount: MinorUnits(300),
+            installments: build(
+                Frequency::Monthly,
+                date!(2027 - 01 - 15),
+                MinorUnits(300),
+                Split::Count(3),
+            )
+            .unwrap(),
+            receipts: Vec::new(),
+            created_by: agent,
+            version: 1,
+            created_at: made,
+            updated_at: made,
+            ended_at: None,
+        };
+        let active = contribution(Tracked::Plans, &plan.to_item().unwrap());
+        assert_eq!(active.items()[&key(Period::State, Scope::Agent(agent))]["plans_active"], 1);
+        plan.installments[0].missed = true;
+        plan.status = PlanStatus::Broken;
+        plan.ended_at = Some(Timestamp::from(time::macros::datetime!(2027-02-21 1:00 UTC)));
+        let ended = contribution(Tracked::Plans, &plan.to_item().unwrap());
+        let broken_day = key(Period::Day(date!(2027 - 02 - 21)), Scope::All);
+        assert_eq!(ended.items()[&broken_day]["plans_broken"], 1);
+        let missed_day = key(Period::Day(date!(2027 - 01 - 15)), Scope::All);
+        assert_eq!(ended.items()[&missed_day]["installments_missed"], 1);
+        assert!(!ended.items().contains_key(&key(Period::State, Scope::All)));
+        // The move from ACTIVE to the ended item, as two stream records.
+        let mut net = Tally::change(&active, &Tally::default());
+        net.merge(&ended, 1);
+        assert_eq!(net, Tally::change(&active, &ended));
+        assert!(contribution(Tracked::Plans, &item(&[("pk", s("x"))])).is_empty());
     }
 }
