@@ -7,6 +7,9 @@
 //! - [`keys`]: the key of a payment item.
 //! - [`balance`]: [`BalanceChange`] and the conditional account update that applies it.
 //! - [`ledger`]: [`Ledger`]: the transactions, their retries, the payment reads.
+//! - [`plans`]: payment plans; the ledger applies every completed payment, refund and
+//!   reversal to the account's active plan in the same transaction (one more item,
+//!   conditional on the plan's version: see `docs/plans.md`).
 //!
 //! # No read-modify-write of the balance
 //!
