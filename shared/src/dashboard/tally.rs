@@ -568,10 +568,15 @@ mod tests {
             ended_at: None,
         };
         let active = contribution(Tracked::Plans, &plan.to_item().unwrap());
-        assert_eq!(active.items()[&key(Period::State, Scope::Agent(agent))]["plans_active"], 1);
+        assert_eq!(
+            active.items()[&key(Period::State, Scope::Agent(agent))]["plans_active"],
+            1
+        );
         plan.installments[0].missed = true;
         plan.status = PlanStatus::Broken;
-        plan.ended_at = Some(Timestamp::from(time::macros::datetime!(2027-02-21 1:00 UTC)));
+        plan.ended_at = Some(Timestamp::from(
+            time::macros::datetime!(2027-02-21 1:00 UTC),
+        ));
         let ended = contribution(Tracked::Plans, &plan.to_item().unwrap());
         let broken_day = key(Period::Day(date!(2027 - 02 - 21)), Scope::All);
         assert_eq!(ended.items()[&broken_day]["plans_broken"], 1);
