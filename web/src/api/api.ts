@@ -11,8 +11,10 @@ import type {
   Job,
   JobFailure,
   Page,
+  NewPlan,
   Payment,
   PaymentStatus,
+  Plan,
   Role,
   Summary,
   TokenPair,
@@ -82,7 +84,7 @@ export function resetSummaryCache() {
 export const api = createApi({
   reducerPath: "api",
   baseQuery,
-  tagTypes: ["Me", "Account", "AccountList", "Payments", "Activities", "Jobs", "Imports", "Users", "Summary"],
+  tagTypes: ["Me", "Account", "AccountList", "Payments", "Plans", "Activities", "Jobs", "Imports", "Users", "Summary"],
   endpoints: (b) => ({
     login: b.mutation<TokenPair, { email: string; password: string }>({
       query: (body) => ({ url: "/auth/login", method: "POST", body }),
@@ -156,6 +158,7 @@ export const api = createApi({
       invalidatesTags: (_r, _e, { accountId }) => [
         { type: "Account", id: accountId },
         { type: "Payments", id: accountId },
+        { type: "Plans", id: accountId },
         { type: "Activities", id: accountId },
         "AccountList",
         "Summary",
@@ -171,6 +174,35 @@ export const api = createApi({
       invalidatesTags: (_r, _e, { accountId }) => [
         { type: "Account", id: accountId },
         { type: "Payments", id: accountId },
+        { type: "Activities", id: accountId },
+        "AccountList",
+        "Summary",
+      ],
+    }),
+
+    plans: b.query<Page<Plan>, string>({
+      query: (accountId) => ({ url: `/accounts/${encodeURIComponent(accountId)}/plans`, cache: "no-store" }),
+      providesTags: (_r, _e, accountId) => [{ type: "Plans", id: accountId }],
+    }),
+    createPlan: b.mutation<Plan, { accountId: string; body: NewPlan }>({
+      query: ({ accountId, body }) => ({ url: `/accounts/${encodeURIComponent(accountId)}/plans`, method: "POST", body }),
+      invalidatesTags: (_r, _e, { accountId }) => [
+        { type: "Plans", id: accountId },
+        { type: "Account", id: accountId },
+        { type: "Activities", id: accountId },
+        "AccountList",
+        "Summary",
+      ],
+    }),
+    cancelPlan: b.mutation<Plan, { accountId: string; plan: Plan }>({
+      query: ({ accountId, plan }) => ({
+        url: `/accounts/${encodeURIComponent(accountId)}/plans/${encodeURIComponent(plan.id)}/cancel`,
+        method: "POST",
+        headers: { "if-match": `"${plan.version}"` },
+      }),
+      invalidatesTags: (_r, _e, { accountId }) => [
+        { type: "Plans", id: accountId },
+        { type: "Account", id: accountId },
         { type: "Activities", id: accountId },
         "AccountList",
         "Summary",
@@ -315,6 +347,9 @@ export const {
   usePaymentsQuery,
   useRecordPaymentMutation,
   useChangePaymentStatusMutation,
+  usePlansQuery,
+  useCreatePlanMutation,
+  useCancelPlanMutation,
   useActivitiesQuery,
   useLogActivityMutation,
   useActivitiesBatchQuery,

@@ -64,6 +64,49 @@ export interface Payment {
   updated_at: string;
 }
 
+export const PLAN_FREQUENCIES = ["weekly", "biweekly", "monthly"] as const;
+export type PlanFrequency = (typeof PLAN_FREQUENCIES)[number];
+export type PlanStatus = "active" | "completed" | "cancelled" | "broken";
+export type InstallmentStatus = "due" | "partly_paid" | "paid" | "missed";
+
+/** One installment of a payment plan, with what the plan's payments cover of it. */
+export interface Installment {
+  number: number;
+  due_date: string;
+  amount: number;
+  paid_amount: number;
+  status: InstallmentStatus;
+}
+
+/** A payment plan (docs/plans.md). */
+export interface Plan {
+  id: string;
+  account_id: string;
+  status: PlanStatus;
+  frequency: PlanFrequency;
+  currency: string;
+  total_amount: number;
+  paid_amount: number;
+  remaining_amount: number;
+  missed_count: number;
+  installments: Installment[];
+  created_by: string;
+  version: number;
+  created_at: string;
+  updated_at: string;
+  ended_at: string | null;
+}
+
+/** `POST /accounts/{id}/plans`: a count or an amount per installment, not both. */
+export interface NewPlan {
+  frequency: PlanFrequency;
+  first_due_date: string;
+  installment_count?: number;
+  installment_amount?: number;
+  total_amount?: number;
+  currency: string;
+}
+
 /** The status machine of DESIGN.md: which changes a payment in a status may take. */
 export const PAYMENT_TRANSITIONS: Record<PaymentStatus, PaymentStatus[]> = {
   pending: ["completed", "failed"],

@@ -19,6 +19,7 @@ function accountApi(opts: { onPayment?: (c: Call) => Response } = {}) {
     if (c.path === "/accounts/A1/payments" && c.method === "GET") return json(200, { items: [], next_cursor: null });
     if (c.path === "/accounts/A1/payments" && c.method === "POST") return opts.onPayment!(c);
     if (c.path === "/accounts/A1/activities") return json(200, { items: [], next_cursor: null });
+    if (c.path === "/accounts/A1/plans" && c.method === "GET") return json(200, { items: [], next_cursor: null });
     return json(404, { title: "Not Found", status: 404 });
   });
   return { ...api, bump: (over: object) => (current = { ...current, ...over, version: current.version + 1 }) };

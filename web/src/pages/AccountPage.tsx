@@ -17,6 +17,7 @@ import { formatMoney } from "../money";
 import { ActivityForm } from "./ActivityForm";
 import { EditAccountForm } from "./EditAccountForm";
 import { PaymentForm } from "./PaymentForm";
+import { PlanSection } from "./PlanSection";
 
 export default function AccountPage() {
   const { id = "" } = useParams();
@@ -114,6 +115,8 @@ export default function AccountPage() {
           </Card>
         )}
       </div>
+
+      <PlanSection account={account} canWrite={can(user.role, "payment.record")} />
 
       <Payments account={account} canChange={can(user.role, "payment.change_status")} />
 
