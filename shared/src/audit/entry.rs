@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::actor::{attribute, Actor};
 use super::fields::{classify, FieldClass, REDACTED};
 use crate::domain::Timestamp;
+use crate::payments::plans::model::ACTIVE_SK as PLAN_ACTIVE_SK;
 
 /// An item as a stream record carries it.
 pub type Image = HashMap<String, AttributeValue>;
@@ -22,7 +23,7 @@ pub enum Source {
     Payments,
     Users,
     Jobs,
-    /// Payment plans (pk account id, sk plan id; the `ACTIVE` pointer item is not audited).
+    /// Payment plans (pk account id; sk `ACTIVE` while active, the plan id once ended).
     Plans,
 }
 
@@ -115,10 +116,8 @@ fn entity_of(source: Source, image: &Image) -> Option<(String, String)> {
             Some((entity.clone(), entity))
         }
         Source::Payments => Some((format!("payment:{}", text("sk")?), format!("account:{pk}"))),
-        Source::Plans => {
-            let id = text("sk").filter(|sk| *sk != "ACTIVE")?;
-            Some((format!("plan:{id}"), format!("account:{pk}")))
-        }
+        // The active plan is the `ACTIVE` item; an ended one moves under its id.
+        Source::Plans => Some((format!("plan:{}", text("id")?), format!("account:{pk}"))),
         Source::Users => {
             let entity = format!("user:{}", pk.strip_prefix("USER#")?);
             Some((entity.clone(), entity))
@@ -189,6 +188,12 @@ fn action(change: &StreamChange, changes: &[FieldChange]) -> String {
     let new_text = |name| text_of(change.new.as_ref(), name);
     let verb = match (change.kind, change.source) {
         (EventKind::Insert, Source::Payments) => "record",
+        // An ended plan is put under its id as its `ACTIVE` item goes.
+        (EventKind::Insert, Source::Plans)
+            if text_of(change.new.as_ref(), "sk") != Some(PLAN_ACTIVE_SK) =>
+        {
+            "end"
+        }
         (EventKind::Insert, _) => "create",
         (EventKind::Remove, _) => "delete",
         (EventKind::Modify, Source::Accounts) if changed("deleted_at") => {
@@ -254,6 +259,11 @@ fn actor_of(change: &StreamChange) -> (Actor, Option<Timestamp>) {
 /// the record changes no audited field (see [`super::fields`]).
 pub fn entry(change: &StreamChange) -> Option<AuditEntry> {
     let image = change.new.as_ref().or(change.old.as_ref())?;
+    // A plan's end is the INSERT of its ended item: the removal of its `ACTIVE` item in the
+    // same transaction says nothing more.
+    if change.source == Source::Plans && change.kind == EventKind::Remove {
+        return None;
+    }
     let (entity, subject) = entity_of(change.source, image)?;
     let changes = diff(change.old.as_ref(), change.new.as_ref());
     if changes.is_empty() {
@@ -505,6 +515,51 @@ mod tests {
         let chunk = image(&[("pk", s("01J")), ("sk", s("CHUNK#1"))]);
         assert_eq!(
             super::entry(&change(Source::Jobs, EventKind::Insert, None, Some(chunk))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_plan_is_audited_while_active_and_when_it_ends() {
+        let actor = Actor::system("x");
+        let active = |paid: i64| {
+            stamped(
+                image(&[
+                    ("pk", s("01ACC")),
+                    ("sk", s(PLAN_ACTIVE_SK)),
+                    ("id", s("01PLAN")),
+                    ("paid", n(paid)),
+                ]),
+                &actor,
+                "2026-12-01T09:00:00Z",
+            )
+        };
+        let made = entry(&change(
+            Source::Plans,
+            EventKind::Insert,
+            None,
+            Some(active(0)),
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                made.entity.as_str(),
+                made.subject.as_str(),
+                made.action.as_str()
+            ),
+            ("plan:01PLAN", "account:01ACC", "create")
+        );
+        let mut ended = active(5);
+        ended.insert("sk".into(), s("01PLAN"));
+        let end = entry(&change(Source::Plans, EventKind::Insert, None, Some(ended))).unwrap();
+        assert_eq!(end.action, "end");
+        assert_eq!(
+            entry(&change(
+                Source::Plans,
+                EventKind::Remove,
+                Some(active(5)),
+                None
+            )),
             None
         );
     }

@@ -11,6 +11,7 @@ use crate::accounts::keys::{account_pk, index_key};
 use crate::accounts::model::format_date;
 use crate::accounts::{Account, AccountStatus};
 use crate::activities::Activity;
+use crate::audit::Stamped;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s, text};
@@ -34,6 +35,13 @@ pub enum WriteOutcome {
     Conflict,
 }
 
+/// The item of `plan` stamped with the current actor (`shared::audit`).
+fn stamped(plan: &Plan) -> Result<crate::dynamo::Item, DataError> {
+    let mut item = plan.to_item()?;
+    crate::audit::stamp().put_into(&mut item);
+    Ok(item)
+}
+
 /// The transaction item that writes `plan` as the account's active plan: new (`expected`
 /// `None`: no active plan may exist) or replacing the version `expected`.
 pub fn plan_put(
@@ -43,7 +51,7 @@ pub fn plan_put(
 ) -> Result<TransactWriteItem, DataError> {
     let put = Put::builder()
         .table_name(table.as_str())
-        .set_item(Some(plan.to_item()?));
+        .set_item(Some(stamped(plan)?));
     let put = match expected {
         None => put.condition_expression("attribute_not_exists(pk)"),
         Some(version) => put
@@ -75,7 +83,7 @@ pub fn plan_end(
         .map_err(DataError::failed)?;
     let put = Put::builder()
         .table_name(table.as_str())
-        .set_item(Some(ended.to_item()?))
+        .set_item(Some(stamped(ended)?))
         .condition_expression("attribute_not_exists(pk)")
         .build()
         .map_err(DataError::failed)?;
@@ -113,9 +121,11 @@ pub fn account_move(
     let update = Update::builder()
         .table_name(table.as_str())
         .key("pk", s(account_pk(observed.id)))
-        .update_expression(
-            "SET #s = :to, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk",
-        )
+        .update_expression(format!(
+            "SET #s = :to, status_pk = :spk, #v = #v + :one, updated_at = :now, updated_sk = :usk, {}",
+            crate::audit::Stamp::SET
+        ))
+        .stamped(&crate::audit::stamp())
         .condition_expression("#v = :v AND attribute_not_exists(deleted_at)")
         .expression_attribute_names("#s", "status")
         .expression_attribute_names("#v", "version")
@@ -225,7 +235,7 @@ impl PlanStore {
             .dynamodb
             .put_item()
             .table_name(self.plans.as_str())
-            .set_item(Some(plan.to_item()?))
+            .set_item(Some(stamped(plan)?))
             .condition_expression("#v = :expected")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":expected", n(expected))
