@@ -15,7 +15,8 @@ export type Action =
   | "bulk.run"
   | "imports.run"
   | "users.manage"
-  | "dashboard.agents";
+  | "dashboard.agents"
+  | "audit.account";
 
 const RULES: Record<Action, Role[]> = {
   "account.create": ["admin", "manager"],
@@ -29,6 +30,7 @@ const RULES: Record<Action, Role[]> = {
   "imports.run": ["admin", "manager"],
   "users.manage": ["admin"],
   "dashboard.agents": ["admin", "manager"],
+  "audit.account": ["admin", "manager"],
 };
 
 export function can(role: Role | undefined | null, action: Action): boolean {

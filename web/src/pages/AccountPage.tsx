@@ -18,6 +18,7 @@ import { ActivityForm } from "./ActivityForm";
 import { EditAccountForm } from "./EditAccountForm";
 import { PaymentForm } from "./PaymentForm";
 import { PlanSection } from "./PlanSection";
+import { AuditSection } from "./AuditSection";
 
 export default function AccountPage() {
   const { id = "" } = useParams();
@@ -119,6 +120,8 @@ export default function AccountPage() {
       <PlanSection account={account} canWrite={can(user.role, "payment.record")} />
 
       <Payments account={account} canChange={can(user.role, "payment.change_status")} />
+
+      {can(user.role, "audit.account") && <AuditSection accountId={account.id} />}
 
       <div className="grid gap-4 lg:grid-cols-2">
         {can(user.role, "activity.log") && !deleted && (
