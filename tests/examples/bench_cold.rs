@@ -173,6 +173,14 @@ fn first_requests(stack: &Stack, account: &str) -> BTreeMap<&'static str, FirstR
             "NotifierFunction",
             FirstRequest::Event(sample_event("dynamodb-stream-payment.json")),
         ),
+        (
+            "AuditWriterFunction",
+            FirstRequest::Event(sample_event("dynamodb-stream-payment.json")),
+        ),
+        (
+            "AuditFunction",
+            http("GET", format!("/audit?entity=account:{account}"), None),
+        ),
     ])
 }
 
