@@ -262,6 +262,19 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_trail_is_for_admins_and_for_managers_of_accounts() {
+        let allowed = |role, action| authorize(&caller(role), action).is_ok();
+        assert!(allowed(Role::Admin, Action::ReadAudit));
+        assert!(allowed(Role::Admin, Action::ReadAccountAudit));
+        assert!(allowed(Role::Manager, Action::ReadAccountAudit));
+        assert!(!allowed(Role::Manager, Action::ReadAudit));
+        for role in [Role::Agent, Role::Viewer, Role::Pending] {
+            assert!(!allowed(role, Action::ReadAccountAudit), "{role}");
+            assert!(!allowed(role, Action::ReadAudit), "{role}");
+        }
+    }
+
+    #[test]
     fn agents_are_scoped_to_their_accounts_and_managers_to_their_jobs() {
         let agent = caller(Role::Agent);
         assert_eq!(
