@@ -359,6 +359,24 @@ async fn every_kind_of_change_is_audited_once_with_its_actor() {
         "{csv}"
     );
     assert!(csv.contains(&entity) && csv.contains("refund"), "{csv}");
+    // `limit` caps the rows of one answer; `next-cursor` carries on.
+    let response = stack
+        .request(
+            "GET",
+            &format!("/audit/export?entity={subject}&limit=2"),
+            Some(&manager),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("next-cursor"));
+    assert_eq!(
+        response.text().await.unwrap().lines().count(),
+        3,
+        "header + 2 rows"
+    );
 
     // Users: changes are audited, secrets never.
     let email = e2e::unique_email();

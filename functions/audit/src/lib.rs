@@ -80,8 +80,10 @@ pub async fn dispatch(app: &App, caller: &Caller, req: Request) -> HttpResult {
 pub struct AuditParams {
     /// `account:{id}`, `user:{id}`, `job:{id}` or `import:{id}` (an account's trail
     /// includes its payments and plans).
+    #[param(pattern = "^(account|user|job|import):[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     pub entity: Option<String>,
     /// A user id, or a system actor (`system:scheduler:aging`).
+    #[param(pattern = "^[A-Za-z0-9:_-]{1,128}$")]
     pub actor: Option<String>,
     /// RFC 3339; entries at or after it.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -89,7 +91,8 @@ pub struct AuditParams {
     /// RFC 3339; entries at or before it (default: now).
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
-    /// 1..=100, default 25 (`GET /audit` only).
+    /// 1..=100: entries per page (default 25), or rows per export answer (default
+    /// every entry up to the export's cap), the `next-cursor` header carrying on.
     #[param(value_type = Option<shared::domain::PageLimit>)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page (or the export's `next-cursor` header).
@@ -283,12 +286,15 @@ fn csv_row(entry: &AuditEntry) -> Result<[String; 11], ApiError> {
         (status = 403, description = "Agents and viewers; managers outside account trails", body = shared::error::Problem)))]
 async fn export_audit(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let params: AuditParams = shared::http::query(req)?;
-    if params.limit.is_some() {
-        return Err(ApiError::invalid_field(
-            "limit",
-            "is not a parameter of the export (it holds every entry)",
-        ));
-    }
+    let rows_per_answer = match params.limit.as_deref() {
+        None => MAX_EXPORT_ROWS,
+        Some(raw) => {
+            let mut v = Validation::new();
+            let limit = page_limit(&mut v, Some(raw), MAX_PAGE_LIMIT);
+            v.finish()?;
+            limit
+        }
+    };
     let (query, scope, mut position) = prepare(app, caller, &params)?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer
@@ -298,7 +304,11 @@ async fn export_audit(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let next = loop {
         let (entries, next) = app
             .store
-            .page(&query, position.take(), MAX_PAGE_LIMIT)
+            .page(
+                &query,
+                position.take(),
+                MAX_PAGE_LIMIT.min(rows_per_answer - rows),
+            )
             .await?;
         for entry in &entries {
             writer
@@ -307,7 +317,7 @@ async fn export_audit(app: &App, caller: &Caller, req: &Request) -> HttpResult {
         }
         rows += entries.len();
         match next {
-            Some(next) if rows >= MAX_EXPORT_ROWS => break Some(next),
+            Some(next) if rows >= rows_per_answer => break Some(next),
             Some(next) => position = Some(next),
             None => break None,
         }
