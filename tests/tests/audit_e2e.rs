@@ -266,14 +266,24 @@ async fn every_kind_of_change_is_audited_once_with_its_actor() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    // Bad filters: 400 problem+json naming the field.
-    for (query, field) in [
-        ("entity=nope", "entity"),
-        ("entity=payment:01JD3Q2W70000000000000000B", "entity"),
-        ("from=yesterday", "from"),
-        ("from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z", "to"),
-        ("actor=a%20b", "actor"),
-        ("", "from"),
+    // Bad filters: 400 problem+json naming the field; well-formed filters that together
+    // select nothing: 422 naming the field to change.
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    for (query, field, expected) in [
+        ("entity=nope", "entity", StatusCode::BAD_REQUEST),
+        (
+            "entity=payment:01JD3Q2W70000000000000000B",
+            "entity",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("from=yesterday", "from", StatusCode::BAD_REQUEST),
+        (
+            "from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
+            "to",
+            unprocessable,
+        ),
+        ("actor=a%20b", "actor", StatusCode::BAD_REQUEST),
+        ("", "from", unprocessable),
     ] {
         let response = stack
             .request(
@@ -285,7 +295,7 @@ async fn every_kind_of_change_is_audited_once_with_its_actor() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(response.status(), expected, "{query}");
         assert_eq!(
             response.headers()["content-type"],
             "application/problem+json",

@@ -18,6 +18,7 @@ use shared::audit::store::Position;
 use shared::audit::{AuditEntry, AuditQuery, AuditStore, FieldChange, Selector};
 use shared::auth::{authorize, Action, Caller};
 use shared::domain::{Id, Timestamp};
+use shared::error::FieldError;
 use shared::http::{
     json, page_limit, route_key, unknown_route, HttpResult, Validation, MAX_PAGE_LIMIT,
 };
@@ -134,7 +135,10 @@ fn parse_actor(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Validates the filters into a query (every bad parameter named in one `400`).
+/// Validates the filters into a query. A malformed parameter is a `400` naming it (every
+/// one in one answer); well-formed parameters whose combination selects no trail (entity and
+/// actor both, `to` before `from`, no selector, too long a range) are a `422` naming the
+/// field to change: the OpenAPI document can describe each parameter, not their combination.
 pub fn parse_query(params: &AuditParams, now: Timestamp) -> Result<AuditQuery, ApiError> {
     let mut v = Validation::new();
     let entity = params
@@ -150,43 +154,45 @@ pub fn parse_query(params: &AuditParams, now: Timestamp) -> Result<AuditQuery, A
     };
     let from = time(&mut v, "from", params.from.as_deref());
     let to = time(&mut v, "to", params.to.as_deref());
+    v.finish()?;
+
+    let mut conflicts = Vec::new();
     if let (Some(from), Some(to)) = (from, to) {
         if from > to {
-            v.add("to", "must not be before from");
+            conflicts.push(FieldError::new("to", "must not be before from"));
         }
     }
-    if params.entity.is_some() && params.actor.is_some() {
-        v.add("actor", "give entity or actor, not both");
+    if entity.is_some() && actor.is_some() {
+        conflicts.push(FieldError::new("actor", "give entity or actor, not both"));
     }
-    let selector = match (entity, actor) {
-        (Some(entity), _) => Selector::Subject(entity),
-        (None, Some(actor)) => Selector::Actor(actor),
-        (None, None) => {
-            match from {
-                None if params.from.is_none()
-                    && params.entity.is_none()
-                    && params.actor.is_none() =>
-                {
-                    v.add(
-                        "from",
-                        "give entity, actor, or a time range starting at from",
-                    );
-                }
-                Some(from) => {
-                    let end = to.unwrap_or(now);
-                    if end.unix_seconds() - from.unix_seconds() > MAX_RANGE_DAYS * 86_400 {
-                        v.add(
-                            "from",
-                            format!("a range without entity or actor spans at most {MAX_RANGE_DAYS} days"),
-                        );
-                    }
-                }
-                None => {}
+    let selector = match (entity, actor, from) {
+        (Some(entity), _, _) => Selector::Subject(entity),
+        (None, Some(actor), _) => Selector::Actor(actor),
+        (None, None, None) => {
+            conflicts.push(FieldError::new(
+                "from",
+                "give entity, actor, or a time range starting at from",
+            ));
+            Selector::Time
+        }
+        (None, None, Some(from)) => {
+            let end = to.unwrap_or(now);
+            if end.unix_seconds() - from.unix_seconds() > MAX_RANGE_DAYS * 86_400 {
+                conflicts.push(FieldError::new(
+                    "from",
+                    format!("a range without entity or actor spans at most {MAX_RANGE_DAYS} days"),
+                ));
             }
             Selector::Time
         }
     };
-    v.finish()?;
+    if !conflicts.is_empty() {
+        return Err(ApiError::unprocessable(
+            "audit_filters",
+            "the filters together select no audit trail",
+        )
+        .with_errors(conflicts));
+    }
     Ok(AuditQuery { selector, from, to })
 }
 
@@ -231,6 +237,7 @@ fn prepare(
     responses(
         (status = 200, description = "A page of entries, newest first", body = AuditPage),
         (status = 400, description = "A bad filter, limit or cursor (named in errors)", body = shared::error::Problem),
+        (status = 422, description = "Filters that together select no trail: entity and actor both, to before from, no selector, too long a range (named in errors)", body = shared::error::Problem),
         (status = 403, description = "Agents and viewers; managers outside account trails", body = shared::error::Problem)))]
 async fn list_audit(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let params: AuditParams = shared::http::query(req)?;
@@ -283,6 +290,7 @@ fn csv_row(entry: &AuditEntry) -> Result<[String; 11], ApiError> {
         (status = 200, description = "The entries as CSV (id,at,entity,subject,action,actor_id,actor_role,request_id,source_ip,via,changes; changes as JSON)",
             content((String = "text/csv"))),
         (status = 400, description = "A bad filter or cursor (named in errors)", body = shared::error::Problem),
+        (status = 422, description = "Filters that together select no trail: entity and actor both, to before from, no selector, too long a range (named in errors)", body = shared::error::Problem),
         (status = 403, description = "Agents and viewers; managers outside account trails", body = shared::error::Problem)))]
 async fn export_audit(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     let params: AuditParams = shared::http::query(req)?;
@@ -379,6 +387,19 @@ mod tests {
         );
         assert_eq!(bad(&[]), ["from"]);
         assert_eq!(bad(&[("from", "2020-01-01T00:00:00Z")]), ["from"]);
+        let status = |pairs: &[(&str, &str)]| parse_query(&params(pairs), now).unwrap_err().status;
+        assert_eq!(status(&[("actor", "a b")]), StatusCode::BAD_REQUEST);
+        let both = [
+            ("entity", format!("account:{id}")),
+            ("actor", id.to_string()),
+        ];
+        let both: Vec<(&str, &str)> = both.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            fields(parse_query(&params(&both), now).unwrap_err()),
+            ["actor"]
+        );
+        assert_eq!(status(&both), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(&[]), StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[test]
