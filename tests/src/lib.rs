@@ -59,6 +59,9 @@ pub struct StackOptions {
     pub dynamodb_endpoint: Option<String>,
     /// A fault-injecting proxy between the functions and DynamoDB (`docs/faults.md`).
     pub dynamodb_faults: Option<local_gateway::fault_proxy::FaultConfig>,
+    /// How long an invocation may wait for a busy function's instance before the gateway
+    /// throttles it (the gateway's default unless set).
+    pub queue_wait: Option<std::time::Duration>,
 }
 
 impl Default for StackOptions {
@@ -69,6 +72,7 @@ impl Default for StackOptions {
             logs: std::env::var_os("E2E_LOGS").is_some(),
             dynamodb_endpoint: None,
             dynamodb_faults: None,
+            queue_wait: None,
         }
     }
 }
@@ -156,6 +160,9 @@ impl Stack {
             event_sources: options.event_sources,
             dynamodb_endpoint: options.dynamodb_endpoint.clone(),
             dynamodb_faults: options.dynamodb_faults,
+            queue_wait: options
+                .queue_wait
+                .unwrap_or(GatewayOptions::default().queue_wait),
             ..Default::default()
         })
         .await

@@ -389,6 +389,11 @@ fn fault_config(scale: &Scale) -> FaultConfig {
 fn fault_stack_options(scale: &Scale) -> StackOptions {
     StackOptions {
         dynamodb_faults: Some(fault_config(scale)),
+        // Under faults a payment retries its calls, and on a loaded CI machine the 8 queued
+        // behind the payments function's 8 instances can wait past the gateway's 10 s and be
+        // throttled (a 500, like a crash): the run is about what the function answers, so
+        // queued invocations wait as long as it takes.
+        queue_wait: Some(PATIENCE),
         ..StackOptions::unthrottled().with_event_sources()
     }
 }
