@@ -88,6 +88,41 @@ impl Fixture {
         self.call(caller, record(account, body, Some(key))).await
     }
 
+    /// A payment as a well-behaved client sends it: a `409` or `503` with `Retry-After` (the
+    /// account busy with other payments, the key's first request still running, DynamoDB
+    /// slow or throttling) is sent again with the same key after that many seconds, up to
+    /// `attempts` times in all. The final
+    /// answer and how many sends it took.
+    pub async fn pay_following_retry_after(
+        &self,
+        caller: &Caller,
+        account: Id,
+        body: &Value,
+        key: &str,
+        attempts: u32,
+    ) -> (Answer, u32) {
+        let mut sent = 1;
+        loop {
+            let answer = self.pay(caller, account, body, key).await;
+            let wait = answer
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            match wait {
+                Some(secs)
+                    if matches!(
+                        answer.status,
+                        StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE
+                    ) && sent < attempts =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                    sent += 1;
+                }
+                _ => return (answer, sent),
+            }
+        }
+    }
+
     /// Every payment of the account (all pages).
     pub async fn history(&self, account: Id, query: &str) -> Vec<Value> {
         let mut items = Vec::new();
