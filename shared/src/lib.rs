@@ -14,6 +14,7 @@
 //! - [`metrics`]: per-invocation metrics written as CloudWatch Embedded Metric Format.
 //! - [`cursor`]: opaque, HMAC-signed list cursors.
 //! - [`validation`]: garde-based body/query validation (trimmed, capped, no control chars).
+//! - [`queue`]: a failed SQS message brought back in seconds, not after the visibility timeout.
 //! - [`rate_limit`]: cross-instance fixed-window limits on DynamoDB (429 + Retry-After).
 //! - `testing` (feature `test-support`): API Gateway v2 request builder for tests.
 
@@ -37,6 +38,7 @@ pub mod paging;
 pub mod payments;
 pub mod platform;
 pub mod promises;
+pub mod queue;
 pub mod rate_limit;
 pub mod realtime;
 pub mod telemetry;

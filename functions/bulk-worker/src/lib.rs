@@ -44,18 +44,22 @@ const VERSION_RETRIES: u32 = 5;
 pub struct App {
     pub store: JobStore,
     pub chunks: ChunkStore,
-    /// The dead-letter queue's name: messages from it are accounted, not applied.
-    pub dlq_name: String,
+    /// Shortens a failed message's visibility (`shared::queue`).
+    pub sqs: aws_sdk_sqs::Client,
+    /// The bulk queue's URL.
+    pub queue_url: String,
+    /// The dead-letter queue's URL: messages from it are accounted, not applied.
+    pub dlq_url: String,
 }
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
 
-fn queue_name(url: &str) -> String {
+/// The queue's name: the last segment of its URL (and of its ARN).
+fn queue_name(url: &str) -> &str {
     url.trim_end_matches('/')
         .rsplit('/')
         .next()
         .unwrap_or_default()
-        .to_owned()
 }
 
 impl App {
@@ -73,7 +77,9 @@ impl App {
                 config.tables.accounts.clone(),
                 config.tables.activities.clone(),
             ),
-            dlq_name: queue_name(&config.queues.bulk_dlq),
+            sqs: clients.sqs.clone(),
+            queue_url: config.queues.bulk.clone(),
+            dlq_url: config.queues.bulk_dlq.clone(),
         }
     }
 
@@ -85,7 +91,9 @@ impl App {
     }
 }
 
-/// Handles one SQS batch; the messages that should be retried are returned.
+/// Handles one SQS batch; the messages that should be retried are returned, each first
+/// made visible again after its `shared::queue::redelivery_delay` (seconds, not the queue's
+/// six-minute visibility timeout).
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     let failures: Vec<BatchItemFailure> = stream::iter(event.records)
         .map(|record| async move {
@@ -94,6 +102,12 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
                 Ok(()) => None,
                 Err(err) => {
                     tracing::warn!(message_id = %id, error = %err, "bulk message failed; SQS will retry it");
+                    let queue_url = if from_dead_letter_queue(app, &record) {
+                        &app.dlq_url
+                    } else {
+                        &app.queue_url
+                    };
+                    shared::queue::redeliver_soon(&app.sqs, queue_url, &record).await;
                     let mut failure = BatchItemFailure::default();
                     failure.item_identifier = id;
                     Some(failure)
@@ -114,7 +128,7 @@ pub fn from_dead_letter_queue(app: &App, record: &SqsMessage) -> bool {
     record
         .event_source_arn
         .as_deref()
-        .is_some_and(|arn| arn.rsplit(':').next() == Some(app.dlq_name.as_str()))
+        .is_some_and(|arn| arn.rsplit(':').next() == Some(queue_name(&app.dlq_url)))
 }
 
 async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> {

@@ -144,6 +144,15 @@ async fn create(e: &Env, caller: &Caller, body: Value) -> (StatusCode, Value) {
     .await
 }
 
+/// Writes `accounts` and creates a job of `changes` over their ids (as the admin); its id.
+async fn ids_job(e: &Env, accounts: &[Account], changes: Value) -> String {
+    put_accounts(e, accounts).await;
+    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
+    let (status, body) = create(e, &e.admin, json!({"account_ids": ids, "changes": changes})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["job_id"].as_str().unwrap().to_owned()
+}
+
 async fn job(e: &Env, id: &str) -> Value {
     let (status, body) = call(
         e,
@@ -416,16 +425,7 @@ async fn a_poison_message_reaches_the_dlq_and_its_accounts_are_reported() {
     let accounts: Vec<Account> = (0..30)
         .map(|_| account(AccountStatus::Active, 500))
         .collect();
-    put_accounts(&e, &accounts).await;
-    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
-    let (status, body) = create(
-        &e,
-        &e.admin,
-        json!({"account_ids": ids, "changes": {"status": "disputed"}}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let job_id = ids_job(&e, &accounts, json!({"status": "disputed"})).await;
     // A worker whose Accounts table is gone: every chunk fails transiently.
     let mut broken_config = e.config.clone();
     broken_config.tables.accounts = shared::config::TableName::new("no-such-accounts-table");
@@ -477,20 +477,75 @@ async fn a_poison_message_reaches_the_dlq_and_its_accounts_are_reported() {
 }
 
 #[tokio::test]
+async fn a_failed_message_returns_in_seconds_not_after_the_visibility_timeout() {
+    let e = env().await;
+    let accounts: Vec<Account> = (0..5)
+        .map(|_| account(AccountStatus::Active, 500))
+        .collect();
+    let job_id = ids_job(&e, &accounts, json!({"add_tags": ["soon"]})).await;
+    // The plan message, received as the event source mapping receives it (with its
+    // ApproximateReceiveCount), fails in a worker whose tables are gone.
+    let mut broken_config = e.config.clone();
+    broken_config.tables.jobs = shared::config::TableName::new("no-such-jobs-table");
+    let broken = bulk_worker::App::new(&broken_config, &e.clients);
+    let first = e
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&e.config.queues.bulk)
+        .max_number_of_messages(10)
+        .wait_time_seconds(5)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages()
+        .to_vec();
+    assert_eq!(first.len(), 1, "the job's one plan message");
+    let mut event = event_of(&first, &e.queue_arn);
+    for (record, message) in event.records.iter_mut().zip(&first) {
+        for (name, value) in message.attributes().into_iter().flatten() {
+            record
+                .attributes
+                .insert(name.as_str().to_owned(), value.clone());
+        }
+    }
+    let failed_at = Instant::now();
+    let response = bulk_worker::handle(&broken, event).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    // Nothing deletes it or resets its visibility here: only the worker's redelivery delay
+    // (10 s after a first receive) stands between it and the next receive, where without
+    // it the queue's 360 s visibility timeout would.
+    let again = loop {
+        let batch = receive(&e, &e.config.queues.bulk).await;
+        if let Some(m) = batch.first() {
+            break m.clone();
+        }
+        assert!(
+            failed_at.elapsed() < Duration::from_secs(120),
+            "the failed message did not come back within 120 s"
+        );
+    };
+    let waited = failed_at.elapsed();
+    assert_eq!(again.message_id(), first[0].message_id());
+    assert!(
+        waited >= Duration::from_secs(5),
+        "it came back at once ({waited:?}): no delay at all"
+    );
+    println!("FIGURE a failed bulk message came back after {waited:.1?} (delay 10 s; queue visibility timeout 360 s)");
+    // Delivered to a working worker, the job completes.
+    deliver(&e, &e.worker, &e.config.queues.bulk, &e.queue_arn, &[again]).await;
+    let done = pump(&e, &job_id).await;
+    assert_eq!(done["succeeded"], 5, "{done}");
+}
+
+#[tokio::test]
 async fn cancel_stops_the_remaining_accounts() {
     let e = env().await;
     let accounts: Vec<Account> = (0..200)
         .map(|_| account(AccountStatus::Active, 500))
         .collect();
-    put_accounts(&e, &accounts).await;
-    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
-    let (_, body) = create(
-        &e,
-        &e.admin,
-        json!({"account_ids": ids, "changes": {"add_tags": ["late"]}}),
-    )
-    .await;
-    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let job_id = ids_job(&e, &accounts, json!({"add_tags": ["late"]})).await;
     let (status, cancelled) = call(
         &e,
         &e.admin,
@@ -731,16 +786,7 @@ async fn a_patch_between_two_deliveries_does_not_let_the_chunk_apply_twice() {
     let accounts: Vec<Account> = (0..100)
         .map(|_| account(AccountStatus::Active, 10_000))
         .collect();
-    put_accounts(&e, &accounts).await;
-    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
-    let (status, body) = create(
-        &e,
-        &e.admin,
-        json!({"account_ids": ids, "changes": {"add_tags": ["Once"]}}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let job_id = body["job_id"].as_str().unwrap().to_owned();
+    let job_id = ids_job(&e, &accounts, json!({"add_tags": ["Once"]})).await;
     let repo = shared::accounts::AccountRepo::new(
         e.clients.dynamodb.clone(),
         e.config.tables.accounts.clone(),
@@ -866,16 +912,13 @@ async fn a_reassignment_job_logs_a_field_change_per_account() {
     let accounts: Vec<Account> = (0..3)
         .map(|_| account(AccountStatus::Active, 900))
         .collect();
-    put_accounts(&e, &accounts).await;
-    let ids: Vec<String> = accounts.iter().map(|a| a.id.to_string()).collect();
-    let (status, body) = create(
+    let job_id = ids_job(
         &e,
-        &e.admin,
-        json!({"account_ids": ids, "changes": {"assigned_agent_id": agent.id.to_string()}}),
+        &accounts,
+        json!({"assigned_agent_id": agent.id.to_string()}),
     )
     .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let done = pump(&e, body["job_id"].as_str().unwrap()).await;
+    let done = pump(&e, &job_id).await;
     assert_eq!(done["succeeded"], 3, "{done}");
     for a in &accounts {
         let logged = e
