@@ -369,6 +369,10 @@ impl FunctionPool {
                 self.fail_queue_if_no_instances(&msg).await;
             }
         }
+        // An invocation that started an instance waits for that instance's init, however
+        // long a loaded machine makes it: Lambda throttles only when concurrency runs out,
+        // never because a cold start is slow. Only one queued behind busy instances is bounded.
+        let wait = wait.filter(|_| !spawn);
         if let Some(wait) = wait {
             tokio::select! {
                 outcome = &mut rx => {

@@ -932,6 +932,38 @@ async fn http_invocations_wait_boundedly_for_an_instance_then_are_throttled() {
     );
 }
 
+#[tokio::test]
+async fn a_slow_cold_start_is_waited_for_not_throttled() {
+    // One instance; a queued invocation waits at most 1 s; the instance takes 3 s to start.
+    let f = start_with_options(|o| {
+        o.max_instances = 1;
+        o.max_queued = 1;
+        o.queue_wait = Duration::from_secs(1);
+    })
+    .await;
+    let pool = f.gw.pool("SlowInitFunction").unwrap().clone();
+    let started = std::time::Instant::now();
+    let first = tokio::spawn(f.http.get(format!("{}/slow-init", f.base)).send());
+    wait_for("the first invocation", Duration::from_secs(5), || {
+        pool.in_flight() == 1
+    })
+    .await;
+    // The second starts no instance (the one allowed is starting): it is bounded by the
+    // queue wait, which ends before the init does.
+    let second = f
+        .http
+        .get(format!("{}/slow-init", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 500);
+    // The first started the instance: Lambda throttles when concurrency runs out, not
+    // because a cold start is slow, so it waits for the init and is served.
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
 fn key_of(record: &Value) -> &str {
     record["dynamodb"]["Keys"]["pk"]["S"]
         .as_str()

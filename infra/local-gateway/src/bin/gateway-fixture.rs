@@ -202,5 +202,12 @@ async fn main() -> Result<(), Error> {
         eprintln!("fixture: failing init on purpose");
         std::process::exit(1);
     }
+    // A slow init (`FIXTURE_INIT_SLEEP_MS`): the cold start a loaded machine gives.
+    if let Some(ms) = std::env::var("FIXTURE_INIT_SLEEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     lambda_runtime::run(service_fn(handler)).await
 }
