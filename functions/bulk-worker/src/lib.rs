@@ -98,11 +98,12 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     let failures: Vec<BatchItemFailure> = stream::iter(event.records)
         .map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();
-            match handle_record(app, &record).await {
+            let dead = from_dead_letter_queue(app, &record);
+            match handle_record(app, &record, dead).await {
                 Ok(()) => None,
                 Err(err) => {
                     tracing::warn!(message_id = %id, error = %err, "bulk message failed; SQS will retry it");
-                    let queue_url = if from_dead_letter_queue(app, &record) {
+                    let queue_url = if dead {
                         &app.dlq_url
                     } else {
                         &app.queue_url
@@ -131,7 +132,8 @@ pub fn from_dead_letter_queue(app: &App, record: &SqsMessage) -> bool {
         .is_some_and(|arn| arn.rsplit(':').next() == Some(queue_name(&app.dlq_url)))
 }
 
-async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> {
+/// Handles one record (`dead`: it came from the dead-letter queue).
+async fn handle_record(app: &App, record: &SqsMessage, dead: bool) -> Result<(), DataError> {
     let body = record.body.as_deref().unwrap_or_default();
     let message: BulkMessage = match serde_json::from_str(body) {
         Ok(message) => message,
@@ -141,7 +143,6 @@ async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> 
             return Ok(());
         }
     };
-    let dead = from_dead_letter_queue(app, record);
     if dead {
         tracing::warn!(job_id = %message.job_id(), "accounting for a dead-lettered bulk message");
     }

@@ -164,21 +164,12 @@ async fn job(e: &Env, id: &str) -> Value {
     body
 }
 
+/// The event the gateway's SQS event source would hand the worker for `messages` of the
+/// queue `arn` (attributes such as `ApproximateReceiveCount` included).
 fn event_of(messages: &[Message], arn: &str) -> SqsEvent {
     let records: Vec<Value> = messages
         .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            })
-        })
+        .map(|m| local_gateway::sqs_source::record(m, arn, "us-east-1"))
         .collect();
     serde_json::from_value(json!({ "Records": records })).unwrap()
 }
@@ -190,6 +181,7 @@ async fn receive(e: &Env, url: &str) -> Vec<Message> {
         .queue_url(url)
         .max_number_of_messages(10)
         .wait_time_seconds(1)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
         .send()
         .await
         .unwrap()
@@ -488,28 +480,9 @@ async fn a_failed_message_returns_in_seconds_not_after_the_visibility_timeout() 
     let mut broken_config = e.config.clone();
     broken_config.tables.jobs = shared::config::TableName::new("no-such-jobs-table");
     let broken = bulk_worker::App::new(&broken_config, &e.clients);
-    let first = e
-        .clients
-        .sqs
-        .receive_message()
-        .queue_url(&e.config.queues.bulk)
-        .max_number_of_messages(10)
-        .wait_time_seconds(5)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .send()
-        .await
-        .unwrap()
-        .messages()
-        .to_vec();
+    let first = receive(&e, &e.config.queues.bulk).await;
     assert_eq!(first.len(), 1, "the job's one plan message");
-    let mut event = event_of(&first, &e.queue_arn);
-    for (record, message) in event.records.iter_mut().zip(&first) {
-        for (name, value) in message.attributes().into_iter().flatten() {
-            record
-                .attributes
-                .insert(name.as_str().to_owned(), value.clone());
-        }
-    }
+    let event = event_of(&first, &e.queue_arn);
     let failed_at = Instant::now();
     let response = bulk_worker::handle(&broken, event).await;
     assert_eq!(response.batch_item_failures.len(), 1);

@@ -155,8 +155,8 @@ async fn receive_batch(sqs: &aws_sdk_sqs::Client, mapping: &SqsMapping) -> Vec<M
     }
 }
 
-/// The SQS event record of a message.
-pub fn record(m: &Message, mapping: &SqsMapping, region: &str) -> Value {
+/// The SQS event record of a message received from the queue `queue_arn`.
+pub fn record(m: &Message, queue_arn: &str, region: &str) -> Value {
     let mut attributes = Map::new();
     for (k, v) in m.attributes().into_iter().flatten() {
         attributes.insert(k.as_str().to_owned(), Value::String(v.clone()));
@@ -187,7 +187,7 @@ pub fn record(m: &Message, mapping: &SqsMapping, region: &str) -> Value {
         "messageAttributes": message_attributes,
         "md5OfBody": m.md5_of_body(),
         "eventSource": "aws:sqs",
-        "eventSourceARN": mapping.queue_arn,
+        "eventSourceARN": queue_arn,
         "awsRegion": region,
     })
 }
@@ -201,7 +201,7 @@ async fn process(
     record_oldest_age(shared, mapping, &batch);
     let records: Vec<Value> = batch
         .iter()
-        .map(|m| record(m, mapping, &shared.region))
+        .map(|m| record(m, &mapping.queue_arn, &shared.region))
         .collect();
     let event = json!({ "Records": records });
     let outcome = shared
