@@ -13,8 +13,9 @@
 //!    these fails the import with a clear `error` before a single account is written. The
 //!    pass also counts the rows (`total_rows`, for progress).
 //! 4. **Write pass**: the file is streamed again in chunks of [`CHUNK_ROWS`] rows. Each row
-//!    is validated by `POST /accounts`'s own code and created through `AccountRepo::create`
-//!    (reference claimed in the same transaction), [`ROW_CONCURRENCY`] at a time; in mode
+//!    is validated by `POST /accounts`'s own code and created through
+//!    `AccountRepo::create_many` (each reference claimed in the same transaction, 50
+//!    accounts to a transaction, [`BATCH_CONCURRENCY`] transactions at a time); in mode
 //!    `upsert` a taken reference updates its account instead ([`upsert`]); rows neither
 //!    created nor updated are recorded with line, column and reason; the chunk is counted once (see
 //!    `shared::imports`). Chunks counted by an earlier delivery are skipped.
@@ -36,7 +37,7 @@ use std::sync::Mutex;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use shared::accounts::{is_assignable, AccountRepo, WriteConflict};
+use shared::accounts::{is_assignable, Account, AccountRepo, WriteConflict, MAX_CREATE_BATCH};
 use shared::auth::users::UserRepo;
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
@@ -51,8 +52,10 @@ use crate::notification::{objects_created, ObjectCreated};
 
 /// Rows per chunk: the unit of counting and of resuming.
 pub const CHUNK_ROWS: usize = 500;
-/// Rows of a chunk written at once.
+/// Rows of a chunk validated at once (an agent's check is a read, once per agent).
 pub const ROW_CONCURRENCY: usize = 32;
+/// Transactions of [`MAX_CREATE_BATCH`] accounts in flight at once.
+pub const BATCH_CONCURRENCY: usize = 4;
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -250,19 +253,14 @@ async fn write(
             chunk += 1;
             continue;
         }
-        let now = Timestamp::now();
-        let outcomes: Vec<Result<RowOutcome, DataError>> = stream::iter(&rows)
-            .map(|row| create_row(app, import, columns, row, now, &agents))
-            .buffered(ROW_CONCURRENCY)
-            .collect()
-            .await;
+        let outcomes = write_rows(app, import, columns, &rows, &agents).await?;
         let mut counts = Counts {
             rows_read: rows.len() as u64,
             ..Counts::default()
         };
         let mut errors = Vec::new();
         for outcome in outcomes {
-            match outcome? {
+            match outcome {
                 RowOutcome::Created => counts.created += 1,
                 RowOutcome::Updated => counts.updated += 1,
                 RowOutcome::Refused(error) => {
@@ -313,73 +311,133 @@ enum RowOutcome {
     Refused(RowError),
 }
 
-/// Creates one row's account, or in mode `upsert` updates the account that has its
-/// reference.
-async fn create_row(
+/// Writes one chunk's rows: each valid row's account is created (in transactions of
+/// [`MAX_CREATE_BATCH`], [`BATCH_CONCURRENCY`] at once), and a row whose reference or id
+/// is taken is settled one by one ([`settle_conflict`]). One outcome per row, in order.
+async fn write_rows(
+    app: &App,
+    import: &Import,
+    columns: &Columns,
+    rows: &[Row],
+    agents: &Agents,
+) -> Result<Vec<RowOutcome>, DataError> {
+    let now = Timestamp::now();
+    let prepared: Vec<Result<Account, RowOutcome>> = stream::iter(rows)
+        .map(|row| prepare_row(app, import, columns, row, now, agents))
+        .buffered(ROW_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let accounts: Vec<&Account> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let batches: Vec<Vec<Account>> = accounts
+        .chunks(MAX_CREATE_BATCH)
+        .map(|batch| batch.iter().map(|a| (*a).clone()).collect())
+        .collect();
+    let created: Vec<Result<(), WriteConflict>> = stream::iter(&batches)
+        .map(|batch| app.accounts.create_many(batch))
+        .buffered(BATCH_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut created = created.into_iter();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for (row, prepared) in rows.iter().zip(prepared) {
+        outcomes.push(match prepared {
+            Err(refused) => refused,
+            Ok(account) => match created.next() {
+                Some(Ok(())) => RowOutcome::Created,
+                _ => settle_conflict(app, import, columns, row, &account).await?,
+            },
+        });
+    }
+    Ok(outcomes)
+}
+
+/// A row refused at `field` for `reason`.
+fn refused(
+    columns: &Columns,
+    row: &Row,
+    field: Field,
+    reason: RowReason,
+    message: String,
+) -> RowOutcome {
+    RowOutcome::Refused(RowError {
+        line: row.line,
+        column: columns.column_name(field).unwrap_or_default().to_owned(),
+        reason,
+        message,
+    })
+}
+
+/// The account one row creates, validated as `POST /accounts` validates (its agent too),
+/// or the row's refusal.
+async fn prepare_row(
     app: &App,
     import: &Import,
     columns: &Columns,
     row: &Row,
     now: Timestamp,
     agents: &Agents,
-) -> Result<RowOutcome, DataError> {
+) -> Result<Result<Account, RowOutcome>, DataError> {
     let account = match row::account(columns, row, import.id, now) {
         Ok(account) => account,
-        Err(error) => return Ok(RowOutcome::Refused(error)),
-    };
-    let column = |field: Field| columns.column_name(field).unwrap_or_default().to_owned();
-    let refused = |field: Field, reason: RowReason, message: String| {
-        RowOutcome::Refused(RowError {
-            line: row.line,
-            column: column(field),
-            reason,
-            message,
-        })
+        Err(error) => return Ok(Err(RowOutcome::Refused(error))),
     };
     if let Some(agent) = account.assigned_agent_id {
         if !agents.assignable(&app.users, agent).await? {
-            return Ok(refused(
+            return Ok(Err(refused(
+                columns,
+                row,
                 Field::AssignedAgentId,
                 RowReason::Invalid,
                 "assigned_agent_id: is not an enabled user with role agent".to_owned(),
-            ));
+            )));
         }
     }
-    match app.accounts.create(&account).await? {
-        Ok(()) => Ok(RowOutcome::Created),
-        Err(WriteConflict::Reference | WriteConflict::Version) => {
-            let owner = app.store.reference_owner(&account.reference).await?;
-            if owner == Some(account.id) {
-                return Ok(RowOutcome::Created);
-            }
-            let taken = || {
-                refused(
-                    Field::Reference,
-                    RowReason::Duplicate,
-                    format!(
-                        "reference {} is already used by another account",
-                        account.reference
-                    ),
-                )
-            };
-            match (import.mode, owner) {
-                (ImportMode::Upsert, Some(owner)) => {
-                    match upsert::update(&app.accounts, owner, &account, columns, import.created_by)
-                        .await?
-                    {
-                        upsert::Upserted::Updated => Ok(RowOutcome::Updated),
-                        upsert::Upserted::Deleted => Ok(refused(
-                            Field::Reference,
-                            RowReason::Duplicate,
-                            format!(
-                                "reference {} belongs to a deleted account",
-                                account.reference
-                            ),
-                        )),
-                    }
-                }
-                _ => Ok(taken()),
+    Ok(Ok(account))
+}
+
+/// A row whose account was not created because its reference (or its id) is taken: it
+/// was created by an earlier delivery of this row, or it is a duplicate, or in mode
+/// `upsert` it updates the account that has its reference.
+async fn settle_conflict(
+    app: &App,
+    import: &Import,
+    columns: &Columns,
+    row: &Row,
+    account: &Account,
+) -> Result<RowOutcome, DataError> {
+    let owner = app.store.reference_owner(&account.reference).await?;
+    if owner == Some(account.id) {
+        return Ok(RowOutcome::Created);
+    }
+    let duplicate = |message: String| {
+        refused(
+            columns,
+            row,
+            Field::Reference,
+            RowReason::Duplicate,
+            message,
+        )
+    };
+    match (import.mode, owner) {
+        (ImportMode::Upsert, Some(owner)) => {
+            match upsert::update(&app.accounts, owner, account, columns, import.created_by).await? {
+                upsert::Upserted::Updated => Ok(RowOutcome::Updated),
+                upsert::Upserted::Deleted => Ok(duplicate(format!(
+                    "reference {} belongs to a deleted account",
+                    account.reference
+                ))),
             }
         }
+        _ => Ok(duplicate(format!(
+            "reference {} is already used by another account",
+            account.reference
+        ))),
     }
 }

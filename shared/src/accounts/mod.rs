@@ -98,4 +98,4 @@ pub fn not_found(id: crate::domain::Id) -> crate::ApiError {
     crate::ApiError::not_found(format!("no account {id}"))
 }
 pub use model::{Account, AccountStatus, DpdBucket};
-pub use repo::{AccountRepo, WriteConflict};
+pub use repo::{AccountRepo, WriteConflict, MAX_CREATE_BATCH};
