@@ -1,4 +1,5 @@
-//! Bringing a failed SQS message back soon instead of after the queue's visibility timeout.
+//! Sending messages to a queue ([`QueueSender`]), and bringing a failed SQS message back
+//! soon instead of after the queue's visibility timeout.
 //!
 //! A consumer that reports a message in `batchItemFailures` leaves it invisible for the rest
 //! of the queue's `VisibilityTimeout`, which AWS asks to be six times the consumer's timeout
@@ -12,6 +13,8 @@
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsMessage;
+
+use crate::dynamo::DataError;
 
 /// The delay after a message's first failed receive; each further receive doubles it.
 pub const FIRST_REDELIVERY: Duration = Duration::from_secs(10);
@@ -56,6 +59,89 @@ pub async fn redeliver_soon(sqs: &aws_sdk_sqs::Client, queue_url: &str, message:
             error = %aws_sdk_sqs::error::DisplayErrorContext(&err),
             "could not shorten a failed message's visibility; it returns after the queue's timeout"
         );
+    }
+}
+
+/// Sends messages (JSON bodies) to one queue.
+#[derive(Debug, Clone)]
+pub struct QueueSender {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl QueueSender {
+    pub fn new(sqs: aws_sdk_sqs::Client, url: String) -> Self {
+        Self { sqs, url }
+    }
+
+    /// [`redeliver_soon`] for a message received from this queue.
+    pub async fn redeliver_soon(&self, message: &SqsMessage) {
+        redeliver_soon(&self.sqs, &self.url, message).await;
+    }
+
+    /// Sends messages with `SendMessageBatch` (ten per call, calls concurrently); entries
+    /// that fail on their own are sent again, with backoff.
+    pub async fn send<T: serde::Serialize>(&self, messages: &[T]) -> Result<(), DataError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let bodies: Vec<String> = messages
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()
+            .map_err(DataError::corrupt)?;
+        let batches: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
+        let sends: Vec<_> = batches
+            .into_iter()
+            .map(|batch| self.send_batch(batch))
+            .collect();
+        stream::iter(sends)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), DataError> {
+        let mut pending: Vec<(usize, String)> = bodies.into_iter().enumerate().collect();
+        for attempt in 0..6 {
+            let entries = pending
+                .iter()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body.clone())
+                        .build()
+                        .map_err(DataError::failed)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            match self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => {
+                    let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
+                    if failed.is_empty() {
+                        return Ok(());
+                    }
+                    tracing::warn!(
+                        failed = failed.len(),
+                        attempt,
+                        "SendMessageBatch entries failed; retrying them"
+                    );
+                    pending.retain(|(i, _)| failed.contains(&i.to_string().as_str()));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&err), attempt, "SendMessageBatch failed; retrying");
+                }
+            }
+            tokio::time::sleep(crate::dynamo::retry::backoff(attempt)).await;
+        }
+        Err(DataError::unavailable(
+            "the queue is not accepting messages; retry",
+        ))
     }
 }
 

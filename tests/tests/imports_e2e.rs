@@ -58,8 +58,13 @@ async fn put(stack: &Stack, url: &str, file: &[u8]) {
 
 /// The import once it has ended (60 s at most).
 async fn ended(stack: &Stack, id: &str) -> Value {
+    ended_within(stack, id, Duration::from_secs(60)).await
+}
+
+/// The import once it has ended (`limit` at most).
+async fn ended_within(stack: &Stack, id: &str, limit: Duration) -> Value {
     let path = format!("/imports/{id}");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + limit;
     loop {
         let (status, body) = stack.send("GET", &path, Some(stack.admin()), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -90,6 +95,83 @@ async fn accounts_with(stack: &Stack, prefix: &str) -> usize {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["items"].as_array().unwrap().len()
+}
+
+/// The rows of the import's errors, each as `<line> <column>: <reason>`.
+async fn error_rows(stack: &Stack, id: &str) -> Vec<String> {
+    let (status, errors) = stack
+        .send(
+            "GET",
+            &format!("/imports/{id}/errors?limit=100"),
+            Some(stack.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{errors}");
+    errors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r["line"],
+                r["column"].as_str().unwrap(),
+                r["reason"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A file of more rows than a part (`ImportPartRows` 500 here) is cut into parts that
+/// other invocations write from their own byte ranges: every row is read once, errors
+/// carry their lines in the whole file, a reference repeated across parts is created once,
+/// and the import ends once, when its last rows are counted.
+#[tokio::test]
+async fn a_file_larger_than_a_part_is_written_in_parts_each_row_once() {
+    let mut options = StackOptions::unthrottled().with_event_sources();
+    options.params.push(("ImportPartRows".into(), "500".into()));
+    let stack = Stack::start(options).await;
+    let run = format!("PRT{}", ulid::Ulid::new());
+    // Row i is on line i + 1 (the header is line 1); parts begin at rows 501 and 1001.
+    let mut lines: Vec<String> = std::iter::once(HEADER.to_owned())
+        .chain((1..=1003).map(|i| row(&format!("{run}-{i}"))))
+        .collect();
+    lines[700] =
+        format!("{run}-700,Pat,not-an-email,+14155550103,America/New_York,USD,1000,2026-10-01,");
+    lines[1001] =
+        format!("{run}-1001,Kim,kim@example.com,+14155550104,America/New_York,USD,-5,2026-10-01,");
+    // Row 1003 repeats row 5's reference: the first part created it.
+    lines[1003] = row(&format!("{run}-5"));
+    let file = lines.join("\n") + "\n";
+
+    // Minutes at most: DynamoDB Local writes an Accounts item with its GSIs in ~10-20 ms
+    // on one core, the stream readers share it, and CI runs other suites beside.
+    let (id, url) = create(&stack, stack.admin(), file.len(), "create").await;
+    put(&stack, &url, file.as_bytes()).await;
+    let done = ended_within(&stack, &id, Duration::from_secs(600)).await;
+    assert_eq!(done["state"], "completed_with_errors", "{done}");
+    assert_eq!(done["total_rows"], 1003, "{done}");
+    assert_eq!(done["rows_read"], 1003, "{done}");
+    assert_eq!(done["created"], 1000, "{done}");
+    assert_eq!(done["failed"], 2, "{done}");
+    assert_eq!(done["duplicates"], 1, "{done}");
+    assert_eq!(
+        error_rows(&stack, &id).await,
+        [
+            "701 debtor_email: invalid",
+            "1002 original_balance: invalid",
+            "1004 Acct No: duplicate",
+        ]
+    );
+    // A row of each part is an account with its reference.
+    for i in [499, 501, 1002] {
+        assert_eq!(
+            accounts_with(&stack, &format!("{run}-{i}")).await,
+            1,
+            "row {i}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -140,34 +222,14 @@ async fn a_placement_file_creates_each_account_once_and_reports_every_other_row(
     );
 
     // Every row not created, with its line, the file's column and why.
-    let (status, errors) = stack
-        .send(
-            "GET",
-            &format!("/imports/{id}/errors"),
-            Some(stack.admin()),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{errors}");
-    let rows: Vec<(u64, &str, &str)> = errors["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["line"].as_u64().unwrap(),
-                r["column"].as_str().unwrap(),
-                r["reason"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let rows = error_rows(&stack, &id).await;
     assert_eq!(
         rows,
         [
-            (4, "Acct No", "duplicate"),
-            (5, "debtor_email", "invalid"),
-            (6, "original_balance", "invalid"),
-            (7, "Acct No", "duplicate"),
+            "4 Acct No: duplicate",
+            "5 debtor_email: invalid",
+            "6 original_balance: invalid",
+            "7 Acct No: duplicate",
         ]
     );
     let csv = stack

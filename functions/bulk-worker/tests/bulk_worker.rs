@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_sqs::types::Message;
+use futures::StreamExt;
 use http::StatusCode;
 use serde_json::{json, Value};
 use shared::accounts::{Account, AccountStatus};
@@ -108,7 +109,12 @@ async fn put_accounts(e: &Env, accounts: &[Account]) {
             }
         })
         .collect();
-    futures::future::join_all(writes).await;
+    // A few at a time: all at once queue in DynamoDB Local past the SDK's 12 s operation
+    // timeout on a loaded machine.
+    futures::stream::iter(writes)
+        .buffer_unordered(4)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 async fn raw_account(e: &Env, id: Id) -> HashMap<String, AttributeValue> {

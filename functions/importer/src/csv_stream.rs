@@ -13,11 +13,23 @@ use shared::imports::Columns;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-/// One data row: its line in the file (the header is line 1) and its cells.
+/// One data row: its line in the file (the header is line 1), the byte its record starts
+/// at (where a part of the file may begin), and its cells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub line: u64,
+    pub byte: u64,
     pub cells: Vec<String>,
+}
+
+/// Where the bytes read begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At the file's beginning: the first record is the header.
+    Header,
+    /// At a data row of the file (a part's first row): `width` columns per row (the
+    /// header's), the first record is line `line` and starts at byte `byte` of the file.
+    Row { width: usize, line: u64, byte: u64 },
 }
 
 /// What the reader hands over, in file order.
@@ -38,21 +50,24 @@ const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Starts reading `body` on a blocking thread; rows come in batches of `batch`, each row
 /// checked to be UTF-8 and to have as many cells as the header (else [`Read::Bad`]).
-pub fn read(body: ByteStream, batch: usize) -> mpsc::Receiver<Read> {
+pub fn read(body: ByteStream, start: Start, batch: usize) -> mpsc::Receiver<Read> {
     let (tx, rx) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reader = SyncIoBridge::new(body.into_async_read());
-    tokio::task::spawn_blocking(move || parse(reader, batch, &tx));
+    tokio::task::spawn_blocking(move || parse(reader, start, batch, &tx));
     rx
 }
 
 /// Reads CSV from `reader` into `tx` (see [`read`]); stops when the receiver is gone.
-pub fn parse(reader: impl std::io::Read, batch: usize, tx: &mpsc::Sender<Read>) {
+pub fn parse(reader: impl std::io::Read, start: Start, batch: usize, tx: &mpsc::Sender<Read>) {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(reader);
     let mut record = csv::ByteRecord::new();
-    let mut width = None;
+    let (mut width, first_line, first_byte) = match start {
+        Start::Header => (None, 1, 0),
+        Start::Row { width, line, byte } => (Some(width), line, byte),
+    };
     let mut rows = Vec::with_capacity(batch);
     loop {
         match csv.read_byte_record(&mut record) {
@@ -67,7 +82,10 @@ pub fn parse(reader: impl std::io::Read, batch: usize, tx: &mpsc::Sender<Read>) 
                 return;
             }
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        // Positions count from the bytes read (line 1, byte 0): made the file's.
+        let (line, byte) = record.position().map_or((0, 0), |at| {
+            (at.line() + first_line - 1, at.byte() + first_byte)
+        });
         let cells = match cells(&record, line) {
             Ok(cells) => cells,
             Err(message) => {
@@ -95,7 +113,7 @@ pub fn parse(reader: impl std::io::Read, batch: usize, tx: &mpsc::Sender<Read>) 
             )));
             return;
         }
-        rows.push(Row { line, cells });
+        rows.push(Row { line, byte, cells });
         if rows.len() == batch
             && tx
                 .blocking_send(Read::Rows(std::mem::replace(
@@ -108,6 +126,7 @@ pub fn parse(reader: impl std::io::Read, batch: usize, tx: &mpsc::Sender<Read>) 
         }
     }
     if width.is_none() {
+        // Only a read from the header has no width.
         let _ = tx.blocking_send(Read::Bad("the file is empty: no header row".to_owned()));
     } else if !rows.is_empty() {
         let _ = tx.blocking_send(Read::Rows(rows));
@@ -144,8 +163,12 @@ mod tests {
 
     /// Everything the reader sends for `bytes`, rows in batches of 2.
     fn read_all(bytes: &'static [u8]) -> Vec<String> {
+        read_from(bytes, Start::Header)
+    }
+
+    fn read_from(bytes: &'static [u8], start: Start) -> Vec<String> {
         let (tx, mut rx) = mpsc::channel(100);
-        std::thread::spawn(move || parse(bytes, 2, &tx))
+        std::thread::spawn(move || parse(bytes, start, 2, &tx))
             .join()
             .unwrap();
         let mut out = Vec::new();
@@ -154,7 +177,7 @@ mod tests {
                 Read::Header(h) => format!("header {}", h.join("|")),
                 Read::Rows(rows) => rows
                     .iter()
-                    .map(|r| format!("{}:{}", r.line, r.cells.join("|")))
+                    .map(|r| format!("{}@{}:{}", r.line, r.byte, r.cells.join("|")))
                     .collect::<Vec<_>>()
                     .join(" "),
                 Read::Bad(m) => format!("bad {m}"),
@@ -167,7 +190,37 @@ mod tests {
     #[test]
     fn rows_come_in_batches_with_their_line_numbers_quoted_newlines_included() {
         let out = read_all(b"\xef\xbb\xbfa,b\n1,2\n\"x\ny\",3\n4,5\n");
-        assert_eq!(out, ["header a|b", "2:1|2 3:x\ny|3", "5:4|5"]);
+        assert_eq!(out, ["header a|b", "2@7:1|2 3@11:x\ny|3", "5@19:4|5"]);
+    }
+
+    #[test]
+    fn a_part_read_from_a_rows_byte_numbers_lines_and_bytes_as_the_whole_file_does() {
+        let file: &'static [u8] = b"\xef\xbb\xbfa,b\n1,2\n\"x\ny\",3\n4,5\n6,7\n";
+        let whole = read_all(file);
+        assert_eq!(
+            whole,
+            ["header a|b", "2@7:1|2 3@11:x\ny|3", "5@19:4|5 6@23:6|7"]
+        );
+        // The part from row 3 (line 3, byte 11) on, as a ranged GET hands it over.
+        let part = read_from(
+            &file[11..],
+            Start::Row {
+                width: 2,
+                line: 3,
+                byte: 11,
+            },
+        );
+        assert_eq!(part, ["3@11:x\ny|3 5@19:4|5", "6@23:6|7"]);
+        // A part's row of the wrong width is refused with the file's line.
+        let bad = read_from(
+            &file[19..],
+            Start::Row {
+                width: 3,
+                line: 5,
+                byte: 19,
+            },
+        );
+        assert_eq!(bad, ["bad line 5 has 2 columns; the header has 3"]);
     }
 
     #[test]

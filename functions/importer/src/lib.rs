@@ -12,23 +12,27 @@
 //!    and the header against the mapping (unknown or missing required columns). Any of
 //!    these fails the import with a clear `error` before a single account is written. The
 //!    pass also counts the rows (`total_rows`, for progress).
-//! 4. **Write pass**: the file is streamed again in chunks of [`CHUNK_ROWS`] rows. Each row
-//!    is validated by `POST /accounts`'s own code and created through
-//!    `AccountRepo::create_many` (each reference claimed in the same transaction, 50
-//!    accounts to a transaction, [`BATCH_CONCURRENCY`] transactions at a time); in mode
-//!    `upsert` a taken reference updates its account instead ([`upsert`]); rows neither
-//!    created nor updated are recorded with line, column and reason; the chunk is counted once (see
+//! 4. **Write pass**: the file is written in parts of [`App::part_rows`] rows (a whole
+//!    number of chunks of [`CHUNK_ROWS`] rows; see [`part`]): this invocation writes the
+//!    first, and the others go to the imports queue, so a large file is written by several
+//!    invocations at once, each streaming its own byte range. Each row is validated by
+//!    `POST /accounts`'s own code and created through `AccountRepo::create_many` (each
+//!    reference claimed in the same transaction, 25 accounts to a transaction,
+//!    [`BATCH_CONCURRENCY`] transactions at a time); in mode `upsert` a taken reference
+//!    updates its account instead ([`upsert`]); rows neither created nor updated are
+//!    recorded with line, column and reason; each chunk is counted once (see
 //!    `shared::imports`). Chunks counted by an earlier delivery are skipped.
-//! 5. The import ends `completed`, or `completed_with_errors` when a row failed or was a
-//!    duplicate.
+//! 5. Whoever counts the last rows ends the import: `completed`, or
+//!    `completed_with_errors` when a row failed or was a duplicate.
 //!
-//! A file is handled by one invocation, start to end (the function's 15-minute timeout is
-//! hundreds of thousands of rows); fanning a large file out over several invocations by
-//! byte range or row chunk is not built yet. An error that may pass (S3, DynamoDB) fails
-//! the message, SQS delivers it again, and the import resumes at its first uncounted chunk.
+//! An error that may pass (S3, SQS, DynamoDB) fails the message, SQS delivers it again (in
+//! seconds: `shared::queue::redelivery_delay`), and its part resumes at its first uncounted
+//! chunk. A redelivered notification checks the file again and sends its parts again: a
+//! part written twice writes nothing twice.
 
 pub mod csv_stream;
 pub mod notification;
+pub mod part;
 pub mod row;
 pub mod upsert;
 
@@ -47,8 +51,10 @@ use shared::imports::{
     Columns, Counts, Field, Import, ImportMode, ImportState, ImportStore, RowError, RowReason,
 };
 
-use crate::csv_stream::{Read, Row};
+use crate::csv_stream::{Read, Row, Start};
 use crate::notification::{objects_created, ObjectCreated};
+use crate::part::{ImporterMessage, Part, RowStart};
+use shared::queue::QueueSender;
 
 /// Rows per chunk: the unit of counting and of resuming.
 pub const CHUNK_ROWS: usize = 500;
@@ -59,12 +65,25 @@ pub const BATCH_CONCURRENCY: usize = 4;
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Rows per part of a file by default ([`PART_ROWS_VARIABLE`]).
+pub const DEFAULT_PART_ROWS: u64 = 10_000;
+/// The environment variable that sets [`App::part_rows`] (template parameter
+/// `ImportPartRows`).
+pub const PART_ROWS_VARIABLE: &str = "IMPORT_PART_ROWS";
+/// The environment variable naming the imports queue (parts are sent to it).
+pub const QUEUE_VARIABLE: &str = "IMPORT_QUEUE_URL";
+
 /// Configuration and clients, built once per cold start.
 pub struct App {
     pub store: ImportStore,
     pub accounts: AccountRepo,
     pub users: UserRepo,
     pub s3: aws_sdk_s3::Client,
+    /// The imports queue: parts of a large file are sent to it, and a failed message's
+    /// visibility is shortened on it.
+    pub queue: QueueSender,
+    /// Rows per part: a multiple of [`CHUNK_ROWS`] (a setting is rounded up to one).
+    pub part_rows: u64,
 }
 
 impl App {
@@ -72,6 +91,8 @@ impl App {
         config: &Config,
         clients: &shared::clients::Clients,
         s3: aws_sdk_s3::Client,
+        queue_url: String,
+        part_rows: u64,
     ) -> Self {
         let tables = &config.tables;
         Self {
@@ -87,6 +108,8 @@ impl App {
             ),
             users: UserRepo::new(clients.dynamodb.clone(), tables.users.clone()),
             s3,
+            queue: QueueSender::new(clients.sqs.clone(), queue_url),
+            part_rows: part_rows.max(1).div_ceil(CHUNK_ROWS as u64) * CHUNK_ROWS as u64,
         }
     }
 
@@ -95,7 +118,21 @@ impl App {
         let sdk = shared::clients::sdk_config().await;
         let clients = shared::clients::Clients::new(&sdk);
         clients.prime(&config.tables.accounts).await;
-        Ok(Self::new(&config, &clients, aws_sdk_s3::Client::new(&sdk)))
+        let queue_url =
+            std::env::var(QUEUE_VARIABLE).map_err(|_| format!("{QUEUE_VARIABLE} is not set"))?;
+        let part_rows = match std::env::var(PART_ROWS_VARIABLE) {
+            Ok(value) => value.parse().map_err(|_| {
+                format!("{PART_ROWS_VARIABLE} must be a whole number, not {value:?}")
+            })?,
+            Err(_) => DEFAULT_PART_ROWS,
+        };
+        Ok(Self::new(
+            &config,
+            &clients,
+            aws_sdk_s3::Client::new(&sdk),
+            queue_url,
+            part_rows,
+        ))
     }
 }
 
@@ -106,6 +143,8 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
         if let Err(err) = handle_record(app, &record).await {
             let id = record.message_id.clone().unwrap_or_default();
             tracing::warn!(message_id = %id, error = %err, "import message failed; SQS will retry it");
+            // Back in seconds, not after the queue's 90-minute visibility timeout.
+            app.queue.redeliver_soon(&record).await;
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
@@ -116,6 +155,9 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
 
 async fn handle_record(app: &App, record: &SqsMessage) -> Result<(), DataError> {
     let body = record.body.as_deref().unwrap_or_default();
+    if let Ok(ImporterMessage::Part(part)) = serde_json::from_str(body) {
+        return import_part(app, &part).await;
+    }
     let objects = match objects_created(body) {
         Ok(objects) => objects,
         Err(problem) => {
@@ -148,7 +190,41 @@ pub async fn import_object(app: &App, object: &ObjectCreated) -> Result<(), Data
     shared::audit::acting(actor, import_file(app, object, &import)).await
 }
 
-/// Checks and imports the file of `import` (not ended yet).
+/// Writes one part of a file sent by the invocation that checked it.
+pub async fn import_part(app: &App, part: &Part) -> Result<(), DataError> {
+    let id = part.import_id;
+    let Some(import) = app.store.get(id).await? else {
+        tracing::warn!(import = %id, "a part of an unknown import");
+        return Ok(());
+    };
+    if import.state != ImportState::Running {
+        tracing::info!(import = %id, state = %import.state, "the import is not running; its part is ignored");
+        return Ok(());
+    }
+    let actor = shared::audit::Actor::on_behalf(import.created_by, None, format!("import:{id}"));
+    shared::audit::acting(actor, async {
+        // The header was checked against this mapping before the part was sent.
+        let columns = match csv_stream::columns(&part.header, &import.column_mapping) {
+            Ok(columns) => columns,
+            Err(error) => return Err(DataError::corrupt(error)),
+        };
+        write_part(app, &import, &columns, part).await?;
+        finish_if_complete(app, id).await
+    })
+    .await
+}
+
+/// What the check pass learnt of a file that can be imported.
+struct Checked {
+    header: Vec<String>,
+    columns: Columns,
+    total_rows: u64,
+    /// Where every part but the first begins.
+    part_starts: Vec<RowStart>,
+}
+
+/// Checks the file of `import` (not ended yet), sends its parts but the first to the
+/// queue, and writes the first.
 async fn import_file(app: &App, object: &ObjectCreated, import: &Import) -> Result<(), DataError> {
     let id = import.id;
     if let Some(size) = object.size.filter(|size| *size != import.size) {
@@ -159,7 +235,7 @@ async fn import_file(app: &App, object: &ObjectCreated, import: &Import) -> Resu
         app.store.end(id, ImportState::Failed, Some(&error)).await?;
         return Ok(());
     }
-    let (columns, total) = match check(app, object, import).await? {
+    let checked = match check(app, object, import).await? {
         Ok(checked) => checked,
         Err(error) => {
             tracing::info!(import = %id, error = %error, "the file was refused");
@@ -167,81 +243,143 @@ async fn import_file(app: &App, object: &ObjectCreated, import: &Import) -> Resu
             return Ok(());
         }
     };
-    if !app.store.start(id, total).await? {
+    if !app.store.start(id, checked.total_rows).await? {
         return Ok(());
     }
-    let counts = write(app, object, import, &columns).await?;
-    let state = if counts.failed + counts.duplicates > 0 {
-        ImportState::CompletedWithErrors
-    } else {
-        ImportState::Completed
+    let mut parts = part::parts_of(
+        id,
+        &object.bucket,
+        &object.key,
+        &checked.header,
+        &checked.part_starts,
+        app.part_rows / CHUNK_ROWS as u64,
+    );
+    let first = parts.remove(0);
+    if !parts.is_empty() {
+        tracing::info!(import = %id, parts = parts.len() + 1, "the file is written in parts");
+        let messages: Vec<ImporterMessage> = parts.into_iter().map(ImporterMessage::Part).collect();
+        app.queue.send(&messages).await?;
+    }
+    write_part(app, import, &checked.columns, &first).await?;
+    finish_if_complete(app, id).await
+}
+
+/// Ends the import if every row of its file is counted (by whichever part counted last),
+/// with the state its counts give.
+async fn finish_if_complete(app: &App, id: Id) -> Result<(), DataError> {
+    let Some(import) = app.store.get(id).await? else {
+        return Ok(());
     };
-    app.store.end(id, state, None).await?;
+    let complete = import.state == ImportState::Running
+        && import
+            .total_rows
+            .is_some_and(|total| import.counts.rows_read >= total);
+    if complete {
+        let state = if import.counts.failed + import.counts.duplicates > 0 {
+            ImportState::CompletedWithErrors
+        } else {
+            ImportState::Completed
+        };
+        app.store.end(id, state, None).await?;
+    }
     Ok(())
 }
 
-/// Streams the object from S3 in batches of `batch` rows.
+/// Streams `range` of the object (all of it when `None`) from S3 in batches of `batch` rows.
 async fn open(
     app: &App,
-    object: &ObjectCreated,
+    bucket: &str,
+    key: &str,
+    range: Option<String>,
+    start: Start,
     batch: usize,
 ) -> Result<tokio::sync::mpsc::Receiver<Read>, DataError> {
     let output = app
         .s3
         .get_object()
-        .bucket(&object.bucket)
-        .key(&object.key)
+        .bucket(bucket)
+        .key(key)
+        .set_range(range)
         .send()
         .await
         .map_err(|err| {
             DataError::unavailable(format!(
-                "reading {} from S3: {}",
-                object.key,
+                "reading {key} from S3: {}",
                 aws_sdk_s3::error::DisplayErrorContext(&err)
             ))
         })?;
-    Ok(csv_stream::read(output.body, batch))
+    Ok(csv_stream::read(output.body, start, batch))
 }
 
-/// The check pass: the header's columns and the number of rows, or why the file cannot be
-/// imported at all (the outer error: S3 failed, try again).
+/// The check pass: the header's columns, the number of rows and where the parts begin, or
+/// why the file cannot be imported at all (the outer error: S3 failed, try again).
 async fn check(
     app: &App,
     object: &ObjectCreated,
     import: &Import,
-) -> Result<Result<(Columns, u64), String>, DataError> {
-    let mut reads = open(app, object, CHUNK_ROWS).await?;
-    let mut columns = None;
+) -> Result<Result<Checked, String>, DataError> {
+    let mut reads = open(
+        app,
+        &object.bucket,
+        &object.key,
+        None,
+        Start::Header,
+        CHUNK_ROWS,
+    )
+    .await?;
+    let mut header = None;
     let mut total = 0u64;
+    let mut part_starts = Vec::new();
     while let Some(read) = reads.recv().await {
         match read {
-            Read::Header(header) => match csv_stream::columns(&header, &import.column_mapping) {
-                Ok(resolved) => columns = Some(resolved),
+            Read::Header(cells) => match csv_stream::columns(&cells, &import.column_mapping) {
+                Ok(columns) => header = Some((cells, columns)),
                 Err(error) => return Ok(Err(error)),
             },
-            Read::Rows(rows) => total += rows.len() as u64,
+            Read::Rows(rows) => {
+                for row in &rows {
+                    if total > 0 && total.is_multiple_of(app.part_rows) {
+                        part_starts.push(RowStart {
+                            line: row.line,
+                            byte: row.byte,
+                        });
+                    }
+                    total += 1;
+                }
+            }
             Read::Bad(error) => return Ok(Err(error)),
             Read::Failed(error) => return Err(DataError::unavailable(error)),
         }
     }
-    Ok(columns
-        .map(|columns| (columns, total))
+    Ok(header
+        .map(|(header, columns)| Checked {
+            header,
+            columns,
+            total_rows: total,
+            part_starts,
+        })
         .ok_or_else(|| "the file is empty: no header row".to_owned()))
 }
 
-/// The write pass: every chunk not counted yet is written and counted; answers the
-/// import's counts over every chunk.
-async fn write(
+/// Writes one part: every chunk of it not counted yet is written and counted.
+async fn write_part(
     app: &App,
-    object: &ObjectCreated,
     import: &Import,
     columns: &Columns,
-) -> Result<Counts, DataError> {
+    part: &Part,
+) -> Result<(), DataError> {
     let counted = app.store.counted_chunks(import.id).await?;
     let agents = Agents::default();
-    let mut reads = open(app, object, CHUNK_ROWS).await?;
-    let mut chunk = 0u64;
-    let mut total = Counts::default();
+    let mut reads = open(
+        app,
+        &part.bucket,
+        &part.key,
+        part.range(),
+        part.start(),
+        CHUNK_ROWS,
+    )
+    .await?;
+    let mut chunk = part.first_chunk;
     while let Some(read) = reads.recv().await {
         let rows = match read {
             Read::Header(_) => continue,
@@ -274,14 +412,9 @@ async fn write(
         }
         app.store.record_rows(import.id, &errors).await?;
         app.store.count_chunk(import.id, chunk, counts).await?;
-        total.add(counts);
         chunk += 1;
     }
-    // Chunks counted by earlier deliveries are in the stored counters.
-    Ok(match app.store.get(import.id).await? {
-        Some(stored) => stored.counts,
-        None => total,
-    })
+    Ok(())
 }
 
 /// Whether each agent named in the file may be assigned accounts, asked once per import.

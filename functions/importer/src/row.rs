@@ -161,6 +161,7 @@ mod tests {
     fn row(cells: [&str; 10]) -> Row {
         Row {
             line: 7,
+            byte: 321,
             cells: cells.iter().map(|c| (*c).to_owned()).collect(),
         }
     }

@@ -1,12 +1,9 @@
 //! The messages of the bulk queue and their sending: planner messages (ids, or one page of
 //! a filter's partition) fan out into chunk messages of [`CHUNK_SIZE`] accounts.
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Id;
-use crate::dynamo::retry::backoff;
-use crate::dynamo::DataError;
 
 /// Accounts per chunk message: a chunk's keys (accounts, failure markers, the job and the
 /// chunk marker) fit one `BatchGetItem` (100 keys).
@@ -68,83 +65,8 @@ pub fn plan_ids(job_id: Id, ids: &[Id]) -> Vec<BulkMessage> {
         .collect()
 }
 
-/// The bulk queue.
-#[derive(Debug, Clone)]
-pub struct JobQueue {
-    sqs: aws_sdk_sqs::Client,
-    url: String,
-}
-
-impl JobQueue {
-    pub fn new(sqs: aws_sdk_sqs::Client, url: String) -> Self {
-        Self { sqs, url }
-    }
-
-    /// Sends messages with `SendMessageBatch` (ten per call, calls concurrently); entries
-    /// that fail on their own are sent again, with backoff.
-    pub async fn send(&self, messages: &[BulkMessage]) -> Result<(), DataError> {
-        use futures::stream::{self, StreamExt, TryStreamExt};
-        let bodies: Vec<String> = messages
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<_, _>>()
-            .map_err(DataError::corrupt)?;
-        let batches: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
-        let sends: Vec<_> = batches
-            .into_iter()
-            .map(|batch| self.send_batch(batch))
-            .collect();
-        stream::iter(sends)
-            .buffer_unordered(8)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
-    }
-
-    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), DataError> {
-        let mut pending: Vec<(usize, String)> = bodies.into_iter().enumerate().collect();
-        for attempt in 0..6 {
-            let entries = pending
-                .iter()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body.clone())
-                        .build()
-                        .map_err(DataError::failed)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            match self
-                .sqs
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(output) => {
-                    let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
-                    if failed.is_empty() {
-                        return Ok(());
-                    }
-                    tracing::warn!(
-                        failed = failed.len(),
-                        attempt,
-                        "SendMessageBatch entries failed; retrying them"
-                    );
-                    pending.retain(|(i, _)| failed.contains(&i.to_string().as_str()));
-                }
-                Err(err) => {
-                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&err), attempt, "SendMessageBatch failed; retrying");
-                }
-            }
-            tokio::time::sleep(backoff(attempt)).await;
-        }
-        Err(DataError::unavailable(
-            "the bulk queue is not accepting messages; retry",
-        ))
-    }
-}
+/// The bulk queue: messages are [`BulkMessage`]s.
+pub type JobQueue = crate::queue::QueueSender;
 
 #[cfg(test)]
 mod tests {

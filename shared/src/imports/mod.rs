@@ -19,14 +19,18 @@
 //! # Exactly once per row
 //!
 //! - An account's reference is its key: a row is created with its reference claimed in the
-//!   same transaction (`AccountRepo::create`), so no reference is ever created twice,
-//!   whatever S3, SQS or a client sends again.
+//!   same transaction (`AccountRepo::create_many`, 25 accounts to a transaction, each
+//!   account and claim conditional), so no reference is ever created twice, whatever S3,
+//!   SQS or a client sends again.
 //! - A row's account id is derived from (import, line), so when a redelivered chunk finds
 //!   its reference taken, the claim's `account_id` tells "created by this row before"
 //!   (counted as created) from "another account's" (`duplicate`).
 //! - Rows are read in fixed chunks of the file; a chunk is counted by one transaction (its
 //!   marker, condition not exists, + `ADD` of its counts), so counters never count a row
-//!   twice, and a resumed import skips the chunks already counted.
+//!   twice, and a resumed import skips the chunks already counted. A large file's parts
+//!   (whole numbers of chunks, written by other invocations) count their chunks under the
+//!   same indices, so a part sent or written twice counts nothing twice; whoever counts
+//!   the last rows (`rows_read` = `total_rows`) ends the import.
 //! - A re-uploaded file finds its import ended (or, under a new import, every reference
 //!   taken: `duplicate`, or in mode `upsert` each account updated again to the same values,
 //!   which writes nothing).
