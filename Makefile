@@ -176,6 +176,15 @@ N ?= 10000
 bench-bulk: bench-build
 	$(BENCH_ENV) infra/stack.sh cargo run --quiet --profile $(BENCH_PROFILE) -p bulk-worker --example bench-bulk -- $(N)
 
+# Placement import of ROWS rows (POST /imports -> upload to S3 -> completed, real importer via
+# moto's notification and the gateway's SQS source) against a raw BatchWriteItem loop writing
+# the same accounts (item + reference claim) to a copy of the Accounts table (same GSIs, no
+# stream consumer) on the same DynamoDB Local; prints the ratio. Never fails on a timer.
+ROWS ?= 100000
+.PHONY: bench-import
+bench-import: bench-build
+	$(BENCH_ENV) infra/stack.sh cargo run --quiet --profile $(BENCH_PROFILE) -p importer --example bench-import -- $(ROWS)
+
 # The dashboard aggregates recomputed from `make run`'s tables (port 8000, prefix
 # collectpro-local-) and compared with the stored ones: prints each drifting counter, exits 1
 # on drift. `make reconcile REPAIR=1` sets drifting counters to the recomputed values; only
