@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -334,7 +335,16 @@ async fn handle_inner(
         .as_str()
         .and_then(|id| HeaderValue::from_str(id).ok());
     let payload = Bytes::from(event.to_string());
-    let mut response = outcome_response(pool.invoke_with(payload, Admission::Bounded).await);
+    let mut response = match tokio::time::timeout(
+        INTEGRATION_TIMEOUT,
+        pool.invoke_with(payload, Admission::Bounded),
+    )
+    .await
+    {
+        Ok(outcome) => outcome_response(outcome),
+        // The invocation itself goes on (Lambda does not stop it); only the client is answered.
+        Err(_) => message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+    };
     // As API Gateway does (`apigw-requestid`): the id the function saw as
     // `requestContext.requestId`, so a client can find the request's log line.
     if let Some(id) = request_id {
@@ -342,6 +352,13 @@ async fn handle_inner(
     }
     response
 }
+
+/// An HTTP API waits at most 30 s for its Lambda integration (the default and the maximum of
+/// `TimeoutInMillis`), then answers `503 {"message":"Service Unavailable"}`
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html>).
+/// Locally it also bounds an invocation that waits for an instance on a loaded machine, so a
+/// client is never left without an answer.
+pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP API answers for an invocation's outcome.
 ///

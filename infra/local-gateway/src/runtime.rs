@@ -258,6 +258,13 @@ struct Instance {
     reported_init: StdMutex<bool>,
     init_error: StdMutex<Option<String>>,
     output: Arc<StdMutex<VecDeque<String>>>,
+    /// Waiting in `/next` (counted in [`PoolState::idle`]); read and written under the pool's
+    /// state lock, so that an instance is counted idle exactly while it is parked.
+    parked: std::sync::atomic::AtomicBool,
+    /// Cancelled when the process has exited, so that a `/next` of a dead instance never takes
+    /// an invocation nobody will run (held until the function's timeout), not even one it
+    /// received the moment the process died, before its connection was seen to close.
+    gone: tokio_util::sync::CancellationToken,
 }
 
 fn now_ms() -> u128 {
@@ -363,7 +370,7 @@ impl FunctionPool {
         }
         if spawn {
             if let Err(err) = self.spawn_instance().await {
-                self.instance_gone(false);
+                self.instance_gone(None);
                 let msg = format!("{err:#}");
                 eprintln!("[{}] cannot start: {msg}", self.name());
                 self.fail_queue_if_no_instances(&msg).await;
@@ -396,13 +403,52 @@ impl FunctionPool {
             .unwrap_or_else(|_| Outcome::Crashed("the invocation was dropped".into()))
     }
 
-    fn instance_gone(&self, was_idle: bool) -> usize {
+    /// An instance has ended (or never started): one fewer alive, and no longer idle if it
+    /// was parked in `/next`. Answers how many are alive now.
+    fn instance_gone(&self, parked: Option<&std::sync::atomic::AtomicBool>) -> usize {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.instances = st.instances.saturating_sub(1);
-        if was_idle {
+        if parked.is_some_and(|p| p.swap(false, Ordering::AcqRel)) {
             st.idle = st.idle.saturating_sub(1);
         }
         st.instances
+    }
+
+    /// After an instance died (killed, crashed, timed out), starts as many replacements as
+    /// the queued invocations need, within the cap, as Lambda runs them on new execution
+    /// environments. Without this an invocation queued behind instances that all died would
+    /// wait for the next invocation to start one, and forever if none comes.
+    ///
+    /// Boxed as `Send` by hand: it starts instances whose monitors call it again, a cycle
+    /// the compiler cannot prove `Send` through.
+    fn replenish(
+        self: &Arc<Self>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let pool = self.clone();
+        Box::pin(async move { pool.replenish_now().await })
+    }
+
+    async fn replenish_now(self: &Arc<Self>) {
+        loop {
+            let spawn = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let wanted = st.queued > st.idle && st.instances < self.max_instances();
+                if wanted {
+                    st.instances += 1;
+                }
+                wanted
+            };
+            if !spawn {
+                return;
+            }
+            if let Err(err) = self.spawn_instance().await {
+                self.instance_gone(None);
+                let msg = format!("{err:#}");
+                eprintln!("[{}] cannot start: {msg}", self.name());
+                self.fail_queue_if_no_instances(&msg).await;
+                return;
+            }
+        }
     }
 
     /// With no instance left to take them, queued invocations fail with `msg` (init error).
@@ -556,6 +602,8 @@ impl FunctionPool {
             reported_init: StdMutex::new(false),
             init_error: StdMutex::new(None),
             output,
+            parked: std::sync::atomic::AtomicBool::new(false),
+            gone: tokio_util::sync::CancellationToken::new(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -639,15 +687,15 @@ impl Instance {
 
     async fn exited(self: Arc<Self>, status: String) {
         let pool = &self.pool;
+        self.gone.cancel();
         if let Ok(mut p) = pool.pids.lock() {
             p.remove(&self.number);
         }
         let current = self.current.lock().ok().and_then(|mut c| c.take());
         let initialised = self.first_next.lock().map(|f| f.is_some()).unwrap_or(false);
         let init_error = self.init_error.lock().ok().and_then(|mut e| e.take());
-        // An instance parked in /next counted as idle.
-        let was_idle = current.is_none() && initialised;
-        let alive = pool.instance_gone(was_idle);
+        let alive = pool.instance_gone(Some(&self.parked));
+        let failed_init = current.is_none() && (!initialised || init_error.is_some());
         if let Some(cur) = current {
             cur.timer.abort();
             let msg = format!(
@@ -667,6 +715,11 @@ impl Instance {
             if alive == 0 {
                 pool.fail_queue_if_no_instances(&msg).await;
             }
+        }
+        // A function that cannot initialise is not started again for its queue (that fails
+        // above once no instance is left); any other death leaves work for a replacement.
+        if !failed_init {
+            pool.replenish().await;
         }
     }
 
@@ -769,12 +822,29 @@ async fn next(State(inst): State<Arc<Instance>>) -> Response {
     }
     {
         let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        if inst.gone.is_cancelled() {
+            return StatusCode::GONE.into_response();
+        }
         st.idle += 1;
+        inst.parked.store(true, Ordering::Release);
     }
     let job = {
-        let mut rx = pool.receiver.lock().await;
+        let mut rx = tokio::select! {
+            rx = pool.receiver.lock() => rx,
+            () = inst.gone.cancelled() => return StatusCode::GONE.into_response(),
+        };
         loop {
-            match rx.recv().await {
+            let job = tokio::select! {
+                job = rx.recv() => job,
+                () = inst.gone.cancelled() => return StatusCode::GONE.into_response(),
+            };
+            match job {
+                Some(job) if inst.gone.is_cancelled() => {
+                    // Received as the process died: still unclaimed, so back in the queue
+                    // (at its end) for a live instance. Only a live pool can be sending.
+                    let _ = pool.sender.send(job);
+                    return StatusCode::GONE.into_response();
+                }
                 Some(job) if !job.take() => continue, // abandoned by its caller
                 other => break other,
             }
@@ -782,7 +852,9 @@ async fn next(State(inst): State<Arc<Instance>>) -> Response {
     };
     {
         let mut st = pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.idle = st.idle.saturating_sub(1);
+        if inst.parked.swap(false, Ordering::AcqRel) {
+            st.idle = st.idle.saturating_sub(1);
+        }
         if job.is_some() {
             st.queued = st.queued.saturating_sub(1);
         }
@@ -819,6 +891,15 @@ async fn next(State(inst): State<Arc<Instance>>) -> Response {
             started: Instant::now(),
             timer,
         });
+    }
+    // Died between taking the job and recording it: `exited` found nothing to answer, so
+    // answer here, as a crash (whichever of the two takes `current` answers, once).
+    if inst.gone.is_cancelled() {
+        inst.finish(
+            &job.request_id,
+            Outcome::Crashed("the instance exited as it took the invocation".into()),
+        );
+        return StatusCode::GONE.into_response();
     }
     let mut headers = HeaderMap::new();
     let put = |h: &mut HeaderMap, k: &'static str, v: String| {

@@ -932,6 +932,86 @@ async fn http_invocations_wait_boundedly_for_an_instance_then_are_throttled() {
     );
 }
 
+/// SIGKILL to every live instance of a pool (as the chaos runs do).
+fn kill_nine(pool: &local_gateway::runtime::FunctionPool) -> usize {
+    let pids = pool.pids();
+    for pid in &pids {
+        // SAFETY: kill(2) on a child process of this test's gateway; no memory effects.
+        unsafe {
+            libc::kill(*pid as i32, libc::SIGKILL);
+        }
+    }
+    pids.len()
+}
+
+#[tokio::test]
+async fn an_invocation_queued_behind_an_instance_that_dies_runs_on_a_replacement() {
+    // One instance, one invocation waiting for it (up to a minute), then the instance is
+    // killed mid-invocation and no other request comes: the waiting one must still run.
+    let f = start_with_options(|o| {
+        o.max_instances = 1;
+        o.max_queued = 1;
+        o.queue_wait = Duration::from_secs(60);
+    })
+    .await;
+    let pool = f.gw.pool("LongFunction").unwrap().clone();
+    let running = tokio::spawn(f.http.get(format!("{}/long", f.base)).send());
+    wait_for("the first invocation", Duration::from_secs(10), || {
+        pool.in_flight() == 1 && pool.concurrent_executions() == 1 && !pool.pids().is_empty()
+    })
+    .await;
+    let waiting = tokio::spawn(f.http.get(format!("{}/long", f.base)).send());
+    wait_for("the second invocation", Duration::from_secs(5), || {
+        pool.in_flight() == 2
+    })
+    .await;
+    assert_eq!(kill_nine(&pool), 1);
+    // The killed one is answered as a crash; the waiting one runs on a new instance.
+    assert_eq!(running.await.unwrap().unwrap().status(), 500);
+    let waited = waiting.await.unwrap().unwrap();
+    assert_eq!(waited.status(), 200);
+    assert_eq!(
+        pool.stats
+            .started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+/// A regression guard for the instance bookkeeping: a killed idle instance is neither
+/// counted idle (which would stop a new one from starting) nor handed work.
+#[tokio::test]
+async fn a_warm_instance_killed_while_idle_takes_no_more_invocations() {
+    let f = start().await;
+    let get = || f.http.get(format!("{}/items/warm", f.base)).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let pool = f.gw.pool("EchoFunction").unwrap().clone();
+    wait_for(
+        "the instance parked in /next",
+        Duration::from_secs(5),
+        || pool.concurrent_executions() == 0,
+    )
+    .await;
+    assert_eq!(kill_nine(&pool), 1);
+    wait_for("the instance gone", Duration::from_secs(5), || {
+        pool.instances() == 0
+    })
+    .await;
+    // The dead instance's `/next` must not take the next invocation (it would hold it until
+    // the function's 5 s timeout and answer 503): a new instance serves it.
+    let started = Instant::now();
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(
+        pool.stats
+            .started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "a replacement served it"
+    );
+    println!("served by a replacement in {:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn a_slow_cold_start_is_waited_for_not_throttled() {
     // One instance; a queued invocation waits at most 1 s; the instance takes 3 s to start.
