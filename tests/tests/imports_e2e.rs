@@ -528,3 +528,91 @@ async fn bad_files_get_clear_answers_and_create_nothing() {
     // The good row before the bad ones was never created.
     assert_eq!(accounts_with(&stack, &run).await, 0);
 }
+
+/// The ids of a `GET /imports` page, and its cursor.
+async fn list_page(stack: &Stack, token: &str, query: &str) -> (Vec<String>, Option<String>) {
+    let (status, page) = stack
+        .send("GET", &format!("/imports{query}"), Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|import| import["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, page["next_cursor"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn imports_are_listed_newest_first_to_those_who_may_see_them() {
+    let stack = Stack::start(StackOptions::unthrottled()).await;
+    let (_, manager) = stack.user_with_role("manager").await;
+    let mut admins = Vec::new();
+    for _ in 0..3 {
+        admins.push(create(&stack, stack.admin(), 10, "create").await.0);
+    }
+    let (managers, _) = create(&stack, &manager, 10, "upsert").await;
+
+    // The admin sees every import, newest first, page by page.
+    let (first, cursor) = list_page(&stack, stack.admin(), "?limit=3").await;
+    let cursor = cursor.expect("a second page");
+    let (second, last) =
+        list_page(&stack, stack.admin(), &format!("?limit=3&cursor={cursor}")).await;
+    assert_eq!(last, None);
+    let newest_first: Vec<String> = [managers.clone()]
+        .into_iter()
+        .chain(admins.iter().rev().cloned())
+        .collect();
+    assert_eq!([first, second].concat(), newest_first);
+    let (status, page) = stack
+        .send("GET", "/imports", Some(stack.admin()), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"][0]["mode"], "upsert", "{page}");
+    assert_eq!(page["items"][0]["state"], "awaiting_upload", "{page}");
+
+    // A manager sees its own only; agents and viewers none; a stranger is not signed in.
+    assert_eq!(
+        list_page(&stack, &manager, "").await,
+        (vec![managers], None)
+    );
+    for role in ["agent", "viewer"] {
+        let (_, token) = stack.user_with_role(role).await;
+        let (status, body) = stack.send("GET", "/imports", Some(&token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {body}");
+    }
+    let (status, _) = stack.send("GET", "/imports", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Bad paging is named; a cursor of another list (the manager's) is refused.
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=x", "limit"),
+        ("?cursor=nope", "cursor"),
+        ("?color=red", "color"),
+    ] {
+        let (status, body) = stack
+            .send(
+                "GET",
+                &format!("/imports{query}"),
+                Some(stack.admin()),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body.to_string().contains(field), "{query}: {body}");
+    }
+    create(&stack, &manager, 10, "create").await;
+    let (_, foreign) = list_page(&stack, &manager, "?limit=1").await;
+    let foreign = foreign.expect("the manager's second page");
+    let (status, body) = stack
+        .send(
+            "GET",
+            &format!("/imports?cursor={foreign}"),
+            Some(stack.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -17,7 +17,7 @@ use http::header::{ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
-use shared::auth::{authorize, Action, Caller};
+use shared::auth::{authorize, Action, Caller, Scope};
 use shared::domain::{Id, Timestamp};
 use shared::dynamo::attributes::StringKey;
 use shared::http::{
@@ -71,8 +71,8 @@ impl App {
 /// The HTTP API of this function, merged into `/openapi.json` by the docs function.
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_import, get_import, list_errors),
-    components(schemas(CreateImportBody, Created, Upload, Import, ImportMode, ImportState, Counts, Field, RowError, RowReason, RowPage)),
+    paths(create_import, list_imports, get_import, list_errors),
+    components(schemas(CreateImportBody, Created, Upload, Import, ImportMode, ImportState, Counts, Field, RowError, RowReason, RowPage, ImportPage)),
     tags((name = "imports", description = "Placement imports: CSV files of accounts, uploaded to S3"))
 )]
 pub struct ApiDoc;
@@ -87,6 +87,7 @@ pub async fn handle(app: &App, req: Request) -> HttpResult {
 pub async fn dispatch(app: &App, caller: &Caller, req: Request) -> HttpResult {
     match route_key(&req).as_str() {
         "POST /imports" => create_import(app, caller, &req).await,
+        "GET /imports" => list_imports(app, caller, &req).await,
         "GET /imports/{id}" => get_import(app, caller, &req).await,
         "GET /imports/{id}/errors" => list_errors(app, caller, &req).await,
         other => Err(unknown_route(other)),
@@ -256,6 +257,50 @@ async fn create_import(app: &App, caller: &Caller, req: &Request) -> HttpResult 
 
 // ------------------------------------------------------------------ read
 
+/// A page of imports, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImportPage {
+    pub items: Vec<Import>,
+    pub next_cursor: Option<String>,
+}
+
+/// Recent imports, newest first (a manager's own), so that an import can be found again
+/// after its page was left. Imports are kept as long as their rows (`expires_at`).
+#[utoipa::path(get, path = "/imports", tag = "imports", security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, description = "A page of imports", body = ImportPage),
+        (status = 400, description = "Bad limit or cursor", body = shared::error::Problem),
+        (status = 403, description = "Role may not import", body = shared::error::Problem)))]
+async fn list_imports(app: &App, caller: &Caller, req: &Request) -> HttpResult {
+    let scope = authorize(caller, Action::ManageImports)?;
+    let query: PageQuery = shared::http::query(req)?;
+    let cursor_scope = match scope {
+        Scope::Own(user) => format!("imports:{user}"),
+        _ => "imports:all".to_owned(),
+    };
+    let (limit, start) = page_of(app, &query, &cursor_scope)?;
+    let (items, last) = app.store.list(&scope, limit, start).await?;
+    let next_cursor = app.platform.cursors.next(&cursor_scope, last.as_ref())?;
+    json(StatusCode::OK, &ImportPage { items, next_cursor })
+}
+
+/// The page a `PageQuery` asks for in the cursor scope `cursor_scope`: its limit (`400` for
+/// a bad one) and the key it starts after (`400` for a cursor of another list).
+fn page_of(
+    app: &App,
+    query: &PageQuery,
+    cursor_scope: &str,
+) -> Result<(i32, Option<StringKey>), ApiError> {
+    let mut v = Validation::new();
+    let limit = page_limit(&mut v, query.limit.as_deref(), MAX_PAGE_LIMIT);
+    v.finish()?;
+    let start = app
+        .platform
+        .cursors
+        .resume(cursor_scope, query.cursor.as_deref())?;
+    Ok((i32::try_from(limit).map_err(ApiError::internal)?, start))
+}
+
 /// One import's progress.
 #[utoipa::path(get, path = "/imports/{id}", tag = "imports", security(("bearer" = [])),
     params(("id" = shared::domain::Id, Path, description = "Import id (ULID)")),
@@ -268,7 +313,8 @@ async fn get_import(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     json(StatusCode::OK, &app.store.visible(&scope, id).await?)
 }
 
-/// Query parameters of `GET /imports/{id}/errors` (JSON only; the CSV has every row).
+/// Query parameters of `GET /imports` and `GET /imports/{id}/errors` (JSON only; the CSV has
+/// every row).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -312,15 +358,8 @@ async fn list_errors(app: &App, caller: &Caller, req: &Request) -> HttpResult {
     if wants_csv(req) {
         return errors_csv(app, id).await;
     }
-    let mut v = Validation::new();
-    let limit = page_limit(&mut v, query.limit.as_deref(), MAX_PAGE_LIMIT);
-    v.finish()?;
     let cursor_scope = format!("import-errors:{id}");
-    let start: Option<StringKey> = app
-        .platform
-        .cursors
-        .resume(&cursor_scope, query.cursor.as_deref())?;
-    let limit = i32::try_from(limit).map_err(ApiError::internal)?;
+    let (limit, start) = page_of(app, &query, &cursor_scope)?;
     let (items, last) = app.store.rows(id, limit, start).await?;
     let next_cursor = app.platform.cursors.next(&cursor_scope, last.as_ref())?;
     json(StatusCode::OK, &RowPage { items, next_cursor })

@@ -89,6 +89,9 @@ pub struct Shared {
     pub ws_addr: SocketAddr,
     /// The local figures (`/_local/metrics`, `/_local/dashboard`).
     pub metrics: Arc<crate::metrics::Registry>,
+    /// Whether the DynamoDB Streams mappings read their streams (see
+    /// [`RunningGateway::enable_stream_mappings`]).
+    pub stream_mappings_enabled: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -210,6 +213,7 @@ impl Gateway {
             region: region.clone(),
             ws_addr,
             metrics: metrics.clone(),
+            stream_mappings_enabled: tokio::sync::watch::Sender::new(true),
         });
 
         let mut tasks = Vec::new();
@@ -360,6 +364,16 @@ impl RunningGateway {
     /// The instances of a function (stats: instances started, invocations).
     pub fn pool(&self, function: &str) -> Option<&Arc<FunctionPool>> {
         self.shared.pools.get(function)
+    }
+
+    /// Enables or disables every DynamoDB Streams event source mapping, as
+    /// `UpdateEventSourceMapping --enabled` / `--no-enabled` does on AWS: a disabled mapping
+    /// stops reading where it is and, enabled again, goes on from there (the records wait in
+    /// the stream). A benchmark that compares a write path with a raw loop disables them, so
+    /// that the consumers (on AWS separate invocations on the table's stream, not on its
+    /// write capacity) do not share the one local DynamoDB with the writes being measured.
+    pub fn enable_stream_mappings(&self, enabled: bool) {
+        self.shared.stream_mappings_enabled.send_replace(enabled);
     }
 
     /// The process ids of a function's live instances (a fault test kills one with SIGKILL).

@@ -397,7 +397,13 @@ async fn read_shard(
     // When the shard was last read to its end: a record read after that was written after
     // it (the iterator age's lower bound, see `record_iterator_age`).
     let mut caught_up_at = 0.0;
+    let mut enabled = shared.stream_mappings_enabled.subscribe();
     while let Some(it) = iterator.clone() {
+        // A disabled mapping holds its place (an iterator that expires meanwhile is renewed
+        // from `last` below, as after any expiry).
+        if enabled.wait_for(|on| *on).await.is_err() {
+            return;
+        }
         let asked_at = unix_secs();
         let resp = client
             .get_records()

@@ -670,6 +670,46 @@ async fn stream_records_are_delivered_once_per_change() {
 }
 
 #[tokio::test]
+async fn a_disabled_stream_mapping_holds_its_records_until_enabled() {
+    let f = start().await;
+    let sdk = sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = f.gw.env()["ITEMS_TABLE"].clone();
+    let put = |pk: &'static str| {
+        ddb.put_item()
+            .table_name(&table)
+            .item("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+            .send()
+    };
+    let path = f.out.join("stream.jsonl");
+    put("before").await.unwrap();
+    wait_for("the first record", Duration::from_secs(20), || {
+        lines(&path).len() == 1
+    })
+    .await;
+    f.gw.enable_stream_mappings(false);
+    put("while-disabled").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lines(&path).len(), 1, "a disabled mapping delivered");
+    f.gw.enable_stream_mappings(true);
+    wait_for("the held record", Duration::from_secs(20), || {
+        lines(&path).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let keys: Vec<String> = lines(&path)
+        .iter()
+        .map(|r| {
+            r["dynamodb"]["Keys"]["pk"]["S"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys, ["before", "while-disabled"]);
+}
+
+#[tokio::test]
 async fn schedules_fire_with_the_eventbridge_payload() {
     // rate(1 minute) sped up 60 times: every second.
     let f = start_with(60.0, 2).await;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Update};
 
 use super::keys::{
     chunk_sk, creator_pk, fail_sk, item_key, page_sk, plan_attribute, FAIL_PREFIX,
@@ -17,7 +17,7 @@ use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{key_item, n, number, s, string_key, StringKey};
 use crate::dynamo::condition_held;
-use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::retry::count_once;
 use crate::dynamo::DataError;
 use crate::dynamo::{read_page, Item};
 use crate::error::ApiError;
@@ -215,73 +215,47 @@ impl JobStore {
     }
 
     /// Counts a chunk once: `Put CHUNK#<chunk>` (condition not exists) and the counters'
-    /// `ADD` in one transaction. `false` when the chunk was already counted.
+    /// `ADD` in one transaction ([`count_once`]). `false` when the chunk was already counted
+    /// or the job is gone (expired).
     pub async fn commit_chunk(
         &self,
         job: Id,
         chunk: &str,
         counts: Counts,
     ) -> Result<bool, DataError> {
-        let now = Timestamp::now();
-        for attempt in 0..8 {
-            let marker = Put::builder()
-                .table_name(self.table.as_str())
-                .item("pk", s(job.to_string()))
-                .item("sk", s(chunk_sk(chunk)))
-                .item("succeeded", n(counts.succeeded))
-                .item("failed", n(counts.failed))
-                .item("cancelled", n(counts.cancelled))
-                .item("expires_at", n(Self::expires_at(now)))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(DataError::failed)?;
-            let add = Update::builder()
-                .table_name(self.table.as_str())
-                .set_key(Some(item_key(job, JOB_SK)))
-                .update_expression("ADD #processed :p, #succeeded :s, #failed :f, #cancelled :c")
-                .expression_attribute_names("#processed", "processed")
-                .expression_attribute_names("#succeeded", "succeeded")
-                .expression_attribute_names("#failed", "failed")
-                .expression_attribute_names("#cancelled", "cancelled")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":p", n(counts.processed()))
-                .expression_attribute_values(":s", n(counts.succeeded))
-                .expression_attribute_values(":f", n(counts.failed))
-                .expression_attribute_values(":c", n(counts.cancelled))
-                .build()
-                .map_err(DataError::failed)?;
-            let result = self
-                .dynamodb
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(marker).build())
-                .transact_items(TransactWriteItem::builder().update(add).build())
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(true),
-                Err(err) => {
-                    let codes = cancellation_codes(&err);
-                    match codes.as_deref() {
-                        Some([first, ..]) if first == "ConditionalCheckFailed" => return Ok(false),
-                        Some([_, second]) if second == "ConditionalCheckFailed" => {
-                            // The job is gone (expired): nothing to count.
-                            return Ok(false);
-                        }
-                        Some(codes)
-                            if codes
-                                .iter()
-                                .any(|c| c == "TransactionConflict" || c == "ThrottlingError") =>
-                        {
-                            tokio::time::sleep(backoff(attempt)).await;
-                        }
-                        _ => return Err(err.into()),
-                    }
-                }
-            }
-        }
-        Err(DataError::unavailable(
+        let marker = Put::builder()
+            .table_name(self.table.as_str())
+            .item("pk", s(job.to_string()))
+            .item("sk", s(chunk_sk(chunk)))
+            .item("succeeded", n(counts.succeeded))
+            .item("failed", n(counts.failed))
+            .item("cancelled", n(counts.cancelled))
+            .item("expires_at", n(Self::expires_at(Timestamp::now())))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(DataError::failed)?;
+        let add = Update::builder()
+            .table_name(self.table.as_str())
+            .set_key(Some(item_key(job, JOB_SK)))
+            .update_expression("ADD #processed :p, #succeeded :s, #failed :f, #cancelled :c")
+            .expression_attribute_names("#processed", "processed")
+            .expression_attribute_names("#succeeded", "succeeded")
+            .expression_attribute_names("#failed", "failed")
+            .expression_attribute_names("#cancelled", "cancelled")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":p", n(counts.processed()))
+            .expression_attribute_values(":s", n(counts.succeeded))
+            .expression_attribute_values(":f", n(counts.failed))
+            .expression_attribute_values(":c", n(counts.cancelled))
+            .build()
+            .map_err(DataError::failed)?;
+        count_once(
+            &self.dynamodb,
+            marker,
+            add,
             "the job is busy; the chunk will be retried",
-        ))
+        )
+        .await
     }
 
     /// Records a failure (the first reason recorded for an account stays).
@@ -310,20 +284,14 @@ impl JobStore {
         limit: i32,
         start: Option<StringKey>,
     ) -> Result<(Vec<JobRecord>, Option<StringKey>), DataError> {
-        let (index, attribute, value) = match scope {
-            Scope::Own(user) => (INDEX_BY_CREATOR, "creator_pk", creator_pk(*user)),
-            _ => (INDEX_BY_CREATED, "list_pk", LIST_PK.to_owned()),
-        };
-        let request = self
-            .dynamodb
-            .query()
-            .table_name(self.table.as_str())
-            .index_name(index)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attribute)
-            .expression_attribute_values(":pk", s(value))
-            .scan_index_forward(false)
-            .limit(limit);
+        let request = newest_first(
+            &self.dynamodb,
+            &self.table,
+            scope,
+            creator_pk,
+            LIST_PK,
+            limit,
+        );
         read_page(request, start, JobRecord::from_item).await
     }
 
@@ -480,4 +448,30 @@ impl FrozenPage {
         };
         Ok(Self { ids, next })
     }
+}
+
+/// A Query of the Jobs table's list indexes, newest first: for [`Scope::Own`] the partition
+/// `own(user)` of [`INDEX_BY_CREATOR`], else the partition `all` of [`INDEX_BY_CREATED`]. Bulk
+/// jobs and imports keep their lists in partitions of their own of the same two indexes.
+pub(crate) fn newest_first(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &TableName,
+    scope: &Scope,
+    own: fn(Id) -> String,
+    all: &str,
+    limit: i32,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    let (index, attribute, value) = match scope {
+        Scope::Own(user) => (INDEX_BY_CREATOR, "creator_pk", own(*user)),
+        _ => (INDEX_BY_CREATED, "list_pk", all.to_owned()),
+    };
+    dynamodb
+        .query()
+        .table_name(table.as_str())
+        .index_name(index)
+        .key_condition_expression("#pk = :pk")
+        .expression_attribute_names("#pk", attribute)
+        .expression_attribute_values(":pk", s(value))
+        .scan_index_forward(false)
+        .limit(limit)
 }

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+
+use super::DataError;
 
 /// How many times a transaction that lost a conflict is tried again before giving up.
 pub const CONFLICT_RETRIES: u32 = 8;
@@ -71,6 +74,41 @@ pub fn is_retryable_cancellation<E: Any>(err: &E) -> bool {
                 .any(|c| c == "TransactionConflict" || c == "ThrottlingError")
                 && !codes.iter().any(|c| c == CONDITION_FAILED)
         })
+}
+
+/// Counts a piece of work exactly once: `marker` (a put conditioned on its absence) and `add`
+/// (the counters' `ADD` on the item counted into, conditioned on that item existing) in one
+/// transaction, sent again after a [`backoff`] while it loses conflicts or is throttled (the
+/// counters' item is hot: every worker of a job adds to it). `Ok(true)` when counted now;
+/// `Ok(false)` when the marker was there (counted before: a redelivery) or the item is gone
+/// (expired); either way nothing is added twice. `busy` is the 503's text when every try lost.
+pub async fn count_once(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    marker: Put,
+    add: Update,
+    busy: &'static str,
+) -> Result<bool, DataError> {
+    for attempt in 0..CONFLICT_RETRIES {
+        let result = dynamodb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(marker.clone()).build())
+            .transact_items(TransactWriteItem::builder().update(add.clone()).build())
+            .send()
+            .await;
+        let Err(err) = result else { return Ok(true) };
+        match cancellation_codes(&err) {
+            Some(codes) if codes.iter().any(|c| c == CONDITION_FAILED) => return Ok(false),
+            Some(codes)
+                if codes
+                    .iter()
+                    .any(|c| c == "TransactionConflict" || c == "ThrottlingError") =>
+            {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            _ => return Err(err.into()),
+        }
+    }
+    Err(DataError::unavailable(busy))
 }
 
 /// Jittered exponential backoff: attempt 0 waits 5–10 ms, each attempt doubles that, up to

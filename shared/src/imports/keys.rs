@@ -11,6 +11,16 @@ pub const IMPORT_SK: &str = "IMPORT";
 pub const CHUNK_PREFIX: &str = "ICHUNK#";
 /// The sort key prefix of a row's outcome other than created (failed, duplicate).
 pub const ROW_PREFIX: &str = "IROW#";
+/// The partition of the all-imports list in the Jobs table's `jobs-by-created` index (bulk
+/// jobs are in `JOBS` of the same index).
+pub const LIST_PK: &str = "IMPORTS";
+
+/// The partition of a creator's imports in the `jobs-by-creator` index (apart from the same
+/// user's bulk jobs).
+pub fn creator_pk(user: Id) -> String {
+    format!("IMPORTS#USER#{user}")
+}
+
 /// The folder of uploaded placement files in the Imports bucket.
 pub const OBJECT_PREFIX: &str = "imports/";
 

@@ -3,20 +3,21 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, Update, WriteRequest};
 
-use super::keys::{chunk_sk, item_key, row_sk, CHUNK_PREFIX, IMPORT_SK, ROW_PREFIX};
+use super::keys::{
+    chunk_sk, creator_pk, item_key, row_sk, CHUNK_PREFIX, IMPORT_SK, LIST_PK, ROW_PREFIX,
+};
 use super::model::{import_visible_to, Counts, Import, ImportState, RowError};
 use crate::accounts::keys::reference_pk;
 use crate::audit::{Stamp, Stamped};
 use crate::auth::Scope;
+use crate::bulk::store::newest_first;
 use crate::config::TableName;
 use crate::domain::{Id, Timestamp};
 use crate::dynamo::attributes::{n, s, text, StringKey};
 use crate::dynamo::condition_held;
-use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::retry::{backoff, count_once};
 use crate::dynamo::DataError;
 use crate::dynamo::{for_each_page, read_page, Item};
 use crate::error::ApiError;
@@ -68,6 +69,10 @@ impl ImportStore {
             ("failed", n(0)),
             ("created_by", s(import.created_by.to_string())),
             ("created_at", s(import.created_at.to_string())),
+            // The list indexes (ULIDs sort by creation time).
+            ("list_pk", s(LIST_PK)),
+            ("creator_pk", s(creator_pk(import.created_by))),
+            ("created_sk", s(import.id.to_string())),
             ("expires_at", Self::expires_at(import.created_at)),
         ]
         .into_iter()
@@ -99,6 +104,25 @@ impl ImportStore {
             .send()
             .await?;
         output.item.map(Import::from_item).transpose()
+    }
+
+    /// A page of imports, newest first: every import, or for [`Scope::Own`] the imports its
+    /// user created; with the key the next page starts after.
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        limit: i32,
+        start: Option<StringKey>,
+    ) -> Result<(Vec<Import>, Option<StringKey>), DataError> {
+        let request = newest_first(
+            &self.dynamodb,
+            &self.table,
+            scope,
+            creator_pk,
+            LIST_PK,
+            limit,
+        );
+        read_page(request, start, Import::from_item).await
     }
 
     /// The import `id` if `scope` (the caller's for `Action::ManageImports`) covers it, else
@@ -237,8 +261,8 @@ impl ImportStore {
     }
 
     /// Counts chunk `chunk` of import `id`: one transaction puts its marker (condition: not
-    /// there yet) and adds its counts to the import. `false` when it was counted before (a
-    /// redelivery): nothing is added twice.
+    /// there yet) and adds its counts to the import ([`count_once`]). `false` when it was
+    /// counted before (a redelivery) or the import is gone (expired): nothing is added twice.
     pub async fn count_chunk(&self, id: Id, chunk: u64, counts: Counts) -> Result<bool, DataError> {
         let marker = Put::builder()
             .table_name(self.table.as_str())
@@ -256,6 +280,7 @@ impl ImportStore {
             .update_expression(
                 "ADD rows_read :read, created :created, updated :updated, duplicates :duplicates, failed :failed",
             )
+            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":read", n(counts.rows_read))
             .expression_attribute_values(":created", n(counts.created))
             .expression_attribute_values(":updated", n(counts.updated))
@@ -263,24 +288,13 @@ impl ImportStore {
             .expression_attribute_values(":failed", n(counts.failed))
             .build()
             .map_err(DataError::failed)?;
-        let result = self
-            .dynamodb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(marker).build())
-            .transact_items(TransactWriteItem::builder().update(add).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match cancellation_codes(&err) {
-                Some(codes)
-                    if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
-                _ => Err(err.into()),
-            },
-        }
+        count_once(
+            &self.dynamodb,
+            marker,
+            add,
+            "the import is busy; the chunk will be retried",
+        )
+        .await
     }
 
     /// One page of the rows of an import that were not created, in line order.

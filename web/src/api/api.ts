@@ -281,6 +281,7 @@ export const api = createApi({
 
     createImport: b.mutation<CreatedImport, CreateImport>({
       query: (body) => ({ url: "/imports", method: "POST", body }),
+      invalidatesTags: ["Imports"],
     }),
     /**
      * The file's bytes straight to S3 at the presigned URL (not through the API, and without
@@ -297,6 +298,10 @@ export const api = createApi({
           return { error: { status: "FETCH_ERROR", error: "Cannot reach the file storage." } };
         }
       },
+    }),
+    imports: b.query<Page<Import>, void>({
+      query: () => ({ url: "/imports", params: { limit: 20 } }),
+      providesTags: ["Imports"],
     }),
     importById: b.query<Import, string>({
       query: (id) => `/imports/${encodeURIComponent(id)}`,
@@ -361,6 +366,7 @@ export const {
   useCancelJobMutation,
   useCreateImportMutation,
   useUploadImportFileMutation,
+  useImportsQuery,
   useImportByIdQuery,
   useImportErrorsQuery,
   useImportErrorsCsvMutation,

@@ -144,10 +144,14 @@ describe("imports page", () => {
   });
 
   it("refuses no file, an empty file, one over 256 MiB and an unmapped unknown column before calling the API, and shows the API's field errors", async () => {
-    const { calls } = fakeApi(() =>
-      json(400, { type: "about:blank", status: 400, title: "Bad Request", detail: "The request is invalid.", errors: [{ field: "column_mapping.Acct No", message: "reference is mapped from two columns" }] }),
+    const { calls } = fakeApi((c) =>
+      c.method === "GET" && c.path === "/imports"
+        ? json(200, { items: [], next_cursor: null })
+        : json(400, { type: "about:blank", status: 400, title: "Bad Request", detail: "The request is invalid.", errors: [{ field: "column_mapping.Acct No", message: "reference is mapped from two columns" }] }),
     );
     renderImports();
+    // Only the recent imports were read before the form was sent.
+    const sent = () => calls.filter((c) => !(c.method === "GET" && c.path === "/imports"));
     const upload = () => userEvent.click(screen.getByRole("button", { name: "Upload" }));
 
     await upload();
@@ -167,7 +171,7 @@ describe("imports page", () => {
     await userEvent.upload(screen.getByLabelText("CSV file"), csvFile());
     await upload();
     expect(await screen.findByText(/Map "Acct No" to a field/)).toBeInTheDocument();
-    expect(calls).toHaveLength(0);
+    expect(sent()).toHaveLength(0);
 
     await userEvent.selectOptions(screen.getByLabelText("Acct No →"), "reference");
     await upload();
@@ -175,6 +179,41 @@ describe("imports page", () => {
     expect(screen.getByText("reference is mapped from two columns")).toBeInTheDocument();
     expect(screen.getByLabelText("Acct No →")).toHaveAttribute("aria-invalid", "true");
     expect(calls.some((c) => c.method === "PUT")).toBe(false);
+  });
+
+  it("lists the recent imports with their state and counts, each linked to its progress", async () => {
+    const { calls } = fakeApi((c) =>
+      c.path === "/imports"
+        ? json(200, {
+            items: [
+              imp({ id: "I2", file_name: "march.csv", state: "completed_with_errors", created: 7, duplicates: 2, failed: 1, created_at: "2026-12-01T10:00:00Z" }),
+              imp({ id: "I1", file_name: "", state: "running", created: 3 }),
+            ],
+            next_cursor: null,
+          })
+        : json(404, {}),
+    );
+    renderImports();
+    const list = await screen.findByTestId("import-list");
+    const items = within(list).getAllByRole("listitem");
+    expect(items).toHaveLength(2);
+    expect(within(items[0]).getByRole("link", { name: "march.csv" })).toHaveAttribute("href", "/imports/I2");
+    expect(items[0]).toHaveTextContent("completed with errors");
+    expect(items[0]).toHaveTextContent("7 created · 3 not");
+    // A file without a name is listed by its id.
+    expect(within(items[1]).getByRole("link", { name: "I1" })).toHaveAttribute("href", "/imports/I1");
+    expect(calls.find((c) => c.path === "/imports")!.search.get("limit")).toBe("20");
+  });
+
+  it("says so when there are no imports yet, and shows a failed list with a retry", async () => {
+    let fail = true;
+    fakeApi((c) => (c.path === "/imports" ? (fail ? json(503, { status: 503, title: "Service Unavailable", detail: "try again" }) : json(200, { items: [], next_cursor: null })) : json(404, {})));
+    renderImports();
+    expect(await screen.findByRole("alert")).toHaveTextContent("try again");
+    const retry = screen.getByRole("button", { name: "Try again" });
+    fail = false;
+    await userEvent.click(retry);
+    expect(await screen.findByText("No imports yet.")).toBeInTheDocument();
   });
 
   it("agents and viewers get neither the nav entry nor the page; managers get both", async () => {

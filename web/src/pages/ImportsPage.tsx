@@ -5,13 +5,14 @@ import {
   useImportByIdQuery,
   useImportErrorsCsvMutation,
   useImportErrorsQuery,
+  useImportsQuery,
   useUploadImportFileMutation,
 } from "../api/api";
 import { fieldErrors, problemMessage } from "../api/problem";
 import { IMPORT_FIELDS, type Import, type ImportMode } from "../api/types";
 import { can } from "../auth/roles";
 import { useUser } from "../components/Layout";
-import { Badge, Button, Card, ErrorBox, Field, Input, Select, Spinner, formatDateTime } from "../components/ui";
+import { Badge, Button, Card, Empty, ErrorBox, Field, Input, Select, Spinner, formatDateTime } from "../components/ui";
 import { useLiveTopics } from "../live/LiveProvider";
 import { useAppSelector } from "../store";
 import { formatBytes, MAX_IMPORT_BYTES, readCsvHeader } from "./csvHeader";
@@ -43,6 +44,7 @@ export default function ImportsPage() {
         {importId && <Link to="/imports" className="text-sm text-blue-800 underline">New import</Link>}
       </div>
       {importId ? <ImportView id={importId} /> : <NewImport onCreated={setCreatedId} />}
+      {!importId && <ImportList />}
     </div>
   );
 }
@@ -232,5 +234,26 @@ function RowErrors({ id }: { id: string }) {
       </ul>
       {data?.next_cursor && <p className="mt-1 text-sm text-slate-600">The first {data.items.length} rows are shown; the download has them all.</p>}
     </div>
+  );
+}
+
+/** The newest imports the caller may see (a manager's own), so an import can be found again. */
+function ImportList() {
+  const { data, error, isLoading, refetch } = useImportsQuery();
+  return (
+    <Card title="Recent imports" actions={<Button onClick={refetch}>Refresh</Button>}>
+      {error ? <ErrorBox error={error} onRetry={refetch} /> : isLoading ? <Spinner /> : !data?.items.length ? <Empty>No imports yet.</Empty> : (
+        <ul className="divide-y divide-slate-200 text-sm" data-testid="import-list">
+          {data.items.map((imp: Import) => (
+            <li key={imp.id} className="flex flex-wrap items-center justify-between gap-2 py-2">
+              <Link className="text-blue-800 underline" to={`/imports/${imp.id}`}>{imp.file_name || imp.id}</Link>
+              <span className="flex items-center gap-2">
+                <Badge value={imp.state} /> {imp.created} created · {imp.duplicates + imp.failed} not · {formatDateTime(imp.created_at)}
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </Card>
   );
 }
