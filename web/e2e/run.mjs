@@ -311,6 +311,15 @@ async function scenarios() {
     // Rows are created concurrently: which of the two rows is the duplicate is not fixed.
     await a.getByTestId("row-errors").getByText(/duplicate — reference /).waitFor();
     await screen(a, "import-done-admin");
+    // The import is found again in the recent imports, newest first, and leads back to it.
+    const id = a.url().split("/").pop();
+    await a.getByRole("link", { name: "New import" }).click();
+    const newest = a.getByTestId("import-list").getByRole("listitem").first();
+    await newest.getByText(/^completed with errors$/).waitFor();
+    assert.match(await newest.innerText(), /2 created · 1 not created/);
+    await screen(a, "import-list-admin");
+    await newest.getByRole("link", { name: "placement.csv" }).click();
+    await a.waitForURL(new RegExp(`/imports/${id}$`));
   });
 
   await scenario("users admin lists users", async () => {

@@ -21,8 +21,16 @@
 //! measure the consumers' backlog rather than DynamoDB; and waiting for them to drain
 //! 2 x ROWS records between the phases would take longer than the benchmark itself.
 //!
+//! A third phase measures the floor under the import: the same accounts created in the copy
+//! by `AccountRepo::create_many` alone (the importer's own conditional transactions, as many
+//! in flight, nothing else). Creating an account and claiming its reference must be atomic
+//! (a crash between the two would leave a claim without its account, or two accounts with one
+//! reference), and `BatchWriteItem` has no conditions; DynamoDB Local runs transactions one at
+//! a time (`docs/payments.md`), so on this machine the floor itself is several times the
+//! `BatchWriteItem` loop. The run prints the import against both.
+//!
 //! The order is fixed: a warm-up of raw writes into the copy (DynamoDB Local's JIT), the
-//! baseline, then the import; before each timed phase the run waits (untimed) until no
+//! baseline, the transactional floor, then the import; before each timed phase the run waits (untimed) until no
 //! function has been busy for 3 s. For the same reason as the copy, the stack's DynamoDB
 //! Streams mappings are disabled while the import is timed
 //! (`RunningGateway::enable_stream_mappings`, as `UpdateEventSourceMapping --no-enabled`):
@@ -48,10 +56,10 @@ use futures::stream::{self, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::accounts::keys::reference_pk;
-use shared::accounts::Account;
+use shared::accounts::{Account, AccountRepo, MAX_CREATE_BATCH};
 use shared::audit::{acting, Actor};
 use shared::clients::Clients;
-use shared::config::Config;
+use shared::config::{Config, TableName};
 use shared::domain::{Id, MinorUnits, Timestamp};
 
 /// Items per `BatchWriteItem` request (DynamoDB's maximum).
@@ -356,6 +364,42 @@ async fn raw_writes(clients: &Clients, table: &str, batches: Vec<Vec<WriteReques
     }
 }
 
+/// Creates `accounts` in the Accounts table's copy `table` exactly as the importer's write
+/// pass creates a chunk's (`AccountRepo::create_many`: [`MAX_CREATE_BATCH`] accounts and
+/// their reference claims to a conditional transaction, [`importer::BATCH_CONCURRENCY`] in
+/// flight), with nothing else: no file, no queue, no validation, no counts. The floor of any
+/// import that creates each account and claims its reference atomically (nothing half
+/// written), on this DynamoDB Local; answers the time it took.
+async fn raw_transactions(
+    clients: &Clients,
+    table: &str,
+    activities: &TableName,
+    accounts: &[Account],
+) -> anyhow::Result<Duration> {
+    let repo = AccountRepo::new(
+        clients.dynamodb.clone(),
+        TableName::new(table),
+        activities.clone(),
+    );
+    let started = Instant::now();
+    let outcomes: Vec<_> = acting(
+        Actor::on_behalf(Id::generate(), None, format!("import:{}", Id::generate())),
+        stream::iter(accounts.chunks(MAX_CREATE_BATCH))
+            .map(|batch| repo.create_many(batch))
+            .buffered(importer::BATCH_CONCURRENCY)
+            .collect(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    for outcome in outcomes {
+        anyhow::ensure!(
+            outcome?.iter().all(Result::is_ok),
+            "a raw transaction found a taken reference"
+        );
+    }
+    Ok(elapsed)
+}
+
 /// Waits until no function of the stack has had an invocation in flight for [`QUIET`] (the
 /// stream consumers have drained `what`), [`SETTLE_BOUND`] at most, and says how long it took.
 async fn settle(stack: &Stack, what: &str) {
@@ -588,6 +632,16 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let batches = write_requests(&raw_accounts).await?;
+    // The transactional floor: the same accounts again, references T<i>, ids of their own.
+    let tx_accounts: Vec<Account> = raw_accounts
+        .iter()
+        .enumerate()
+        .map(|(i, account)| Account {
+            id: Id::generate(),
+            reference: format!("BENCH-{run}-T{i:06}"),
+            ..account.clone()
+        })
+        .collect();
     drop(raw_accounts);
     settle(&stack, "the stack's set-up").await;
     let raw = raw_writes(&clients, &raw_table, batches).await;
@@ -595,6 +649,19 @@ async fn main() -> anyhow::Result<()> {
         "raw baseline: {} items in {:.2} s",
         raw.items,
         raw.elapsed.as_secs_f64()
+    );
+    settle(&stack, "anything left").await;
+    let floor = raw_transactions(
+        &clients,
+        &raw_table,
+        &config.tables.activities,
+        &tx_accounts,
+    )
+    .await?;
+    drop(tx_accounts);
+    println!(
+        "raw transactions: {rows} accounts in {:.2} s",
+        floor.as_secs_f64()
     );
     settle(&stack, "anything left").await;
 
@@ -694,6 +761,17 @@ async fn main() -> anyhow::Result<()> {
     if !completed {
         eprintln!("bench-import: the import did not create every row: {body}");
     }
+    let floor_s = floor.as_secs_f64();
+    println!(
+        "raw transactions (AccountRepo::create_many alone: {MAX_CREATE_BATCH} accounts + claims to a TransactWriteItems, {} in flight): {rows} accounts in {floor_s:.2} s ({:.0} accounts/s); {:.2}x the BatchWriteItem loop",
+        importer::BATCH_CONCURRENCY,
+        rows as f64 / floor_s,
+        floor_s / raw_s
+    );
+    println!(
+        "ratio import / raw transactions: {:.2}x (what the import adds to the writes it cannot avoid)",
+        import_s / floor_s
+    );
     let _ = clients
         .dynamodb
         .delete_table()

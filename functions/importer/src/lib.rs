@@ -478,17 +478,29 @@ async fn write_rows(
         .flatten()
         .collect();
     let mut created = created.into_iter();
-    let mut outcomes = Vec::with_capacity(rows.len());
-    for (row, prepared) in rows.iter().zip(prepared) {
-        outcomes.push(match prepared {
-            Err(refused) => refused,
-            Ok(account) => match created.next() {
-                Some(Ok(())) => RowOutcome::Created,
-                _ => settle_conflict(app, import, columns, row, &account).await?,
-            },
-        });
-    }
-    Ok(outcomes)
+    // Settling reads who holds a reference, so conflicts (every row of a chunk redelivered
+    // after a timeout) are settled concurrently; in mode `upsert` settling also updates the
+    // holder, and two rows of one reference must update it in file order: one at a time.
+    let settling = match import.mode {
+        ImportMode::Create => ROW_CONCURRENCY,
+        ImportMode::Upsert => 1,
+    };
+    stream::iter(rows.iter().zip(prepared))
+        .map(|(row, prepared)| {
+            let written = prepared.as_ref().ok().map(|_| created.next());
+            async move {
+                match (prepared, written) {
+                    (Err(refused), _) => Ok(refused),
+                    (Ok(_), Some(Some(Ok(())))) => Ok(RowOutcome::Created),
+                    (Ok(account), _) => settle_conflict(app, import, columns, row, &account).await,
+                }
+            }
+        })
+        .buffered(settling)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// A row refused at `field` for `reason`.

@@ -8,7 +8,7 @@ use super::model::Account;
 use crate::activities::Activity;
 use crate::config::TableName;
 use crate::domain::Id;
-use crate::dynamo::retry::failed_conditions;
+use crate::dynamo::retry::{backoff, failed_conditions, is_conflict, CONFLICT_RETRIES};
 use crate::dynamo::DataError;
 
 /// Reads and writes accounts (and the activities written with them).
@@ -116,6 +116,7 @@ impl AccountRepo {
         accounts: &[Account],
     ) -> Result<Vec<Result<(), WriteConflict>>, DataError> {
         let mut outcomes: Vec<Option<Result<(), WriteConflict>>> = vec![None; accounts.len()];
+        let mut attempt = 0;
         loop {
             let mut references = std::collections::HashSet::new();
             let pending: Vec<usize> = (0..accounts.len())
@@ -136,6 +137,15 @@ impl AccountRepo {
                 Err(err) => {
                     let failed = match failed_conditions(&err) {
                         Some(failed) if failed.iter().any(|f| *f) => failed,
+                        // Lost a conflict, throttled, or no answer in time (it may have
+                        // committed): sent again as it is, after a backoff. Every write is
+                        // conditional, so one that did commit comes back as taken and is
+                        // settled as the caller settles any conflict (its own account).
+                        _ if attempt < CONFLICT_RETRIES && worth_resending(&err) => {
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
                         _ => return Err(err.into()),
                     };
                     for (n, &i) in pending.iter().enumerate() {
@@ -275,4 +285,21 @@ impl AccountRepo {
             },
         }
     }
+}
+
+/// Whether a `TransactWriteItems` of [`AccountRepo::create_many`] that failed without a failed
+/// condition may simply be sent again: a lost conflict, throttling, or a timeout (on a loaded
+/// DynamoDB Local a transaction of many accounts can take longer than the SDK waits).
+fn worth_resending<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::error::SdkError;
+    is_conflict(err)
+        || matches!(err, SdkError::TimeoutError(_))
+        || err
+            .as_service_error()
+            .is_some_and(crate::dynamo::retry::is_retryable_cancellation)
 }

@@ -199,7 +199,7 @@ describe("imports page", () => {
     expect(items).toHaveLength(2);
     expect(within(items[0]).getByRole("link", { name: "march.csv" })).toHaveAttribute("href", "/imports/I2");
     expect(items[0]).toHaveTextContent("completed with errors");
-    expect(items[0]).toHaveTextContent("7 created · 3 not");
+    expect(items[0]).toHaveTextContent("7 created · 3 not created");
     // A file without a name is listed by its id.
     expect(within(items[1]).getByRole("link", { name: "I1" })).toHaveAttribute("href", "/imports/I1");
     expect(calls.find((c) => c.path === "/imports")!.search.get("limit")).toBe("20");

@@ -237,9 +237,12 @@ function RowErrors({ id }: { id: string }) {
   );
 }
 
-/** The newest imports the caller may see (a manager's own), so an import can be found again. */
+/**
+ * The newest imports the caller may see (a manager's own), so an import can be found again.
+ * Read afresh each time the page shows it: the imports it lists move on without it.
+ */
 function ImportList() {
-  const { data, error, isLoading, refetch } = useImportsQuery();
+  const { data, error, isLoading, refetch } = useImportsQuery(undefined, { refetchOnMountOrArgChange: true });
   return (
     <Card title="Recent imports" actions={<Button onClick={refetch}>Refresh</Button>}>
       {error ? <ErrorBox error={error} onRetry={refetch} /> : isLoading ? <Spinner /> : !data?.items.length ? <Empty>No imports yet.</Empty> : (
@@ -248,7 +251,7 @@ function ImportList() {
             <li key={imp.id} className="flex flex-wrap items-center justify-between gap-2 py-2">
               <Link className="text-blue-800 underline" to={`/imports/${imp.id}`}>{imp.file_name || imp.id}</Link>
               <span className="flex items-center gap-2">
-                <Badge value={imp.state} /> {imp.created} created · {imp.duplicates + imp.failed} not · {formatDateTime(imp.created_at)}
+                <Badge value={imp.state} /> {imp.created} created · {imp.duplicates + imp.failed} not created · {formatDateTime(imp.created_at)}
               </span>
             </li>
           ))}
