@@ -369,12 +369,7 @@ impl FunctionPool {
             return Outcome::InitError("the function's queue is closed".into());
         }
         if spawn {
-            if let Err(err) = self.spawn_instance().await {
-                self.instance_gone(None);
-                let msg = format!("{err:#}");
-                eprintln!("[{}] cannot start: {msg}", self.name());
-                self.fail_queue_if_no_instances(&msg).await;
-            }
+            self.start_counted_instance().await;
         }
         // An invocation that started an instance waits for that instance's init, however
         // long a loaded machine makes it: Lambda throttles only when concurrency runs out,
@@ -438,15 +433,23 @@ impl FunctionPool {
                 }
                 wanted
             };
-            if !spawn {
+            if !spawn || !self.start_counted_instance().await {
                 return;
             }
-            if let Err(err) = self.spawn_instance().await {
+        }
+    }
+
+    /// Starts an instance already counted in [`PoolState::instances`]. If it cannot start,
+    /// uncounts it and, with no instance left, fails the queue; answers whether it started.
+    async fn start_counted_instance(self: &Arc<Self>) -> bool {
+        match self.spawn_instance().await {
+            Ok(()) => true,
+            Err(err) => {
                 self.instance_gone(None);
                 let msg = format!("{err:#}");
                 eprintln!("[{}] cannot start: {msg}", self.name());
                 self.fail_queue_if_no_instances(&msg).await;
-                return;
+                false
             }
         }
     }
