@@ -53,7 +53,7 @@ export default function AccountPage() {
     <div className="space-y-4">
       <p><Link to="/accounts" className="text-sm text-blue-800 underline">← Accounts</Link></p>
       <div className="flex flex-wrap items-start justify-between gap-3">
-        <div>
+        <div className="min-w-0 [overflow-wrap:anywhere]">
           <h1 className="text-2xl font-bold">{account.debtor_name}</h1>
           <p className="text-slate-700">{account.reference} · <Badge value={account.status} /> {deleted && <Badge value="deleted" />}</p>
         </div>
@@ -99,7 +99,7 @@ export default function AccountPage() {
               onConflict={() => { setConflict(true); refetch(); }}
             />
           ) : (
-            <dl className="grid grid-cols-[8rem_1fr] gap-y-1 text-sm">
+            <dl className="grid grid-cols-[8rem_minmax(0,1fr)] gap-y-1 text-sm [&_dd]:[overflow-wrap:anywhere]">
               <dt className="text-slate-600">Email</dt><dd>{account.debtor_email}</dd>
               <dt className="text-slate-600">Phone</dt><dd>{account.debtor_phone}</dd>
               <dt className="text-slate-600">Time zone</dt><dd>{account.debtor_timezone}</dd>

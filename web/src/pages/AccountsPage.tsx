@@ -86,7 +86,7 @@ export default function AccountsPage() {
               <div className="flex items-start justify-between gap-2">
                 <div className="min-w-0">
                   <Link to={`/accounts/${a.id}`} className="break-all font-medium text-blue-800 underline">{a.reference}</Link>
-                  <p>{a.debtor_name}</p>
+                  <p className="[overflow-wrap:anywhere]">{a.debtor_name}</p>
                 </div>
                 {can(user.role, "bulk.run") && (
                   <input

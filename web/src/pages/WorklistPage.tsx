@@ -78,7 +78,7 @@ function PromiseList({ accounts, promises, empty }: { accounts: Account[]; promi
         const p = promises.get(a.id)!;
         return (
           <li key={a.id} className="flex flex-wrap items-center justify-between gap-2 py-2">
-            <Link to={`/accounts/${a.id}`} className="font-medium text-blue-800 underline">{a.debtor_name} · {a.reference}</Link>
+            <Link to={`/accounts/${a.id}`} className="min-w-0 font-medium text-blue-800 underline [overflow-wrap:anywhere]">{a.debtor_name} · {a.reference}</Link>
             <span>{formatMoney(p.promise_amount ?? 0, a.currency)} by {p.promise_date}</span>
           </li>
         );
@@ -104,7 +104,7 @@ function AccountList({ q, show }: { q: ReturnType<typeof useAccountsQuery>; show
     <ul className="divide-y divide-slate-200 text-sm" data-testid="worklist-accounts">
       {items.map((a: Account) => (
         <li key={a.id} className="flex flex-wrap items-center justify-between gap-2 py-2">
-          <Link to={`/accounts/${a.id}`} className="font-medium text-blue-800 underline">{a.debtor_name} · {a.reference}</Link>
+          <Link to={`/accounts/${a.id}`} className="min-w-0 font-medium text-blue-800 underline [overflow-wrap:anywhere]">{a.debtor_name} · {a.reference}</Link>
           <span className="flex items-center gap-2"><Badge value={a.status} /><span className="tabular-nums">{show(a)}</span></span>
         </li>
       ))}
