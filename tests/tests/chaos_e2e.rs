@@ -1119,6 +1119,14 @@ impl OwnDynamoDb {
             assert!(started.elapsed() < PATIENCE, "DynamoDB Local did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // As infra/stack.sh starts it: with the indexes its stream queries need.
+        let indexed = std::process::Command::new("python3")
+            .arg(e2e::workspace().join("infra/dynamodb-local-index.py"))
+            .arg(self.url())
+            .arg(self.dir.join("shared-local-instance.db"))
+            .status()
+            .expect("python3 runs infra/dynamodb-local-index.py");
+        assert!(indexed.success(), "the stream record indexes were not added");
     }
 
     fn down(&mut self) {
