@@ -1126,7 +1126,10 @@ impl OwnDynamoDb {
             .arg(self.dir.join("shared-local-instance.db"))
             .status()
             .expect("python3 runs infra/dynamodb-local-index.py");
-        assert!(indexed.success(), "the stream record indexes were not added");
+        assert!(
+            indexed.success(),
+            "the stream record indexes were not added"
+        );
     }
 
     fn down(&mut self) {
