@@ -148,6 +148,20 @@ impl Tables {
         })
     }
 
+    /// Whether `table` is keyed by `pk` and `sk`; the others by `pk` alone, as
+    /// `template.yaml` declares them (a test primes every table against the template's).
+    pub fn has_sort_key(&self, table: &TableName) -> bool {
+        [
+            &self.payments,
+            &self.activities,
+            &self.jobs,
+            &self.connections,
+            &self.aggregates,
+            &self.plans,
+        ]
+        .contains(&table)
+    }
+
     /// Every table, for readiness checks and test set-up.
     pub fn all(&self) -> [&TableName; 11] {
         [

@@ -59,7 +59,7 @@ impl Platform {
         let auth = AuthSettings::from_lookup(lookup)?;
         let limits = RateLimits::from_lookup(lookup)?;
         let clients = Clients::new(sdk);
-        let (keys, ()) = tokio::join!(auth.load_keys(sdk), clients.prime(prime(&config.tables)));
+        let (keys, ()) = tokio::join!(auth.load_keys(sdk), clients.prime(&config.tables, prime));
         Ok(Self::new(config, clients, &keys?, &auth, limits))
     }
 

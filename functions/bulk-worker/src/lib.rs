@@ -86,7 +86,7 @@ impl App {
     pub async fn from_env() -> Result<Self, InitError> {
         let config = Config::from_env()?;
         let clients = shared::clients::Clients::from_env().await;
-        clients.prime(&config.tables.jobs).await;
+        clients.prime(&config.tables, |tables| &tables.jobs).await;
         Ok(Self::new(&config, &clients))
     }
 }

@@ -117,7 +117,9 @@ impl App {
         let config = Config::from_env()?;
         let sdk = shared::clients::sdk_config().await;
         let clients = shared::clients::Clients::new(&sdk);
-        clients.prime(&config.tables.accounts).await;
+        clients
+            .prime(&config.tables, |tables| &tables.accounts)
+            .await;
         let queue_url =
             std::env::var(QUEUE_VARIABLE).map_err(|_| format!("{QUEUE_VARIABLE} is not set"))?;
         let part_rows = match std::env::var(PART_ROWS_VARIABLE) {

@@ -201,7 +201,7 @@ impl App {
         let app = Self::new(&config, &sdk, &endpoint).with_auth_cache(&config.tables.users, cache);
         // The first batch's first call is the aggregates' transaction: open that connection now.
         shared::clients::Clients::new(&sdk)
-            .prime(&config.tables.aggregates)
+            .prime(&config.tables, |tables| &tables.aggregates)
             .await;
         Ok(app)
     }

@@ -106,7 +106,9 @@ impl App {
     pub async fn from_env() -> Result<Self, InitError> {
         let config = Config::from_env()?;
         let clients = Clients::from_env().await;
-        clients.prime(&config.tables.accounts).await;
+        clients
+            .prime(&config.tables, |tables| &tables.accounts)
+            .await;
         let mut app = Self::new(&config, &clients);
         app.plan_rules = installments::PlanRules::from_env()?;
         Ok(app)
