@@ -7,9 +7,11 @@
 //!    resource_id, locked_until, expires_at}` that succeeds only when no live record exists
 //!    (absent, past `expires_at`, or an `in_progress` claim of the same request whose lock ran
 //!    out: its request crashed). Exactly one of any number of concurrent requests wins.
-//! 2. The winner does the work, then **completes** the record with the response (status,
-//!    headers, body) — or **releases** it (deletes it) when the request did nothing (any
-//!    error): the client may then retry with the same key.
+//! 2. The winner does the work and **completes** the record with the response (status,
+//!    headers, body): in the work's own transaction where the work is one (recording a
+//!    payment: [`IdempotencyStore::completion`]), else right after it. Or it **releases**
+//!    the record (deletes it) when the request did nothing (any error): the client may then
+//!    retry with the same key.
 //! 3. A loser reads the record from the failed condition (`ReturnValuesOnConditionCheckFailure
 //!    = ALL_OLD`, no second read): a different request hash is a `422`; a completed record is
 //!    replayed (same status and body, `Idempotent-Replayed: true`); a claim in progress is a
@@ -27,7 +29,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use sha2::{Digest, Sha256};
 
@@ -267,17 +271,56 @@ impl IdempotencyStore {
             .item)
     }
 
-    /// Stores the response of the claim's request.
+    /// Stores the response of the claim's request: [`IdempotencyStore::completion`]'s
+    /// update, sent alone.
     pub async fn complete(
         &self,
         record: &str,
         claim_id: &str,
         response: &StoredResponse,
     ) -> Result<(), ApiError> {
-        let headers = serde_json::to_string(&response.headers).map_err(ApiError::internal)?;
+        let update = self.completion_update(record, claim_id, response)?;
         let result = self
             .dynamodb
             .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .send()
+            .await;
+        if !condition_held(result)? {
+            tracing::warn!(record, "idempotency claim was taken over before completion");
+        }
+        Ok(())
+    }
+
+    /// [`IdempotencyStore::complete`] as an item of the request's own transaction, so its
+    /// write and the stored response commit together: no crash can leave the write done
+    /// and the key in progress. The transaction fails on this item when the claim is no
+    /// longer ours.
+    pub fn completion(
+        &self,
+        record: &str,
+        claim_id: &str,
+        response: &StoredResponse,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let update = self.completion_update(record, claim_id, response)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Completing a claim: the response stored and the lock removed, on condition that the
+    /// claim is still this request's.
+    fn completion_update(
+        &self,
+        record: &str,
+        claim_id: &str,
+        response: &StoredResponse,
+    ) -> Result<Update, ApiError> {
+        let headers = serde_json::to_string(&response.headers).map_err(ApiError::internal)?;
+        Update::builder()
             .table_name(self.table.as_str())
             .key("pk", s(record))
             .update_expression(
@@ -291,12 +334,8 @@ impl IdempotencyStore {
             .expression_attribute_values(":body", s(response.body.clone()))
             .expression_attribute_values(":headers", s(headers))
             .expression_attribute_values(":c", s(claim_id))
-            .send()
-            .await;
-        if !condition_held(result)? {
-            tracing::warn!(record, "idempotency claim was taken over before completion");
-        }
-        Ok(())
+            .build()
+            .map_err(ApiError::internal)
     }
 
     /// The records expired at or before `now`, TTL not having deleted them yet (a parallel

@@ -149,6 +149,13 @@ fn refusal(refusal: LedgerRefusal, account: Id) -> ApiError {
             err.retry_after = Some(1);
             err
         }
+        LedgerRefusal::ClaimLost => {
+            let mut err = ApiError::conflict(
+                "a retry with this Idempotency-Key took this request over; retry shortly for its answer",
+            );
+            err.retry_after = Some(1);
+            err
+        }
     }
 }
 
@@ -266,10 +273,6 @@ pub async fn record_payment(
     let scope = authorize(caller, Action::RecordPayment)?;
     let account_id: Id = path_param(req, "id")?;
     let key = idempotency::key_from_header(header(req, idempotency::HEADER))?;
-    app.platform
-        .limiter
-        .check_user_write(caller, app.platform.limits.write_per_user)
-        .await?;
     let body: RecordPaymentBody = shared::http::json_body(req)?;
     let new = validate_record(body, now)?;
 
@@ -278,14 +281,24 @@ pub async fn record_payment(
     let hash =
         idempotency::request_hash(req.method().as_str(), req.uri().path(), req.body().as_ref());
     let candidate = Id::generate().to_string();
-    // The claim and the account read are independent: one round trip for both.
-    let (claim, account) = tokio::join!(
+    // The rate limit, the claim, the account and its active plan are independent reads and
+    // writes: one round trip for all four. A limited request gives its claim back.
+    let change = balance_change(new.status, new.amount);
+    let (limited, claim, account, plan) = tokio::join!(
+        app.platform
+            .limiter
+            .check_user_write(caller, app.platform.limits.write_per_user),
         app.idempotency.claim(&record_id, &hash, &candidate, now),
-        app.ledger.account(account_id)
+        app.ledger.account(account_id),
+        app.ledger.plan_for(change, account_id)
     );
-    let (claim_id, payment_id, taken_over) = match acquired(claim?)? {
-        Ok(acquired) => acquired,
-        Err(replayed) => return Ok(replayed),
+    let (claim_id, payment_id, taken_over) = match (limited, acquired(claim?)?) {
+        (Ok(()), Ok(acquired)) => acquired,
+        (Ok(()), Err(replayed)) => return Ok(replayed),
+        (Err(limited), Ok((claim_id, _, _))) => {
+            return settle_claim(app, &record_id, &claim_id, Err(limited), async {}).await
+        }
+        (Err(limited), Err(_)) => return Err(limited),
     };
     // A takeover of a crashed claim: if that request committed, its payment exists under
     // the key's payment id. Answer it as the first request would have (201, same body),
@@ -298,29 +311,83 @@ pub async fn record_payment(
     let outcome = match (committed, account) {
         (Some(payment), _) => {
             tracing::info!(payment = %payment.id, "replaying a payment a crashed request committed");
-            created(&payment).map(|response| (response, None))
+            created(&payment).map(|response| Recorded {
+                response,
+                refresh: None,
+                stored: false,
+            })
         }
         (None, Ok(account)) => {
+            let observed = Observed {
+                account,
+                plan: plan?,
+                change,
+            };
+            let claim = ClaimRef {
+                record_id: &record_id,
+                claim_id: &claim_id,
+            };
             record(
-                app, caller, &scope, account_id, account, new, payment_id, now,
+                app, caller, &scope, account_id, observed, new, payment_id, claim, now,
             )
             .await
         }
         (None, Err(err)) => Err(err.into()),
     };
-    let refresh = outcome.as_ref().ok().and_then(|(_, refresh)| *refresh);
-    settle_claim(
-        app,
-        &record_id,
-        &claim_id,
-        outcome.map(|(response, _)| response),
-        async {
-            if let Some(id) = refresh {
-                app.ledger.refresh_balance_key(id).await;
-            }
-        },
-    )
-    .await
+    let to_refresh = outcome.as_ref().ok().and_then(|recorded| recorded.refresh);
+    let refresh = async {
+        if let Some(id) = to_refresh {
+            app.ledger.refresh_balance_key(id).await;
+        }
+    };
+    match outcome {
+        // Stored with the payment, in its transaction: only the key refresh is left.
+        Ok(Recorded {
+            response,
+            stored: true,
+            ..
+        }) => {
+            refresh.await;
+            Ok(response)
+        }
+        other => {
+            let outcome = other.map(|recorded| recorded.response);
+            settle_claim(app, &record_id, &claim_id, outcome, refresh).await
+        }
+    }
+}
+
+/// The balance change recording a payment of `status` makes: only a completed payment
+/// moves the balance.
+fn balance_change(status: PaymentStatus, amount: MinorUnits) -> BalanceChange {
+    match status {
+        PaymentStatus::Completed => BalanceChange::Debit(amount),
+        _ => BalanceChange::None,
+    }
+}
+
+/// What a payment is decided on, read at once next to the claim: the account (`None`: no
+/// such account), its active plan, and the change the payment makes.
+pub struct Observed {
+    pub account: Option<Account>,
+    pub plan: Option<shared::payments::plans::Plan>,
+    pub change: BalanceChange,
+}
+
+/// The idempotency claim a request holds.
+#[derive(Clone, Copy)]
+pub struct ClaimRef<'a> {
+    pub record_id: &'a str,
+    pub claim_id: &'a str,
+}
+
+/// A recorded payment's answer: the `201`, the account whose `balance_sk` still needs a
+/// refresh (none when the pinned write set it), and whether the answer was stored for
+/// replay in the payment's own transaction.
+pub struct Recorded {
+    pub response: Response<Body>,
+    pub refresh: Option<Id>,
+    pub stored: bool,
 }
 
 /// A claimed key: the claim id, the id of the resource to create, whether the claim took
@@ -426,20 +493,21 @@ fn replay(stored: &StoredResponse) -> HttpResult {
         .map_err(ApiError::internal)
 }
 
-/// The recording itself, once the key is ours (`account` as read next to the claim):
-/// answers the `201` and the account whose `balance_sk` to refresh.
+/// The recording itself, once the key is ours (`observed` as read next to the claim): the
+/// payment, its `201` stored under the claim, all in one transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn record(
     app: &App,
     caller: &Caller,
     scope: &Scope,
     account_id: Id,
-    account: Option<Account>,
+    observed: Observed,
     new: NewPayment,
     payment_id: Id,
+    claim: ClaimRef<'_>,
     now: Timestamp,
-) -> Result<(Response<Body>, Option<Id>), ApiError> {
-    let account = writable(account, scope, account_id)?;
+) -> Result<Recorded, ApiError> {
+    let account = writable(observed.account, scope, account_id)?;
     if new.currency != account.currency {
         return Err(ApiError::unprocessable(
             "currency-mismatch",
@@ -471,43 +539,54 @@ pub async fn record(
         created_at: now,
         updated_at: now,
     };
-    let change = match payment.status {
-        PaymentStatus::Completed => BalanceChange::Debit(payment.amount),
-        _ => BalanceChange::None,
-    };
     let activity = payment.activity(
         &format!("recorded ({})", payment.status),
         caller.user_id,
         now,
     );
+    let response = created(&payment)?;
+    let completion =
+        app.idempotency
+            .completion(claim.record_id, claim.claim_id, &to_stored(&response))?;
     let written = app
         .ledger
-        .apply_deferred(
+        .apply_observed(
             &PaymentWrite::Record(payment.clone()),
-            change,
+            observed.change,
             account,
+            observed.plan,
             &activity,
+            Some(completion),
             now,
         )
         .await?;
-    let mut refresh = None;
-    let payment = match written {
-        Ok((_, account)) => {
-            refresh = account;
+    match written {
+        Ok((_, refresh)) => {
             let dimensions = [(dimension::CURRENCY, payment.currency.code())];
             metrics::record(&names::PAYMENTS_RECORDED, &dimensions, 1.0);
             metrics::record(&names::PAYMENT_AMOUNT, &dimensions, payment.amount.0 as f64);
-            payment
+            Ok(Recorded {
+                response,
+                refresh,
+                stored: true,
+            })
         }
-        // A crashed first attempt of this very request had committed it: answer that.
-        Err(LedgerRefusal::PaymentExists) => app
-            .ledger
-            .payment(account_id, payment_id)
-            .await?
-            .ok_or_else(|| ApiError::internal("payment vanished after a conflict"))?,
-        Err(other) => return Err(refusal(other, account_id)),
-    };
-    Ok((created(&payment)?, refresh))
+        // A crashed first attempt of this very request (claimed before completions went
+        // into the transaction) had committed it: answer that, stored after.
+        Err(LedgerRefusal::PaymentExists) => {
+            let committed = app
+                .ledger
+                .payment(account_id, payment_id)
+                .await?
+                .ok_or_else(|| ApiError::internal("payment vanished after a conflict"))?;
+            Ok(Recorded {
+                response: created(&committed)?,
+                refresh: None,
+                stored: false,
+            })
+        }
+        Err(other) => Err(refusal(other, account_id)),
+    }
 }
 
 /// The `201` of a recorded payment, with its `ETag` and `Location`.

@@ -528,11 +528,14 @@ async fn crashed_claims_are_taken_over_and_expired_keys_are_new() {
 
 /// Hole 11 (issue 13): a payment that committed but whose request died before storing its
 /// idempotent response is found by the retry (it carries the key's payment id) and
-/// answered as the original `201` — not re-validated against the balance it changed.
+/// answered as the original `201`, not re-validated against the balance it changed. A
+/// request of this version stores its response in the payment's own transaction, so the
+/// state is left only by a request of an earlier version, in flight across a deployment:
+/// the test writes it as such a request did, the payment without the completion.
 #[tokio::test]
 async fn a_committed_payment_whose_response_was_lost_replays_as_201() {
-    use shared::auth::{authorize, Action};
     use shared::idempotency::{record_key, request_hash, Claim};
+    use shared::payments::{BalanceChange, Payment, PaymentMethod, PaymentStatus, PaymentWrite};
     let f = fixture().await;
     let account = f.account(5_000, "USD", None).await;
     // Pays the account off: a re-validation on retry would see balance 0 and answer 422.
@@ -543,8 +546,8 @@ async fn a_committed_payment_whose_response_was_lost_replays_as_201() {
     let record = record_key(f.admin.user_id, "POST /accounts/{id}/payments", &k);
     let now = shared::domain::Timestamp::now();
 
-    // The first request: claims the key and commits the payment through the handler's own
-    // recording step, then "crashes" before completing the idempotency record.
+    // The first request: claims the key and commits the payment, then "crashes" before
+    // completing the idempotency record.
     let Claim::Acquired { resource_id, .. } = f
         .app
         .idempotency
@@ -559,23 +562,33 @@ async fn a_committed_payment_whose_response_was_lost_replays_as_201() {
     else {
         panic!("the first request claims the key")
     };
-    let scope = authorize(&f.admin, Action::RecordPayment).unwrap();
-    let new =
-        payments::validate_record(serde_json::from_value(body.clone()).unwrap(), now).unwrap();
-    let (response, _) = payments::record(
-        &f.app,
-        &f.admin,
-        &scope,
-        account.id,
-        Some(f.stored(account.id).await),
-        new,
-        resource_id.parse().unwrap(),
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let first = shared::testing::body_json(&response);
+    let payment = Payment {
+        id: resource_id.parse().unwrap(),
+        account_id: account.id,
+        amount: MinorUnits(5_000),
+        currency: "USD".parse().unwrap(),
+        method: PaymentMethod::Ach,
+        status: PaymentStatus::Completed,
+        reference: None,
+        received_at: now,
+        created_by: f.admin.user_id,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let activity = payment.activity("recorded (completed)", f.admin.user_id, now);
+    f.app
+        .ledger
+        .apply(
+            &PaymentWrite::Record(payment.clone()),
+            BalanceChange::Debit(payment.amount),
+            f.stored(account.id).await,
+            &activity,
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(f.stored(account.id).await.balance, MinorUnits(0));
 
     // The client retries after the claim's lock lapsed.
@@ -584,8 +597,8 @@ async fn a_committed_payment_whose_response_was_lost_replays_as_201() {
         .call_at(&f.admin, record_req(account.id, &body, &k), later)
         .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-    assert_eq!(answer.body["id"], first["id"]);
-    assert_eq!(answer.body, first, "the same body");
+    assert_eq!(answer.body["id"], resource_id.as_str());
+    assert_eq!(answer.body["amount"], 5_000);
     let stored = f.stored(account.id).await;
     assert_eq!(stored.balance, MinorUnits(0), "debited once");
     assert_eq!(f.history(account.id, "limit=100").await.len(), 1);
@@ -598,8 +611,103 @@ async fn a_committed_payment_whose_response_was_lost_replays_as_201() {
         )
         .await;
     assert_eq!(again.status, StatusCode::CREATED);
-    assert_eq!(again.body["id"], first["id"]);
+    assert_eq!(again.body, answer.body, "the same body");
     assert_eq!(again.headers["idempotent-replayed"], "true");
+}
+
+/// The response is stored in the payment's own transaction: a request whose claim was
+/// taken over while it ran (its lock lapsed and a retry of the same request claimed the
+/// key) writes nothing and answers `409`; the retry records the payment once.
+#[tokio::test]
+async fn a_request_whose_claim_was_taken_over_writes_nothing() {
+    use shared::auth::{authorize, Action};
+    use shared::idempotency::{record_key, request_hash, Claim};
+    let f = fixture().await;
+    let account = f.account(5_000, "USD", None).await;
+    let body = json!({"amount": 1_200, "currency": "USD", "method": "card"});
+    let path = format!("/accounts/{}/payments", account.id);
+    let hash = request_hash("POST", &path, body.to_string().as_bytes());
+    let k = key();
+    let record = record_key(f.admin.user_id, "POST /accounts/{id}/payments", &k);
+    let now = shared::domain::Timestamp::now();
+    let claim = |at| {
+        let (record, hash) = (record.clone(), hash.clone());
+        let app = &f.app;
+        async move {
+            match app
+                .idempotency
+                .claim(
+                    &record,
+                    &hash,
+                    &shared::domain::Id::generate().to_string(),
+                    at,
+                )
+                .await
+                .unwrap()
+            {
+                Claim::Acquired {
+                    claim_id,
+                    resource_id,
+                    ..
+                } => (claim_id, resource_id),
+                other => panic!("expected the key to be claimed, got {other:?}"),
+            }
+        }
+    };
+    let (first_claim, payment_id) = claim(now).await;
+    // The first request stalls past its lock; a retry takes the key over.
+    let later = now.plus(time::Duration::seconds(20));
+    let (_, inherited) = claim(later).await;
+    assert_eq!(inherited, payment_id, "the retry inherits the payment id");
+
+    // The first request now writes, with the claim it no longer holds.
+    let scope = authorize(&f.admin, Action::RecordPayment).unwrap();
+    let new =
+        payments::validate_record(serde_json::from_value(body.clone()).unwrap(), now).unwrap();
+    let observed = payments::Observed {
+        account: Some(f.stored(account.id).await),
+        plan: None,
+        change: shared::payments::BalanceChange::Debit(MinorUnits(1_200)),
+    };
+    let claim_ref = payments::ClaimRef {
+        record_id: &record,
+        claim_id: &first_claim,
+    };
+    let refused = payments::record(
+        &f.app,
+        &f.admin,
+        &scope,
+        account.id,
+        observed,
+        new,
+        payment_id.parse().unwrap(),
+        claim_ref,
+        now,
+    )
+    .await
+    .err()
+    .expect("a write under a lost claim is refused");
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.retry_after, Some(1));
+    assert_eq!(
+        f.stored(account.id).await.balance,
+        MinorUnits(5_000),
+        "nothing written"
+    );
+    assert!(f.history(account.id, "limit=100").await.is_empty());
+
+    // The retry's own claim lapses too (it crashed); the client's next try records once.
+    let answer = f
+        .call_at(
+            &f.admin,
+            record_req(account.id, &body, &k),
+            later.plus(time::Duration::seconds(20)),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.body["id"], payment_id.as_str());
+    assert_eq!(f.stored(account.id).await.balance, MinorUnits(3_800));
+    assert_eq!(f.history(account.id, "limit=100").await.len(), 1);
 }
 
 fn record_req(

@@ -2,7 +2,8 @@
 //! `GET /accounts/{id}` through the local gateway vs a raw `GetItem`, and of a filtered,
 //! sorted list page (limit 25) vs the raw `Query` it issues, with ratios. Never fails on
 //! a timer. `BENCH_ACCOUNTS` (default 100000) accounts are seeded first; `BENCH_REQUESTS`
-//! (default 300) requests per measurement after a warm-up of the same size.
+//! (default 300) requests per measurement after a warm-up of the same size, the gateway
+//! and the raw calls interleaved.
 
 use std::time::{Duration, Instant};
 
@@ -47,26 +48,43 @@ struct Timed {
     request_id: Option<String>,
 }
 
-/// `requests` warm-up calls, then `requests` timed ones. A call answers the request id of
-/// a gateway response, `None` for a raw DynamoDB call.
-async fn measure<F, Fut>(requests: u64, mut call: F) -> Result<Vec<Timed>>
+/// `requests` warm-up rounds, then `requests` timed ones; each round makes one call through
+/// the gateway (`via`) and then the raw one (`raw`), so both see the same engine state
+/// (DynamoDB Local's JIT keeps warming up for minutes: measured one after the other, the
+/// first side pays for it). A call answers the request id of a gateway response, `None`
+/// for a raw DynamoDB call.
+async fn measure_pair<F, Fut, G, Gut>(
+    requests: u64,
+    mut via: F,
+    mut raw: G,
+) -> Result<(Vec<Timed>, Vec<Timed>)>
 where
     F: FnMut(u64) -> Fut,
     Fut: std::future::Future<Output = Result<Option<String>>>,
+    G: FnMut(u64) -> Gut,
+    Gut: std::future::Future<Output = Result<Option<String>>>,
 {
     for i in 0..requests {
-        call(i).await?; // warm-up (JIT, connections, instance)
+        // Warm-up: JIT, connections, the function's instance.
+        via(i).await?;
+        raw(i).await?;
     }
-    let mut timed = Vec::with_capacity(requests as usize);
+    let (mut via_timed, mut raw_timed) = (Vec::new(), Vec::new());
     for i in 0..requests {
         let started = Instant::now();
-        let request_id = call(i).await?;
-        timed.push(Timed {
+        let request_id = via(i).await?;
+        via_timed.push(Timed {
+            latency: started.elapsed(),
+            request_id,
+        });
+        let started = Instant::now();
+        let request_id = raw(i).await?;
+        raw_timed.push(Timed {
             latency: started.elapsed(),
             request_id,
         });
     }
-    Ok(timed)
+    Ok((via_timed, raw_timed))
 }
 
 fn latencies(timed: &[Timed]) -> (f64, f64) {
@@ -200,36 +218,38 @@ async fn main() -> Result<()> {
     let http = reqwest::Client::new();
     let base = format!("http://{}", gateway.http_addr());
 
-    let via = measure(requests, |i| {
-        let url = format!("{base}/accounts/{}", ids[i as usize % ids.len()]);
-        let request = http.get(url).bearer_auth(&token);
-        async move {
-            let response = request.send().await?;
-            anyhow::ensure!(response.status().is_success(), "GET {}", response.status());
-            let id = request_id(&response);
-            response.bytes().await?;
-            Ok(id)
-        }
-    })
-    .await?;
-    let raw = measure(requests, |i| {
-        let request = dynamodb
-            .get_item()
-            .table_name(&accounts_table)
-            .key(
-                "pk",
-                AttributeValue::S(account_pk(
-                    ids[i as usize % ids.len()]
-                        .parse()
-                        .unwrap_or_else(|_| shared::domain::Id::generate()),
-                )),
-            )
-            .consistent_read(true);
-        async move {
-            request.send().await?;
-            Ok(None)
-        }
-    })
+    let (via, raw) = measure_pair(
+        requests,
+        |i| {
+            let url = format!("{base}/accounts/{}", ids[i as usize % ids.len()]);
+            let request = http.get(url).bearer_auth(&token);
+            async move {
+                let response = request.send().await?;
+                anyhow::ensure!(response.status().is_success(), "GET {}", response.status());
+                let id = request_id(&response);
+                response.bytes().await?;
+                Ok(id)
+            }
+        },
+        |i| {
+            let request = dynamodb
+                .get_item()
+                .table_name(&accounts_table)
+                .key(
+                    "pk",
+                    AttributeValue::S(account_pk(
+                        ids[i as usize % ids.len()]
+                            .parse()
+                            .unwrap_or_else(|_| shared::domain::Id::generate()),
+                    )),
+                )
+                .consistent_read(true);
+            async move {
+                request.send().await?;
+                Ok(None)
+            }
+        },
+    )
     .await?;
     row("GET /accounts/{id} vs GetItem", &via, &raw);
     split("GET /accounts/{id}", &via, logs);
@@ -237,39 +257,47 @@ async fn main() -> Result<()> {
     // A filtered, sorted list: status=active, sorted by balance descending, limit 25:
     // 8 shard Queries merged. The raw side issues the same 8 Queries concurrently.
     let query = "status=active&sort=-balance&min_balance=10000&limit=25";
-    let via = measure(requests, |_| {
-        let request = http
-            .get(format!("{base}/accounts?{query}"))
-            .bearer_auth(&token);
-        async move {
-            let response = request.send().await?;
-            anyhow::ensure!(response.status().is_success(), "list {}", response.status());
-            let id = request_id(&response);
-            response.bytes().await?;
-            Ok(id)
-        }
-    })
-    .await?;
-    let raw = measure(requests, |_| {
-        let queries = (0..SHARDS).map(|shard| {
-            dynamodb
-                .query()
-                .table_name(&accounts_table)
-                .index_name("acc-status-balance")
-                .key_condition_expression("status_pk = :pk AND balance_sk >= :lo")
-                .expression_attribute_values(":pk", AttributeValue::S(format!("ST#active#{shard}")))
-                .expression_attribute_values(":lo", AttributeValue::S(format!("{:019}#", 10_000)))
-                .scan_index_forward(false)
-                .limit(6)
-                .send()
-        });
-        async move {
-            for result in futures::future::join_all(queries).await {
-                result?;
+    let (via, raw) = measure_pair(
+        requests,
+        |_| {
+            let request = http
+                .get(format!("{base}/accounts?{query}"))
+                .bearer_auth(&token);
+            async move {
+                let response = request.send().await?;
+                anyhow::ensure!(response.status().is_success(), "list {}", response.status());
+                let id = request_id(&response);
+                response.bytes().await?;
+                Ok(id)
             }
-            Ok(None)
-        }
-    })
+        },
+        |_| {
+            let queries = (0..SHARDS).map(|shard| {
+                dynamodb
+                    .query()
+                    .table_name(&accounts_table)
+                    .index_name("acc-status-balance")
+                    .key_condition_expression("status_pk = :pk AND balance_sk >= :lo")
+                    .expression_attribute_values(
+                        ":pk",
+                        AttributeValue::S(format!("ST#active#{shard}")),
+                    )
+                    .expression_attribute_values(
+                        ":lo",
+                        AttributeValue::S(format!("{:019}#", 10_000)),
+                    )
+                    .scan_index_forward(false)
+                    .limit(6)
+                    .send()
+            });
+            async move {
+                for result in futures::future::join_all(queries).await {
+                    result?;
+                }
+                Ok(None)
+            }
+        },
+    )
     .await?;
     row(
         "GET /accounts?status&sort=-balance (25) vs 8 Queries",

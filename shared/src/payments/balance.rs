@@ -37,11 +37,19 @@ pub struct AccountUpdate {
 /// refusal the observation already implies (`None` for [`BalanceChange::None`]).
 /// `ends_plan`: the debit completes the account's payment plan, so an account in
 /// `payment_plan` goes back to `active` (unless the debit pays it off: then `paid`).
+///
+/// `pinned`: the write also holds on the observed version, and so knows the balance it
+/// leaves and sets `balance_sk` from it in the same write (no refresh afterwards). Unpinned,
+/// the balance moves by the amount whatever other writes landed since the observation
+/// (concurrent payments on one account all go through), and `balance_sk` is refreshed
+/// after. The ledger tries pinned first (one agent per account is the common case) and
+/// falls back to unpinned when the observation was stale.
 pub fn balance_update(
     table: &TableName,
     observed: &Account,
     change: BalanceChange,
     ends_plan: bool,
+    pinned: bool,
     now: Timestamp,
 ) -> Result<Result<Option<AccountUpdate>, LedgerRefusal>, ApiError> {
     let mut next = observed.clone();
@@ -66,6 +74,25 @@ pub fn balance_update(
         crate::audit::Stamp::SET
     );
     let alive = "attribute_exists(pk) AND attribute_not_exists(deleted_at)";
+    // What a relative change (balance plus or minus the amount) adds when pinned.
+    let (pinned_set, pinned_condition) = if pinned {
+        (", balance_sk = :bsk", " AND #v = :observed")
+    } else {
+        ("", "")
+    };
+    let relative = |amount: MinorUnits, next: &Account| {
+        let update = base(amount);
+        if pinned {
+            update
+                .expression_attribute_values(
+                    ":bsk",
+                    s(index_key(next, "balance_sk").unwrap_or_default()),
+                )
+                .expression_attribute_values(":observed", n(observed.version))
+        } else {
+            update
+        }
+    };
     let paid = s(AccountStatus::Paid.as_str());
     let status_key = |next: &Account| s(index_key(next, "status_pk").unwrap_or_default());
     let (update, status_change, refresh_balance_key) = match change {
@@ -98,46 +125,52 @@ pub fn balance_update(
         BalanceChange::Debit(amount)
             if ends_plan && observed.status == AccountStatus::PaymentPlan =>
         {
+            next.balance = MinorUnits(observed.balance.0 - amount.0);
             next.status = AccountStatus::Active;
-            let update = base(amount)
+            let update = relative(amount, &next)
                 .update_expression(format!(
-                    "SET #b = #b - :amount, #s = :active, status_pk = :spk, {common}"
+                    "SET #b = #b - :amount, #s = :active, status_pk = :spk, {common}{pinned_set}"
                 ))
-                .condition_expression(format!("{alive} AND #b > :amount AND #s = :plan"))
+                .condition_expression(format!(
+                    "{alive} AND #b > :amount AND #s = :plan{pinned_condition}"
+                ))
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
                 .expression_attribute_values(":plan", s(AccountStatus::PaymentPlan.as_str()))
                 .expression_attribute_values(":spk", status_key(&next));
             let moved = Some((AccountStatus::PaymentPlan, AccountStatus::Active));
-            (update, moved, true)
+            (update, moved, !pinned)
         }
         BalanceChange::Debit(amount) => {
-            let update = base(amount)
-                .update_expression(format!("SET #b = #b - :amount, {common}"))
-                .condition_expression(format!("{alive} AND #b > :amount"));
-            (update, None, true)
+            next.balance = MinorUnits(observed.balance.0 - amount.0);
+            let update = relative(amount, &next)
+                .update_expression(format!("SET #b = #b - :amount, {common}{pinned_set}"))
+                .condition_expression(format!("{alive} AND #b > :amount{pinned_condition}"));
+            (update, None, !pinned)
         }
         BalanceChange::Credit(amount) if observed.status == AccountStatus::Paid => {
+            next.balance = MinorUnits(observed.balance.0 + amount.0);
             next.status = AccountStatus::Active;
-            let update = base(amount)
+            let update = relative(amount, &next)
                 .update_expression(format!(
-                    "SET #b = #b + :amount, #s = :active, status_pk = :spk, {common}"
+                    "SET #b = #b + :amount, #s = :active, status_pk = :spk, {common}{pinned_set}"
                 ))
-                .condition_expression(format!("{alive} AND #s = :paid"))
+                .condition_expression(format!("{alive} AND #s = :paid{pinned_condition}"))
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
                 .expression_attribute_values(":paid", paid)
                 .expression_attribute_values(":spk", status_key(&next));
             let moved = Some((AccountStatus::Paid, AccountStatus::Active));
-            (update, moved, true)
+            (update, moved, !pinned)
         }
         BalanceChange::Credit(amount) => {
-            let update = base(amount)
-                .update_expression(format!("SET #b = #b + :amount, {common}"))
-                .condition_expression(format!("{alive} AND #s <> :paid"))
+            next.balance = MinorUnits(observed.balance.0 + amount.0);
+            let update = relative(amount, &next)
+                .update_expression(format!("SET #b = #b + :amount, {common}{pinned_set}"))
+                .condition_expression(format!("{alive} AND #s <> :paid{pinned_condition}"))
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":paid", paid);
-            (update, None, true)
+            (update, None, !pinned)
         }
     };
     Ok(Ok(Some(AccountUpdate {

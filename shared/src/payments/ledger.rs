@@ -86,6 +86,9 @@ pub enum LedgerRefusal {
     PaymentChanged,
     /// Lost every conflict retry (`409`).
     Contended,
+    /// The idempotency claim the write was to complete is no longer this request's: its
+    /// lock lapsed and a retry of the same request took it over (`409`; nothing written).
+    ClaimLost,
 }
 
 /// One write of the ledger: the payment item (`put` for a new payment, or an update of its
@@ -217,8 +220,10 @@ impl Ledger {
     /// The one `TransactWriteItems` of a write: the payment item, the account update (or a
     /// condition that the account is live), the plan's change (`plan`: its next state and
     /// the version it replaces; one conditional Put, or Delete + Put when it ends), the
-    /// activity, and a `status_change` activity when the account's status moves. Answers it
-    /// unsent, with the status move and whether `balance_sk` needs a refresh afterwards.
+    /// activity, a `status_change` activity when the account's status moves, and last the
+    /// caller's `completion` (its idempotency record's) if any. Answers it unsent, with the
+    /// status move and whether `balance_sk` needs a refresh afterwards.
+    #[allow(clippy::too_many_arguments)]
     fn transaction(
         &self,
         write: &PaymentWrite,
@@ -226,6 +231,7 @@ impl Ledger {
         plan: Option<(&Plan, u64)>,
         observed: &Account,
         activity: &Activity,
+        completion: Option<&TransactWriteItem>,
         now: Timestamp,
     ) -> Result<Prepared, ApiError> {
         let mut transaction = self
@@ -260,6 +266,9 @@ impl Ledger {
             logged.note = format!("{} (payment)", logged.note);
             transaction = transaction.transact_items(activity_put(&self.activities, &logged)?);
         }
+        if let Some(completion) = completion {
+            transaction = transaction.transact_items(completion.clone());
+        }
         Ok((transaction, status_moved, refresh))
     }
 
@@ -279,6 +288,8 @@ impl Ledger {
             observed,
             BalanceChange::Debit(payment.amount),
             false,
+            // Unpinned: a benchmark sends it again and again on one observation.
+            false,
             now,
         )? {
             Ok(update) => update,
@@ -290,6 +301,7 @@ impl Ledger {
             None,
             observed,
             activity,
+            None,
             now,
         )?;
         Ok(transaction.send().await.is_ok())
@@ -306,8 +318,9 @@ impl Ledger {
         activity: &Activity,
         now: Timestamp,
     ) -> Result<Result<Account, LedgerRefusal>, ApiError> {
+        let plan = self.plan_for(change, observed.id).await?;
         let applied = self
-            .apply_deferred(write, change, observed, activity, now)
+            .apply_observed(write, change, observed, plan, activity, None, now)
             .await?;
         Ok(match applied {
             Ok((account, refresh)) => {
@@ -320,27 +333,45 @@ impl Ledger {
         })
     }
 
-    /// [`Ledger::apply`] without the `balance_sk` refresh: answers the account to refresh
-    /// (if any), so the caller can run [`Ledger::refresh_balance_key`] next to its other
-    /// post-write calls instead of after them.
-    pub async fn apply_deferred(
+    /// The active plan `change` must apply to: none is read for a change of no balance.
+    pub async fn plan_for(
+        &self,
+        change: BalanceChange,
+        account: Id,
+    ) -> Result<Option<Plan>, DataError> {
+        match change {
+            BalanceChange::None => Ok(None),
+            _ => self.plans.active(account).await,
+        }
+    }
+
+    /// [`Ledger::apply`] on the account and plan ([`Ledger::plan_for`]) the caller read,
+    /// so it can read them at once with its other reads; with `completion` (the caller's
+    /// idempotency record completed with its response) written in the same transaction, so
+    /// the payment and the answer a retry replays commit together or not at all; and
+    /// without the `balance_sk` refresh: answers the account to refresh, if any (none when
+    /// the first, pinned try went through), so the caller runs it next to its other
+    /// post-write calls.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_observed(
         &self,
         write: &PaymentWrite,
         change: BalanceChange,
         observed: Account,
+        plan: Option<Plan>,
         activity: &Activity,
+        completion: Option<TransactWriteItem>,
         now: Timestamp,
     ) -> Result<Result<(Account, Option<Id>), LedgerRefusal>, ApiError> {
         let mut observed = observed;
+        let mut plan = plan;
         let mut conflicts = 0_u32;
         let mut stale = 0_u32;
+        // Pinned to the observed version until an observation turns out stale; from then on
+        // the balance moves relatively and `balance_sk` is refreshed after (see
+        // `balance_update`).
+        let mut pinned = true;
         let payment = payment_of(write).id;
-        let reads_plan = !matches!(change, BalanceChange::None);
-        let mut plan = if reads_plan {
-            self.plans.active(observed.id).await?
-        } else {
-            None
-        };
         loop {
             if observed.deleted_at.is_some() {
                 return Ok(Err(LedgerRefusal::AccountGone));
@@ -351,11 +382,17 @@ impl Ledger {
             let ends_plan = next_plan
                 .as_ref()
                 .is_some_and(|(next, _)| next.status != PlanStatus::Active);
-            let update =
-                match balance_update(&self.accounts_table, &observed, change, ends_plan, now)? {
-                    Ok(update) => update,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
+            let update = match balance_update(
+                &self.accounts_table,
+                &observed,
+                change,
+                ends_plan,
+                pinned,
+                now,
+            )? {
+                Ok(update) => update,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
             let plan_items = match &next_plan {
                 Some((next, _)) if next.status == PlanStatus::Active => 1,
                 Some(_) => 2,
@@ -367,6 +404,7 @@ impl Ledger {
                 next_plan.as_ref().map(|(next, version)| (next, *version)),
                 &observed,
                 activity,
+                completion.as_ref(),
                 now,
             )?;
             match transaction.send().await {
@@ -408,20 +446,21 @@ impl Ledger {
                             PaymentWrite::Transition { .. } => LedgerRefusal::PaymentChanged,
                         }));
                     }
+                    if completion.is_some() && failed(codes.len().saturating_sub(1)) {
+                        return Ok(Err(LedgerRefusal::ClaimLost));
+                    }
                     let plan_failed = (PLAN_ITEM..PLAN_ITEM + plan_items).any(failed);
                     if failed(1) || plan_failed {
                         stale += 1;
+                        pinned = false;
                         tracing::debug!(account = %observed.id, stale, plan_failed, "stale account or plan observation; reading again");
                         if stale > CONFLICT_RETRIES {
                             return Ok(Err(LedgerRefusal::Contended));
                         }
-                        let (account, active) = tokio::join!(self.account(observed.id), async {
-                            if reads_plan {
-                                self.plans.active(observed.id).await
-                            } else {
-                                Ok(None)
-                            }
-                        });
+                        let (account, active) = tokio::join!(
+                            self.account(observed.id),
+                            self.plan_for(change, observed.id)
+                        );
                         plan = active?;
                         match account? {
                             Some(account) => observed = account,

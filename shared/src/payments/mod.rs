@@ -29,9 +29,14 @@
 //! debits on one account each apply exactly once or are refused — never a lost update.
 //!
 //! The balance sort key of the accounts indexes (`balance_sk`) is derived data the update
-//! expression cannot compute; after a successful non-pay-off write the ledger refreshes it
-//! with a conditional update on the version it reads ([`Ledger::refresh_balance_key`]):
-//! the writer of the last version always succeeds, so the key converges to the balance.
+//! expression cannot compute from a relative change. So the ledger's first try is
+//! **pinned**: it also requires `version` to be the observed one, which makes the balance it
+//! leaves known, and sets `balance_sk` in the same write (one agent works an account, so
+//! this is the common case: no call after the transaction). When that observation was
+//! stale, the retries are relative as above, and after a successful non-pay-off relative
+//! write the ledger refreshes the key with a conditional update on the version it reads
+//! ([`Ledger::refresh_balance_key`]): the writer of the last version always succeeds, so the
+//! key converges to the balance.
 //!
 //! `TransactionCanceledException` with `TransactionConflict` (another transaction on the
 //! same item in flight) is retried with jittered exponential backoff
