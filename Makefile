@@ -171,7 +171,8 @@ bench-payments: bench-build
 	$(BENCH_ENV) infra/stack.sh cargo test --quiet --profile $(BENCH_PROFILE) -p e2e --test payments_bench -- --ignored --nocapture
 
 # Bulk job of N accounts (202 -> completed, real bulk-worker via the gateway's SQS source)
-# against a raw parallel UpdateItem loop on the same DynamoDB Local; prints the ratio.
+# against a raw parallel UpdateItem loop on the same DynamoDB Local, run before and after the
+# job, stream mappings disabled; prints the ratio to the loops' mean.
 N ?= 10000
 bench-bulk: bench-build
 	$(BENCH_ENV) infra/stack.sh cargo run --quiet --profile $(BENCH_PROFILE) -p bulk-worker --example bench-bulk -- $(N)

@@ -14,7 +14,10 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use shared::config::TableName;
 use shared::domain::{Id, MinorUnits, Timestamp};
-use shared::payments::{Ledger, Payment, PaymentMethod, PaymentStatus};
+use shared::idempotency::{Claim, IdempotencyStore, StoredResponse};
+use shared::payments::{
+    BalanceChange, Ledger, Payment, PaymentMethod, PaymentStatus, PaymentWrite,
+};
 
 const WARM_UP: usize = 150;
 const SAMPLES: usize = 300;
@@ -53,15 +56,13 @@ async fn pay_traced(s: &Stack, account: &str) -> (StatusCode, Option<String>) {
     }
 }
 
-/// The transaction one completed payment issues (payment put, conditional balance update,
-/// payment activity), sent once by the same ledger code the handler uses.
-async fn raw_transaction(ledger: &Ledger, observed: &shared::accounts::Account) -> bool {
-    let now = Timestamp::now();
-    let payment = Payment {
+/// A completed payment of 1 on `account`.
+fn payment_on(account: &shared::accounts::Account, now: Timestamp) -> Payment {
+    Payment {
         id: Id::generate(),
-        account_id: observed.id,
+        account_id: account.id,
         amount: MinorUnits(1),
-        currency: observed.currency,
+        currency: account.currency,
         method: PaymentMethod::Card,
         status: PaymentStatus::Completed,
         reference: None,
@@ -70,12 +71,59 @@ async fn raw_transaction(ledger: &Ledger, observed: &shared::accounts::Account) 
         version: 1,
         created_at: now,
         updated_at: now,
-    };
+    }
+}
+
+/// The transaction one completed payment issues (payment put, conditional balance update,
+/// payment activity), sent once by the same ledger code the handler uses.
+async fn raw_transaction(ledger: &Ledger, observed: &shared::accounts::Account) -> bool {
+    let now = Timestamp::now();
+    let payment = payment_on(observed, now);
     let activity = payment.activity("recorded (completed)", payment.created_by, now);
     ledger
         .send_record_once(&payment, observed, &activity, now)
         .await
         .unwrap()
+}
+
+/// The DynamoDB calls the handler makes for one payment, made straight by the same shared
+/// code with no gateway and no function: the claim, the account and its plan at once, then
+/// the transaction with the completion in it (the rate limit is off in this stack).
+async fn handler_calls(ledger: &Ledger, idempotency: &IdempotencyStore, account: Id) {
+    let now = Timestamp::now();
+    let record = format!("bench#{}", Id::generate());
+    let change = BalanceChange::Debit(MinorUnits(1));
+    let candidate = Id::generate().to_string();
+    let (claim, observed, plan) = tokio::join!(
+        idempotency.claim(&record, "bench", &candidate, now),
+        ledger.account(account),
+        ledger.plan_for(change, account)
+    );
+    let Claim::Acquired { claim_id, .. } = claim.unwrap() else {
+        panic!("a fresh key is claimed")
+    };
+    let observed = observed.unwrap().unwrap();
+    let payment = payment_on(&observed, now);
+    let activity = payment.activity("recorded (completed)", payment.created_by, now);
+    let stored = StoredResponse {
+        status: 201,
+        body: serde_json::to_string(&payment).unwrap(),
+        headers: vec![],
+    };
+    let completion = idempotency.completion(&record, &claim_id, &stored).unwrap();
+    let written = ledger
+        .apply_observed(
+            &PaymentWrite::Record(payment),
+            change,
+            observed,
+            plan.unwrap(),
+            &activity,
+            Some(completion),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(written.is_ok(), "{written:?}");
 }
 
 /// Each sampled payment's time split by its log line: its DynamoDB calls' latencies added
@@ -107,6 +155,7 @@ async fn bench_payments() {
         table("ACTIVITIES_TABLE"),
         table("PLANS_TABLE"),
     );
+    let idempotency = IdempotencyStore::new(dynamodb.clone(), table("IDEMPOTENCY_TABLE"));
     let repo = shared::accounts::AccountRepo::new(
         dynamodb,
         table("ACCOUNTS_TABLE"),
@@ -132,6 +181,8 @@ async fn bench_payments() {
     let mut traced = Vec::with_capacity(SAMPLES);
     let mut raw = Vec::with_capacity(SAMPLES);
     let mut unavoidable = Vec::with_capacity(SAMPLES);
+    let mut handlers = Vec::with_capacity(SAMPLES);
+    let handler_account = account(&s, 1_000_000_000_000).await.parse().unwrap();
     for _ in 0..SAMPLES {
         let started = Instant::now();
         let (status, request_id) = pay_traced(&s, &gateway_account).await;
@@ -147,10 +198,14 @@ async fn bench_payments() {
         let read = repo.get(observed.id).await.unwrap().unwrap();
         assert!(raw_transaction(&ledger, &read).await);
         unavoidable.push(started.elapsed());
+        let started = Instant::now();
+        handler_calls(&ledger, &idempotency, handler_account).await;
+        handlers.push(started.elapsed());
     }
     through_gateway.sort();
     raw.sort();
     unavoidable.sort();
+    handlers.sort();
     let (g50, g99) = (
         percentile(&through_gateway, 0.5),
         percentile(&through_gateway, 0.99),
@@ -168,6 +223,14 @@ async fn bench_payments() {
     );
     println!(
         "FIGURE raw account GetItem then the TransactWriteItems (the calls a payment cannot avoid): p50 {u50:.2} ms, p99 {u99:.2} ms"
+    );
+    let (h50, h99) = (percentile(&handlers, 0.5), percentile(&handlers, 0.99));
+    println!(
+        "FIGURE the handler's own DynamoDB calls made raw (claim || account GetItem || plan GetItem, then the transaction with the completion): p50 {h50:.2} ms, p99 {h99:.2} ms; gateway/those calls: p50 {:.2}x, p99 {:.2}x; those calls/unavoidable: p50 {:.2}x, p99 {:.2}x",
+        g50 / h50,
+        g99 / h99,
+        h50 / u50,
+        h99 / u99
     );
     println!(
         "FIGURE ratio gateway/raw transaction: p50 {:.2}x, p99 {:.2}x; gateway/unavoidable calls: p50 {:.2}x, p99 {:.2}x (the handler: token check (cached), rate limit || idempotency claim || account GetItem || plan GetItem, then the transaction with the idempotency completion in it, plus the gateway hop)",
