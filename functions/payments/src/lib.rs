@@ -281,16 +281,15 @@ pub async fn record_payment(
     let hash =
         idempotency::request_hash(req.method().as_str(), req.uri().path(), req.body().as_ref());
     let candidate = Id::generate().to_string();
-    // The rate limit, the claim, the account and its active plan are independent reads and
-    // writes: one round trip for all four. A limited request gives its claim back.
+    // The rate limit, the claim and the account with its active plan (one BatchGetItem)
+    // are independent: one round trip for all three. A limited request gives its claim back.
     let change = balance_change(new.status, new.amount);
-    let (limited, claim, account, plan) = tokio::join!(
+    let (limited, claim, observed) = tokio::join!(
         app.platform
             .limiter
             .check_user_write(caller, app.platform.limits.write_per_user),
         app.idempotency.claim(&record_id, &hash, &candidate, now),
-        app.ledger.account(account_id),
-        app.ledger.plan_for(change, account_id)
+        app.ledger.observe(account_id, change)
     );
     let (claim_id, payment_id, taken_over) = match (limited, acquired(claim?)?) {
         (Ok(()), Ok(acquired)) => acquired,
@@ -308,7 +307,7 @@ pub async fn record_payment(
     } else {
         None
     };
-    let outcome = match (committed, account) {
+    let outcome = match (committed, observed) {
         (Some(payment), _) => {
             tracing::info!(payment = %payment.id, "replaying a payment a crashed request committed");
             created(&payment).map(|response| Recorded {
@@ -317,10 +316,10 @@ pub async fn record_payment(
                 stored: false,
             })
         }
-        (None, Ok(account)) => {
+        (None, Ok((account, plan))) => {
             let observed = Observed {
                 account,
-                plan: plan?,
+                plan,
                 change,
             };
             let claim = ClaimRef {

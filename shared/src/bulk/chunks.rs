@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::filter::{FilterQuery, PAGE_SIZE};
 use super::keys::{chunk_sk, fail_sk, item_key, CHUNK_PREFIX, FAIL_PREFIX, JOB_SK};
@@ -16,12 +16,9 @@ use crate::config::TableName;
 use crate::domain::Id;
 use crate::dynamo::attributes::{n, s, text, StringKey};
 use crate::dynamo::condition_held;
-use crate::dynamo::retry::{backoff, cancellation_codes};
+use crate::dynamo::retry::cancellation_codes;
 use crate::dynamo::DataError;
-use crate::dynamo::{read_page, Item};
-
-/// Rounds of `BatchGetItem` for unprocessed keys before a chunk read gives up.
-const READ_ROUNDS: u32 = 9;
+use crate::dynamo::{batch_get_consistent, read_page};
 
 /// The Jobs and Accounts tables as the chunks of a job use them.
 #[derive(Debug, Clone)]
@@ -69,12 +66,14 @@ impl ChunkStore {
             .iter()
             .map(|id| HashMap::from([("pk".to_owned(), s(account_pk(*id)))]))
             .collect();
-        let mut items = self
-            .batch_get(HashMap::from([
+        let mut items = batch_get_consistent(
+            &self.dynamodb,
+            HashMap::from([
                 (self.jobs.as_str().to_owned(), job_keys),
                 (self.accounts.as_str().to_owned(), account_keys),
-            ]))
-            .await?;
+            ]),
+        )
+        .await?;
         let mut read = ChunkRead::default();
         for item in items.remove(self.jobs.as_str()).unwrap_or_default() {
             match text(&item, "sk") {
@@ -95,48 +94,6 @@ impl ChunkStore {
             }
         }
         Ok(read)
-    }
-
-    async fn batch_get(
-        &self,
-        requests: HashMap<String, Vec<Item>>,
-    ) -> Result<HashMap<String, Vec<Item>>, DataError> {
-        let mut out: HashMap<String, Vec<Item>> = HashMap::new();
-        let mut pending: HashMap<String, KeysAndAttributes> = HashMap::new();
-        for (table, keys) in requests {
-            if keys.is_empty() {
-                continue;
-            }
-            pending.insert(
-                table,
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(DataError::failed)?,
-            );
-        }
-        let mut attempt = 0;
-        while !pending.is_empty() {
-            let output = self
-                .dynamodb
-                .batch_get_item()
-                .set_request_items(Some(pending))
-                .send()
-                .await?;
-            for (table, items) in output.responses.unwrap_or_default() {
-                out.entry(table).or_default().extend(items);
-            }
-            pending = output.unprocessed_keys.unwrap_or_default();
-            if !pending.is_empty() {
-                if attempt >= READ_ROUNDS {
-                    return Err(DataError::unavailable("reads are throttled; retry"));
-                }
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt += 1;
-            }
-        }
-        Ok(out)
     }
 
     /// One account, strongly consistent (`None`: no such account).

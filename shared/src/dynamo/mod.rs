@@ -176,3 +176,50 @@ pub async fn batch_get_all(
     }
     Ok(found)
 }
+
+/// Rounds of `BatchGetItem` for unprocessed keys before [`batch_get_consistent`] gives up.
+const READ_ROUNDS: u32 = 9;
+
+/// The items of `requests` (table name → keys, 100 keys in all at most) that exist, read
+/// strongly consistent in one `BatchGetItem` across the tables, by table. Unprocessed keys
+/// are asked again after a backoff; after [`READ_ROUNDS`] rounds the read is `unavailable`.
+pub async fn batch_get_consistent(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    requests: HashMap<String, Vec<Item>>,
+) -> Result<HashMap<String, Vec<Item>>, DataError> {
+    let mut out: HashMap<String, Vec<Item>> = HashMap::new();
+    let mut pending: HashMap<String, KeysAndAttributes> = HashMap::new();
+    for (table, keys) in requests {
+        if keys.is_empty() {
+            continue;
+        }
+        pending.insert(
+            table,
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(DataError::failed)?,
+        );
+    }
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let output = dynamodb
+            .batch_get_item()
+            .set_request_items(Some(pending))
+            .send()
+            .await?;
+        for (table, items) in output.responses.unwrap_or_default() {
+            out.entry(table).or_default().extend(items);
+        }
+        pending = output.unprocessed_keys.unwrap_or_default();
+        if !pending.is_empty() {
+            if attempt >= READ_ROUNDS {
+                return Err(DataError::unavailable("reads are throttled; retry"));
+            }
+            tokio::time::sleep(retry::backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+    Ok(out)
+}

@@ -4,10 +4,12 @@
 use aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
 
 use super::balance::{balance_update, AccountUpdate, BalanceChange};
 use super::keys::payment_key;
 use super::model::{Payment, PaymentStatus, AGENT_ATTRIBUTE};
+use super::plans::store::active_key;
 use super::plans::store::{plan_end, plan_put};
 use super::plans::{schedule, Plan, PlanStatus, PlanStore};
 use crate::accounts::keys::{account_pk, index_key};
@@ -20,7 +22,7 @@ use crate::dynamo::attributes::{n, s};
 use crate::dynamo::retry::{
     backoff, cancellation_codes, is_conflict, CONDITION_FAILED, CONFLICT_RETRIES,
 };
-use crate::dynamo::{condition_held, DataError};
+use crate::dynamo::{batch_get_consistent, condition_held, DataError};
 use crate::error::ApiError;
 
 /// A transaction ready to send, the account status move it makes, and whether `balance_sk`
@@ -333,6 +335,38 @@ impl Ledger {
         })
     }
 
+    /// The account (deleted or not) and the active plan `change` must apply to (none for a
+    /// change of no balance), strongly consistent: both in one `BatchGetItem`. One request
+    /// where two would queue on DynamoDB Local's single thread; one round trip either way.
+    pub async fn observe(
+        &self,
+        account: Id,
+        change: BalanceChange,
+    ) -> Result<(Option<Account>, Option<Plan>), DataError> {
+        if matches!(change, BalanceChange::None) {
+            return Ok((self.account(account).await?, None));
+        }
+        let (accounts, plans) = (self.accounts_table.as_str(), self.plans.table().as_str());
+        let mut read = batch_get_consistent(
+            &self.dynamodb,
+            HashMap::from([
+                (
+                    accounts.to_owned(),
+                    vec![HashMap::from([("pk".to_owned(), s(account_pk(account)))])],
+                ),
+                (plans.to_owned(), vec![active_key(account)]),
+            ]),
+        )
+        .await?;
+        let mut first = |table: &str| {
+            read.remove(table)
+                .and_then(|items| items.into_iter().next())
+        };
+        let observed = first(accounts).map(Account::from_item).transpose()?;
+        let plan = first(plans).map(Plan::from_item).transpose()?;
+        Ok((observed, plan))
+    }
+
     /// The active plan `change` must apply to: none is read for a change of no balance.
     pub async fn plan_for(
         &self,
@@ -457,12 +491,9 @@ impl Ledger {
                         if stale > CONFLICT_RETRIES {
                             return Ok(Err(LedgerRefusal::Contended));
                         }
-                        let (account, active) = tokio::join!(
-                            self.account(observed.id),
-                            self.plan_for(change, observed.id)
-                        );
-                        plan = active?;
-                        match account? {
+                        let (account, active) = self.observe(observed.id, change).await?;
+                        plan = active;
+                        match account {
                             Some(account) => observed = account,
                             None => return Ok(Err(LedgerRefusal::AccountGone)),
                         }

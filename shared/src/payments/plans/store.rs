@@ -3,6 +3,8 @@
 //! transaction with [`plan_put`] and [`plan_end`] (a payment that changes or completes the
 //! plan); see the module documentation of [`super`] for the item layout.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
@@ -160,6 +162,14 @@ pub struct PlanStore {
     activities: TableName,
 }
 
+/// The key of an account's active plan.
+pub fn active_key(account: Id) -> crate::dynamo::Item {
+    HashMap::from([
+        ("pk".to_owned(), s(account.to_string())),
+        ("sk".to_owned(), s(ACTIVE_SK)),
+    ])
+}
+
 impl PlanStore {
     pub fn new(
         dynamodb: Client,
@@ -185,8 +195,7 @@ impl PlanStore {
             .dynamodb
             .get_item()
             .table_name(self.plans.as_str())
-            .key("pk", s(account.to_string()))
-            .key("sk", s(ACTIVE_SK))
+            .set_key(Some(active_key(account)))
             .consistent_read(true)
             .send()
             .await?;
