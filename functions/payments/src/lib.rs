@@ -317,11 +317,7 @@ pub async fn record_payment(
             })
         }
         (None, Ok((account, plan))) => {
-            let observed = Observed {
-                account,
-                plan,
-                change,
-            };
+            let observed = Observed { account, plan };
             let claim = ClaimRef {
                 record_id: &record_id,
                 claim_id: &claim_id,
@@ -366,11 +362,10 @@ fn balance_change(status: PaymentStatus, amount: MinorUnits) -> BalanceChange {
 }
 
 /// What a payment is decided on, read at once next to the claim: the account (`None`: no
-/// such account), its active plan, and the change the payment makes.
+/// such account) and its active plan.
 pub struct Observed {
     pub account: Option<Account>,
     pub plan: Option<shared::payments::plans::Plan>,
-    pub change: BalanceChange,
 }
 
 /// The idempotency claim a request holds.
@@ -551,7 +546,7 @@ pub async fn record(
         .ledger
         .apply_observed(
             &PaymentWrite::Record(payment.clone()),
-            observed.change,
+            balance_change(payment.status, payment.amount),
             account,
             observed.plan,
             &activity,

@@ -667,7 +667,6 @@ async fn a_request_whose_claim_was_taken_over_writes_nothing() {
     let observed = payments::Observed {
         account: Some(f.stored(account.id).await),
         plan: None,
-        change: shared::payments::BalanceChange::Debit(MinorUnits(1_200)),
     };
     let claim_ref = payments::ClaimRef {
         record_id: &record,

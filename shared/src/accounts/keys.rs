@@ -65,6 +65,14 @@ pub fn account_pk(id: Id) -> String {
     format!("ACCOUNT#{id}")
 }
 
+/// The whole key of an account's item (`pk` alone), for reads such as `BatchGetItem`.
+pub fn account_key(id: Id) -> crate::dynamo::Item {
+    crate::dynamo::Item::from([(
+        "pk".to_owned(),
+        crate::dynamo::attributes::s(account_pk(id)),
+    )])
+}
+
 /// Table key of a reference's uniqueness item.
 pub fn reference_pk(reference: &str) -> String {
     format!("REF#{}", reference.trim().to_lowercase())

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use super::calls::CallLog;
 use super::keys::{promise_keys, CALL_LOG_SK, TIMELINE_SK_END};
 use super::model::{status_change, Activity, ActivityType, CallOutcome};
-use crate::accounts::keys::{account_pk, index_key};
+use crate::accounts::keys::{account_key, account_pk, index_key};
 use crate::accounts::{not_found, Account, AccountRepo, AccountStatus};
 use crate::audit::Stamped;
 use crate::config::TableName;
@@ -309,10 +309,7 @@ impl ActivityStore {
     /// asked again after a backoff ([`BATCH_ROUNDS`] times, then `503`).
     pub async fn live_accounts(&self, ids: &[Id]) -> Result<HashMap<Id, Option<Id>>, ApiError> {
         let table = self.accounts_table.as_str();
-        let keys: Vec<Item> = ids
-            .iter()
-            .map(|id| HashMap::from([("pk".to_owned(), s(account_pk(*id)))]))
-            .collect();
+        let keys: Vec<Item> = ids.iter().map(|id| account_key(*id)).collect();
         let mut pending = Some(
             KeysAndAttributes::builder()
                 .set_keys(Some(keys))

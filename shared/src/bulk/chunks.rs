@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use super::filter::{FilterQuery, PAGE_SIZE};
 use super::keys::{chunk_sk, fail_sk, item_key, CHUNK_PREFIX, FAIL_PREFIX, JOB_SK};
 use super::model::JobRecord;
-use crate::accounts::keys::account_pk;
+use crate::accounts::keys::{account_key, account_pk};
 use crate::accounts::Account;
 use crate::activities::Activity;
 use crate::config::TableName;
@@ -62,10 +62,7 @@ impl ChunkStore {
     pub async fn read(&self, job: Id, chunk: &str, ids: &[Id]) -> Result<ChunkRead, DataError> {
         let mut job_keys = vec![item_key(job, JOB_SK), item_key(job, chunk_sk(chunk))];
         job_keys.extend(ids.iter().map(|id| item_key(job, fail_sk(*id))));
-        let account_keys = ids
-            .iter()
-            .map(|id| HashMap::from([("pk".to_owned(), s(account_pk(*id)))]))
-            .collect();
+        let account_keys = ids.iter().map(|id| account_key(*id)).collect();
         let mut items = batch_get_consistent(
             &self.dynamodb,
             HashMap::from([

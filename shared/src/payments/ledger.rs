@@ -12,7 +12,7 @@ use super::model::{Payment, PaymentStatus, AGENT_ATTRIBUTE};
 use super::plans::store::active_key;
 use super::plans::store::{plan_end, plan_put};
 use super::plans::{schedule, Plan, PlanStatus, PlanStore};
-use crate::accounts::keys::{account_pk, index_key};
+use crate::accounts::keys::{account_key, account_pk, index_key};
 use crate::accounts::{Account, AccountRepo, AccountStatus};
 use crate::activities::{account_live_check, activity_put, status_change, Activity};
 use crate::audit::Stamped;
@@ -350,10 +350,7 @@ impl Ledger {
         let mut read = batch_get_consistent(
             &self.dynamodb,
             HashMap::from([
-                (
-                    accounts.to_owned(),
-                    vec![HashMap::from([("pk".to_owned(), s(account_pk(account)))])],
-                ),
+                (accounts.to_owned(), vec![account_key(account)]),
                 (plans.to_owned(), vec![active_key(account)]),
             ]),
         )
@@ -368,7 +365,7 @@ impl Ledger {
     }
 
     /// The active plan `change` must apply to: none is read for a change of no balance.
-    pub async fn plan_for(
+    async fn plan_for(
         &self,
         change: BalanceChange,
         account: Id,
