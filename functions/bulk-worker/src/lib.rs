@@ -22,10 +22,9 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use shared::accounts::keys::MARKER_DAYS;
-use shared::accounts::Account;
 use shared::bulk::{
     chunks_of, AgentChange, BulkMessage, ChunkRead, ChunkStore, Counts, Failure, FailureReason,
-    FilterQuery, FrozenPage, JobRecord, JobState, JobStore, MAX_TAGS,
+    FilterQuery, FrozenPage, JobRecord, JobState, JobStore, StoredAccount, MAX_TAGS,
 };
 use shared::config::Config;
 use shared::domain::{Id, Timestamp};
@@ -312,7 +311,7 @@ pub async fn process_chunk(
             async move {
                 if read
                     .as_ref()
-                    .is_some_and(|account| account.applied_bulk_jobs.contains(job_key))
+                    .is_some_and(|stored| stored.account.applied_bulk_jobs.contains(job_key))
                 {
                     return Ok(Outcome::Succeeded);
                 }
@@ -378,11 +377,11 @@ async fn apply(
     job: &JobRecord,
     changes: &shared::bulk::Changes,
     id: Id,
-    mut read: Option<Account>,
+    mut read: Option<StoredAccount>,
 ) -> Result<Outcome, DataError> {
     let job_key = job.id.to_string();
     for attempt in 0..VERSION_RETRIES {
-        let Some(account) = read.as_ref() else {
+        let Some(stored) = read.as_ref() else {
             fail(
                 app,
                 job.id,
@@ -393,6 +392,7 @@ async fn apply(
             .await?;
             return Ok(Outcome::Failed);
         };
+        let account = &stored.account;
         if account.applied_bulk_jobs.contains(&job_key) {
             return Ok(Outcome::Succeeded);
         }
@@ -466,10 +466,7 @@ async fn apply(
         // The audit entries PATCH writes for the same change (shared::accounts::rules): a
         // status_change, and a field_change when the job reassigns the account.
         let activities = shared::accounts::rules::audit(account, &next, job.created_by, now);
-        let written = app
-            .chunks
-            .write(&next, account.version, &activities)
-            .await?;
+        let written = app.chunks.write(stored, &next, &activities).await?;
         if written {
             return Ok(Outcome::Succeeded);
         }

@@ -924,3 +924,72 @@ async fn a_reassignment_job_logs_a_field_change_per_account() {
         );
     }
 }
+
+/// The worker sends only what a job changes (an `UpdateItem`), but the account it leaves is
+/// the item a Put of the whole new account would: a stale derived key (the `balance_sk` a
+/// payment left for its refresh) is set right, and an attribute the account no longer has
+/// is gone, in a write that also carries activities (the status change's) and one that
+/// does not (a tag alone).
+#[tokio::test]
+async fn a_job_leaves_the_item_a_whole_put_would() {
+    let e = env().await;
+    let tagged = account(AccountStatus::Active, 700);
+    let reactivated = account(AccountStatus::Disputed, 900);
+    put_accounts(&e, &[tagged.clone(), reactivated.clone()]).await;
+    for id in [tagged.id, reactivated.id] {
+        e.clients
+            .dynamodb
+            .update_item()
+            .table_name(e.config.tables.accounts.as_str())
+            .key("pk", AttributeValue::S(format!("ACCOUNT#{id}")))
+            .update_expression("SET balance_sk = :stale, leftover = :x")
+            .expression_attribute_values(":stale", AttributeValue::S("stale".into()))
+            .expression_attribute_values(":x", AttributeValue::S("gone after the job".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = [tagged.id, reactivated.id]
+        .iter()
+        .map(Id::to_string)
+        .collect();
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": ids, "changes": {"add_tags": ["vip"]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    pump(&e, body["job_id"].as_str().unwrap()).await;
+    let (status, body) = create(
+        &e,
+        &e.admin,
+        json!({"account_ids": [reactivated.id.to_string()], "changes": {"status": "active"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    pump(&e, body["job_id"].as_str().unwrap()).await;
+
+    for id in [tagged.id, reactivated.id] {
+        let stored = raw_account(&e, id).await;
+        let account = Account::from_item(stored.clone()).unwrap();
+        let mut whole = account.to_item().unwrap();
+        // The audit stamp is the job's, which the model does not carry.
+        for name in shared::audit::actor::attribute::ALL {
+            if let Some(value) = stored.get(name) {
+                whole.insert(name.to_owned(), value.clone());
+            }
+        }
+        assert_eq!(stored, whole, "account {id}");
+        assert!(stored["changed_via"].as_s().unwrap().starts_with("bulk:"));
+        assert!(!stored.contains_key("leftover"));
+        assert_ne!(stored["balance_sk"].as_s().unwrap(), "stale");
+        assert!(tags(&stored).contains(&"vip".to_owned()), "{stored:?}");
+    }
+    assert_eq!(
+        raw_account(&e, reactivated.id).await["status"]
+            .as_s()
+            .unwrap(),
+        "active"
+    );
+}

@@ -1,10 +1,11 @@
 //! What applying a chunk reads and writes: the job's items (the job, the chunk's marker,
-//! its accounts' failures) and the accounts in one `BatchGetItem`, each account written
-//! conditional on its version, and the accounts a filter job pages.
+//! its accounts' failures) and the accounts in one `BatchGetItem`, each account updated
+//! (only what the job changed) conditional on its version, and the accounts a filter job
+//! pages.
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::filter::{FilterQuery, PAGE_SIZE};
 use super::keys::{chunk_sk, fail_sk, item_key, CHUNK_PREFIX, FAIL_PREFIX, JOB_SK};
@@ -17,8 +18,9 @@ use crate::domain::Id;
 use crate::dynamo::attributes::{n, s, text, StringKey};
 use crate::dynamo::condition_held;
 use crate::dynamo::retry::cancellation_codes;
-use crate::dynamo::DataError;
+use crate::dynamo::update::ItemUpdate;
 use crate::dynamo::{batch_get_consistent, read_page};
+use crate::dynamo::{DataError, Item};
 
 /// The Jobs and Accounts tables as the chunks of a job use them.
 #[derive(Debug, Clone)]
@@ -39,7 +41,24 @@ pub struct ChunkRead {
     /// The accounts of the chunk that already have a failure recorded.
     pub failed_before: HashSet<Id>,
     /// The accounts of the chunk that exist, by id.
-    pub accounts: HashMap<Id, Account>,
+    pub accounts: HashMap<Id, StoredAccount>,
+}
+
+/// An account as read, with the item it was read from: the write sends only what differs
+/// from that item ([`ItemUpdate`]).
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    pub account: Account,
+    item: Item,
+}
+
+impl StoredAccount {
+    fn from_item(item: Item) -> Result<Self, DataError> {
+        Ok(Self {
+            account: Account::from_item(item.clone())?,
+            item,
+        })
+    }
 }
 
 impl ChunkStore {
@@ -87,14 +106,14 @@ impl ChunkStore {
         for item in items.remove(self.accounts.as_str()).unwrap_or_default() {
             // Reference-uniqueness items share the table; an account item has an `id`.
             if let Some(id) = text(&item, "id").and_then(|id| id.parse::<Id>().ok()) {
-                read.accounts.insert(id, Account::from_item(item)?);
+                read.accounts.insert(id, StoredAccount::from_item(item)?);
             }
         }
         Ok(read)
     }
 
     /// One account, strongly consistent (`None`: no such account).
-    pub async fn account(&self, id: Id) -> Result<Option<Account>, DataError> {
+    pub async fn account(&self, id: Id) -> Result<Option<StoredAccount>, DataError> {
         self.dynamodb
             .get_item()
             .table_name(self.accounts.as_str())
@@ -103,47 +122,55 @@ impl ChunkStore {
             .send()
             .await?
             .item
-            .map(Account::from_item)
+            .map(StoredAccount::from_item)
             .transpose()
     }
 
-    /// Writes `account` conditional on its stored version being `expected` and on not
-    /// being deleted; with `activities` (a status change, a reassignment), in one
-    /// transaction with them. `false`: the condition failed (or the transaction lost a
-    /// conflict): read again and decide again.
+    /// Turns `stored` into `next` conditional on the stored version still being the one
+    /// read and on not being deleted; with `activities` (a status change, a reassignment),
+    /// in one transaction with them. Only the attributes that differ are sent (an
+    /// `UpdateItem`, the item a Put of `next` would leave). `false`: the condition failed
+    /// (or the transaction lost a conflict): read again and decide again.
     pub async fn write(
         &self,
-        account: &Account,
-        expected: u64,
+        stored: &StoredAccount,
+        next: &Account,
         activities: &[Activity],
     ) -> Result<bool, DataError> {
         const CONDITION: &str = "#v = :expected AND attribute_not_exists(deleted_at)";
-        let item = account.to_stamped_item()?;
+        let change = ItemUpdate::between(&stored.item, &next.to_stamped_item()?, &["pk"]);
+        let mut names = change.names;
+        names.insert("#v".to_owned(), "version".to_owned());
+        let mut values = change.values;
+        values.insert(":expected".to_owned(), n(stored.account.version));
+        let key = account_key(stored.account.id);
         if activities.is_empty() {
             let result = self
                 .dynamodb
-                .put_item()
+                .update_item()
                 .table_name(self.accounts.as_str())
-                .set_item(Some(item))
+                .set_key(Some(key))
+                .update_expression(change.expression)
                 .condition_expression(CONDITION)
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":expected", n(expected))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
                 .send()
                 .await;
             return condition_held(result);
         }
-        let account = Put::builder()
+        let account = Update::builder()
             .table_name(self.accounts.as_str())
-            .set_item(Some(item))
+            .set_key(Some(key))
+            .update_expression(change.expression)
             .condition_expression(CONDITION)
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":expected", n(expected))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .build()
             .map_err(DataError::failed)?;
         let mut transaction = self
             .dynamodb
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(account).build());
+            .transact_items(TransactWriteItem::builder().update(account).build());
         for activity in activities {
             let log = Put::builder()
                 .table_name(self.activities.as_str())

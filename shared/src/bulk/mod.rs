@@ -36,7 +36,7 @@ pub mod messages;
 pub mod model;
 pub mod store;
 
-pub use chunks::{ChunkRead, ChunkStore};
+pub use chunks::{ChunkRead, ChunkStore, StoredAccount};
 pub use filter::{FilterQuery, PAGE_SIZE};
 pub use keys::{creator_pk, INDEX_BY_CREATED, INDEX_BY_CREATOR, JOB_SK, LIST_PK};
 pub use messages::{chunks_of, plan_ids, BulkMessage, JobQueue, CHUNK_SIZE, PLAN_IDS};

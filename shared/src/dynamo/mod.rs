@@ -1,12 +1,14 @@
 //! Reading DynamoDB Query and Scan results page by page, from the first page to the last,
 //! and BatchGetItem results to the last unprocessed key; the attribute helpers
-//! ([`attributes`]) and the retry rules of transactions ([`retry`]) every store shares;
-//! and the call recorder ([`recorder`]) that every call goes through.
+//! ([`attributes`]), the retry rules of transactions ([`retry`]) and the update from one
+//! image of an item to another ([`update`]) every store shares; and the call recorder
+//! ([`recorder`]) that every call goes through.
 
 pub mod attributes;
 mod error;
 pub mod recorder;
 pub mod retry;
+pub mod update;
 
 pub use error::{condition_held, DataError};
 
