@@ -4,7 +4,8 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use lambda_runtime::{service_fn, LambdaEvent};
 
-#[tokio::main]
+// One thread: an instance serves one event at a time (docs/performance.md, "One thread").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match audit_writer::App::from_env().await {

@@ -1,7 +1,8 @@
 //! Wires the bulk API: logging, configuration, clients, the key set (SSM, once); the logic
 //! is in `lib.rs`.
 
-#[tokio::main]
+// One thread: an instance serves one event at a time (docs/performance.md, "One thread").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match bulk_api::App::from_env().await {

@@ -4,7 +4,8 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use shared::domain::Timestamp;
 
-#[tokio::main]
+// One thread: an instance serves one event at a time (docs/performance.md, "One thread").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init(env!("CARGO_PKG_NAME"));
     let app = match scheduler::App::from_env().await {
