@@ -46,12 +46,17 @@ pub fn request_timings(lines: &[String]) -> HashMap<String, RequestTiming> {
         .collect()
 }
 
-/// Client-timed requests split by their log lines: per request, the time in DynamoDB and
-/// ours (the client's latency minus it), each sorted.
+/// Client-timed requests split by their log lines: per request, the time in DynamoDB, ours
+/// (the client's latency minus it), and ours in two: the handler's own (its `duration_ms`
+/// minus DynamoDB's) and what lies outside the handler (the latency minus `duration_ms`: the
+/// gateway's HTTP and Runtime API hops, which on AWS are API Gateway's and Lambda's, the
+/// runtime's event and response JSON, the request's log line). Each sorted.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TimeSplit {
     pub dynamodb: Vec<Duration>,
     pub ours: Vec<Duration>,
+    pub handler: Vec<Duration>,
+    pub outside_handler: Vec<Duration>,
     /// DynamoDB calls per request (over the requests whose line was found).
     pub calls_per_request: f64,
 }
@@ -68,13 +73,24 @@ impl TimeSplit {
             let Some(timing) = id.as_ref().and_then(|id| timings.get(id)) else {
                 continue;
             };
-            let in_dynamodb = Duration::from_secs_f64(timing.dynamodb_ms / 1000.0);
+            let ms = |ms: f64| Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+            let (in_dynamodb, in_handler) = (ms(timing.dynamodb_ms), ms(timing.duration_ms));
             split.dynamodb.push(in_dynamodb);
             split.ours.push(latency.saturating_sub(in_dynamodb));
+            split.handler.push(in_handler.saturating_sub(in_dynamodb));
+            split
+                .outside_handler
+                .push(latency.saturating_sub(in_handler));
             calls += timing.dynamodb_calls;
         }
-        split.dynamodb.sort();
-        split.ours.sort();
+        for times in [
+            &mut split.dynamodb,
+            &mut split.ours,
+            &mut split.handler,
+            &mut split.outside_handler,
+        ] {
+            times.sort();
+        }
         split.calls_per_request = f64::from(calls) / split.dynamodb.len().max(1) as f64;
         split
     }
@@ -88,14 +104,29 @@ impl TimeSplit {
         self.dynamodb.is_empty()
     }
 
-    /// `q` (0..=1) of the time in DynamoDB and of ours, milliseconds.
-    pub fn quantile(&self, q: f64) -> (f64, f64) {
+    /// `q` (0..=1) of each part, milliseconds.
+    pub fn quantile(&self, q: f64) -> SplitQuantile {
         let at = |sorted: &[Duration]| {
             let index = ((sorted.len().max(1) - 1) as f64 * q).round() as usize;
             sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
         };
-        (at(&self.dynamodb), at(&self.ours))
+        SplitQuantile {
+            dynamodb: at(&self.dynamodb),
+            ours: at(&self.ours),
+            handler: at(&self.handler),
+            outside_handler: at(&self.outside_handler),
+        }
     }
+}
+
+/// One quantile of each part of a [`TimeSplit`], milliseconds. Each is its own
+/// distribution's quantile, so the parts need not add up to the latency's.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct SplitQuantile {
+    pub dynamodb: f64,
+    pub ours: f64,
+    pub handler: f64,
+    pub outside_handler: f64,
 }
 
 #[cfg(test)]
@@ -125,7 +156,12 @@ mod tests {
         let split = TimeSplit::of(&[(ms(4.0), Some("01J".into())), (ms(9.0), None)], &lines);
         assert_eq!(split.len(), 1, "a request without its line is left out");
         assert_eq!(split.calls_per_request, 2.0);
-        let (dynamodb, ours) = split.quantile(0.5);
-        assert!((dynamodb - 2.5).abs() < 1e-9 && (ours - 1.5).abs() < 1e-9);
+        let p50 = split.quantile(0.5);
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-5;
+        assert!(near(p50.dynamodb, 2.5) && near(p50.ours, 1.5), "{p50:?}");
+        assert!(
+            near(p50.handler, 0.9) && near(p50.outside_handler, 0.6),
+            "the handler's 3.4 ms less DynamoDB's 2.5, the 4.0 ms latency less the handler's: {p50:?}"
+        );
     }
 }
